@@ -1,0 +1,275 @@
+"""The NeuronEdit layer: per-neuron piecewise-linear percentile maps (paper eq. 1).
+
+The layer holds two non-trainable tables, ``source_q`` and ``target_q``, each of
+shape ``(len(quantiles), n_neurons)``: the percentiles of the source's and the
+target's activations. ``call`` maps every activation through the per-neuron
+monotone function that sends the source's percentiles onto the target's.
+
+The map is evaluated with a branch-free binary search (``ceil(log2(Q))`` gathers
+and compares per value) followed by one linear interpolation, so it costs
+``O(log Q)`` per activation and uses only TFLite builtin ops (GATHER, SELECT,
+compare, arithmetic); no ``searchsorted``/``Bucketize``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from neuronedit_tf.errors import NeuronEditError
+
+EXTRAPOLATIONS = ("shift", "clip", "linear")
+DEFAULT_QUANTILES = tuple(float(q) for q in range(101))
+#: Rows kept by ``adapt`` when it streams a ``tf.data.Dataset`` larger than this.
+DEFAULT_MAX_SAMPLES = 1_000_000
+
+
+def percentiles(values, quantiles):
+    """Linear-interpolated percentiles over axis 0 with ``tfp.stats.percentile``.
+
+    Args:
+        values: array-like of shape ``(n_rows, n_neurons)``.
+        quantiles: sequence of percentiles in ``[0, 100]``.
+
+    Returns:
+        ``np.ndarray`` of shape ``(len(quantiles), n_neurons)``, float32.
+    """
+    import tensorflow_probability as tfp
+
+    values = tf.convert_to_tensor(values, dtype=tf.float32)
+    q = tf.constant(quantiles, dtype=tf.float32)
+    return tfp.stats.percentile(values, q, axis=0, interpolation="linear").numpy()
+
+
+def _reservoir(batches, max_samples, seed):
+    """Concatenate ``batches`` (2-D arrays); past ``max_samples`` rows, keep a
+    uniform random sample of that size (vectorised reservoir sampling, Algorithm R).
+
+    With m kept rows, every percentile's rank error is at most
+    ``sqrt(ln(2/delta) / (2 m))`` with probability ``1 - delta`` (the DKW
+    inequality): 0.0014 for m = 10^6 and delta = 0.05.
+    """
+    rng = np.random.default_rng(seed)
+    kept = None
+    filled = 0
+    seen = 0
+    for batch in batches:
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim < 2:
+            raise NeuronEditError(
+                f"adapt expects batches of shape (rows, ..., neurons); got shape {batch.shape}."
+            )
+        batch = batch.reshape(-1, batch.shape[-1])
+        if kept is None:
+            kept = np.empty((max_samples, batch.shape[1]), np.float32)
+        take = min(max_samples - filled, len(batch))
+        kept[filled : filled + take] = batch[:take]
+        filled += take
+        rest = batch[take:]
+        seen_before = seen + take
+        seen += len(batch)
+        if len(rest):
+            # Row i of the stream (0-based) replaces a random slot with probability m/(i+1).
+            positions = seen_before + np.arange(len(rest))
+            slots = (rng.random(len(rest)) * (positions + 1)).astype(np.int64)
+            hit = slots < max_samples
+            kept[slots[hit]] = rest[hit]
+    if kept is None:
+        raise NeuronEditError("adapt received no data: the dataset yielded no batches.")
+    return kept[:filled]
+
+
+def _as_rows(data, max_samples, seed):
+    """Numpy array, tensor or ``tf.data.Dataset`` -> 2-D float32 numpy array."""
+    if isinstance(data, tf.data.Dataset):
+        return _reservoir(data.as_numpy_iterator(), max_samples, seed)
+    array = np.asarray(data, dtype=np.float32)
+    if array.ndim < 2:
+        raise NeuronEditError(
+            f"adapt expects activations of shape (rows, ..., neurons); got shape {array.shape}."
+        )
+    # Leading axes (rows, and positions of a conv feature map) are all samples of each neuron.
+    return array.reshape(-1, array.shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="neuronedit")
+class NeuronEdit(keras.layers.Layer):
+    """Edit activations the way a source distribution became a target (paper eq. 1).
+
+    For each neuron k, with ``s = source_q[:, k]`` and ``t = target_q[:, k]``,
+    an activation ``a`` in ``[s_j, s_{j+1}]`` becomes
+    ``t_j + (a - s_j) / (s_{j+1} - s_j) * (t_{j+1} - t_j)``. Equal source knots
+    (saturating or sparse neurons) are collapsed and their target knots averaged,
+    so the map stays monotone and never divides by zero. Outside ``[s_0, s_last]``
+    ``extrapolation`` decides: ``"shift"`` (default) moves the value by the end
+    knot's offset (``a - s_0 + t_0`` below, ``a - s_last + t_last`` above;
+    continuous, never explodes), ``"clip"`` holds the end target value, and
+    ``"linear"`` continues the end segment's slope.
+
+    Args:
+        quantiles: percentiles (0-100, increasing) that define the knots.
+            Default ``0, 1, ..., 100`` (the paper).
+        extrapolation: ``"shift"``, ``"clip"`` or ``"linear"``.
+        max_samples: rows kept when ``adapt`` streams a ``tf.data.Dataset``
+            larger than this (uniform reservoir; see ``adapt``).
+
+    Input shape: ``(batch, ..., n_neurons)``; all leading axes are samples (a conv
+    feature map is edited per channel). Output shape: the same.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> source = rng.normal(0.0, 1.0, size=(2000, 3)).astype("float32")
+        >>> target = 2.0 * source + 1.0
+        >>> edit = NeuronEdit()
+        >>> edit.adapt(source, target)
+        >>> np.allclose(edit(source[:5]).numpy(), target[:5], atol=1e-4)
+        True
+    """
+
+    def __init__(
+        self,
+        quantiles=DEFAULT_QUANTILES,
+        extrapolation="shift",
+        max_samples=DEFAULT_MAX_SAMPLES,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        quantiles = tuple(float(q) for q in quantiles)
+        if len(quantiles) < 2:
+            raise NeuronEditError("NeuronEdit needs at least two quantiles, e.g. (0, 50, 100).")
+        if any(q < 0 or q > 100 for q in quantiles) or any(
+            b <= a for a, b in zip(quantiles, quantiles[1:])
+        ):
+            raise NeuronEditError(
+                "quantiles must be strictly increasing percentiles in [0, 100]; "
+                f"got {quantiles[:5]}{'...' if len(quantiles) > 5 else ''}."
+            )
+        if extrapolation not in EXTRAPOLATIONS:
+            raise NeuronEditError(
+                f"extrapolation must be one of {EXTRAPOLATIONS}; got {extrapolation!r}."
+            )
+        self.quantiles = quantiles
+        self.extrapolation = extrapolation
+        self.max_samples = int(max_samples)
+        self.is_adapted = False
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        n_neurons = input_shape[-1]
+        if n_neurons is None:
+            raise NeuronEditError("NeuronEdit needs a known number of neurons (last axis).")
+        shape = (len(self.quantiles), int(n_neurons))
+        self.source_q = self.add_weight(
+            name="source_q", shape=shape, initializer="zeros", trainable=False
+        )
+        self.target_q = self.add_weight(
+            name="target_q", shape=shape, initializer="zeros", trainable=False
+        )
+        self.built = True
+
+    def adapt(self, source, target, seed=0):
+        """Compute the percentile tables from source and target activations.
+
+        Args:
+            source: activations of the source set, shape ``(rows, n_neurons)``:
+                a numpy array, a tensor or a ``tf.data.Dataset`` of such batches.
+            target: activations of the target set, same forms.
+            seed: seed of the reservoir sample used when a dataset has more than
+                ``max_samples`` rows. Up to ``max_samples`` the percentiles are
+                exact; beyond, each percentile's rank is within
+                ``sqrt(ln(2/delta) / (2 * max_samples))`` of exact with
+                probability ``1 - delta``.
+        """
+        source = _as_rows(source, self.max_samples, seed)
+        target = _as_rows(target, self.max_samples, seed + 1)
+        for name, rows in (("source", source), ("target", target)):
+            if len(rows) < 2:
+                raise NeuronEditError(
+                    f"The {name} set has {len(rows)} row(s); percentile maps need at least 2 "
+                    f"(and at least {len(self.quantiles)} to resolve every quantile)."
+                )
+            if not np.all(np.isfinite(rows)):
+                raise NeuronEditError(
+                    f"The {name} activations contain NaN or inf; check the input data."
+                )
+        if source.shape[1] != target.shape[1]:
+            raise NeuronEditError(
+                f"source has {source.shape[1]} neurons but target has {target.shape[1]}."
+            )
+        if not self.built:
+            self.build((None, source.shape[1]))
+        elif source.shape[1] != self.source_q.shape[1]:
+            raise NeuronEditError(
+                f"This layer edits {self.source_q.shape[1]} neurons; adapt got {source.shape[1]}."
+            )
+        self.source_q.assign(percentiles(source, self.quantiles))
+        self.target_q.assign(percentiles(target, self.quantiles))
+        self.is_adapted = True
+
+    def _tables(self):
+        """Knots, collapsed target values, segment slopes and end factors, each per neuron."""
+        s = tf.convert_to_tensor(self.source_q)
+        t = tf.convert_to_tensor(self.target_q)
+        # Collapse equal source knots: every knot takes the mean target of its tie group.
+        same = tf.cast(tf.equal(s[:, None, :], s[None, :, :]), s.dtype)  # (Q, Q, n)
+        t_eff = tf.reduce_sum(same * t[None, :, :], axis=1) / tf.reduce_sum(same, axis=1)
+        width = s[1:] - s[:-1]
+        positive = width > 0
+        slope = tf.where(positive, (t_eff[1:] - t_eff[:-1]) / tf.where(positive, width, 1.0), 0.0)
+        if self.extrapolation == "shift":
+            low = high = tf.ones_like(s[0])
+        elif self.extrapolation == "clip":
+            low = high = tf.zeros_like(s[0])
+        else:  # "linear": slope of the first/last segment of positive width; 1 if none.
+            any_positive = tf.reduce_any(positive, axis=0)
+            first = tf.argmax(tf.cast(positive, tf.int32), axis=0, output_type=tf.int32)
+            last = (len(self.quantiles) - 2) - tf.argmax(
+                tf.cast(positive[::-1], tf.int32), axis=0, output_type=tf.int32
+            )
+            columns = tf.range(tf.shape(s)[1], dtype=tf.int32)
+            low = tf.where(any_positive, tf.gather_nd(slope, tf.stack([first, columns], 1)), 1.0)
+            high = tf.where(any_positive, tf.gather_nd(slope, tf.stack([last, columns], 1)), 1.0)
+        return s, t_eff, slope, low, high
+
+    def call(self, inputs):
+        inputs = tf.convert_to_tensor(inputs)
+        dtype = inputs.dtype
+        # Every leading axis is a sample axis: a conv feature map is edited per channel.
+        a = tf.reshape(tf.cast(inputs, tf.float32), [-1, tf.shape(inputs)[-1]])
+        s, t_eff, slope, low, high = self._tables()
+        n_knots = len(self.quantiles)
+        n_neurons = tf.shape(s)[1]
+        s_flat = tf.reshape(s, [-1])
+        column = tf.range(n_neurons, dtype=tf.int32)[None, :]
+        first, last = s[0], s[-1]
+        inside = tf.minimum(tf.maximum(a, first), last)
+        # Largest j in [0, Q-2] with s_j <= inside: a branch-free binary search.
+        index = tf.zeros_like(inside, dtype=tf.int32)
+        step = 2 ** int(math.floor(math.log2(max(n_knots - 2, 1))))
+        while step >= 1:
+            candidate = tf.minimum(index + step, n_knots - 2)
+            knot = tf.gather(s_flat, candidate * n_neurons + column)
+            index = tf.where(knot <= inside, candidate, index)
+            step //= 2
+        flat = index * n_neurons + column
+        knot = tf.gather(s_flat, flat)
+        value = tf.gather(tf.reshape(t_eff, [-1]), flat)
+        value += (inside - knot) * tf.gather(tf.reshape(slope, [-1]), flat)
+        value += low * tf.minimum(a - first, 0.0) + high * tf.maximum(a - last, 0.0)
+        return tf.cast(tf.reshape(value, tf.shape(inputs)), dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            quantiles=list(self.quantiles),
+            extrapolation=self.extrapolation,
+            max_samples=self.max_samples,
+        )
+        return config

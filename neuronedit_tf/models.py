@@ -1,0 +1,244 @@
+"""Autoencoders of the paper (Keras functional) and the in-graph pre/post-processing.
+
+The autoencoders work on standardised values. ``preprocessing`` and
+``postprocessing`` wrap them so that a full model takes raw values (e.g. CyTOF
+counts) and returns raw values: optional ``arcsinh(x / cofactor)``, then
+per-feature standardisation; and the exact inverse on the way out.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from neuronedit_tf.errors import NeuronEditError
+
+TRANSFORMS = ("none", "arcsinh")
+BOTTLENECK = "bottleneck"
+
+
+@keras.saving.register_keras_serializable(package="neuronedit")
+class Arcsinh(keras.layers.Layer):
+    """``arcsinh(x / cofactor)``, or its exact inverse ``cofactor * sinh(x)``.
+
+    The cytometry transform (cofactor 5 for CyTOF, 150 for flow), in the graph
+    so that exported models take raw values.
+
+    Example:
+        >>> import numpy as np
+        >>> forward, back = Arcsinh(5.0), Arcsinh(5.0, inverse=True)
+        >>> x = np.array([[0.0, 5.0, 500.0]], "float32")
+        >>> bool(np.allclose(back(forward(x)).numpy(), x, rtol=1e-5))
+        True
+    """
+
+    def __init__(self, cofactor=5.0, inverse=False, **kwargs):
+        super().__init__(**kwargs)
+        if not cofactor > 0:
+            raise NeuronEditError(f"The arcsinh cofactor must be positive; got {cofactor}.")
+        self.cofactor = float(cofactor)
+        self.inverse = bool(inverse)
+
+    def call(self, inputs):
+        if self.inverse:
+            return self.cofactor * tf.sinh(inputs)
+        return tf.asinh(inputs / self.cofactor)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(cofactor=self.cofactor, inverse=self.inverse)
+        return config
+
+
+def _transform_layer(transform, cofactor, inverse, name):
+    if transform not in TRANSFORMS:
+        raise NeuronEditError(f"transform must be one of {TRANSFORMS}; got {transform!r}.")
+    if transform == "arcsinh":
+        return Arcsinh(cofactor, inverse=inverse, name=name)
+    return None
+
+
+def transform_values(values, transform="none", cofactor=5.0):
+    """Apply the chosen transform in numpy (what the graph's first layer does)."""
+    layer = _transform_layer(transform, cofactor, False, None)
+    values = np.asarray(values, np.float32)
+    return values if layer is None else layer(values).numpy()
+
+
+def standardisation_stats(values):
+    """Per-feature mean and variance; constant features get variance 1 (not 0),
+    so they standardise to 0 and never divide by zero."""
+    values = np.asarray(values, np.float64)
+    mean = values.mean(axis=0)
+    variance = values.var(axis=0)
+    variance[~(variance > 1e-12)] = 1.0
+    return mean.astype(np.float32), variance.astype(np.float32)
+
+
+def _shape(shape):
+    return (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+
+
+def preprocessing(shape, mean, variance, transform="none", cofactor=5.0):
+    """Raw values -> standardised values (a functional model named ``preprocessing``).
+
+    ``shape`` is one sample's shape (``d`` or ``(d,)``; ``(H, W, C)`` for images,
+    standardised per channel)."""
+    inputs = keras.Input(_shape(shape), name="raw")
+    x = inputs
+    layer = _transform_layer(transform, cofactor, False, "transform")
+    if layer is not None:
+        x = layer(x)
+    x = keras.layers.Normalization(mean=mean, variance=variance, name="standardise")(x)
+    return keras.Model(inputs, x, name="preprocessing")
+
+
+def postprocessing(shape, mean, variance, transform="none", cofactor=5.0):
+    """Standardised values -> raw values: the exact inverse of ``preprocessing``."""
+    inputs = keras.Input(_shape(shape), name="standardised")
+    x = keras.layers.Normalization(
+        mean=mean, variance=variance, invert=True, name="unstandardise"
+    )(inputs)
+    layer = _transform_layer(transform, cofactor, True, "untransform")
+    if layer is not None:
+        x = layer(x)
+    return keras.Model(inputs, x, name="postprocessing")
+
+
+def dense_autoencoder(n_features, hidden=(500, 250, 50), leak=0.2, seed=None):
+    """The paper's dense autoencoder: ``hidden`` then its mirror, LeakyReLU, linear output.
+
+    Layers are a chain: ``encoder_dense_{i}``/``encoder_act_{i}``, the last
+    encoder activation named ``bottleneck`` (the layer edited by default),
+    ``decoder_dense_{i}``/``decoder_act_{i}``, and ``reconstruction``.
+
+    Args:
+        n_features: input width d.
+        hidden: encoder widths; the decoder mirrors all but the last.
+        leak: LeakyReLU negative slope (paper: 0.2).
+        seed: seeds the weight initialisers.
+
+    Returns:
+        ``keras.Model`` mapping ``(batch, d)`` -> ``(batch, d)``.
+
+    Example:
+        >>> model = dense_autoencoder(35)
+        >>> model.get_layer("bottleneck").output.shape
+        (None, 50)
+    """
+    init = keras.initializers.GlorotUniform
+    inputs = keras.Input((n_features,), name="standardised")
+    x = inputs
+    sizes = list(hidden) + list(hidden[-2::-1])
+    n_encoder = len(hidden)
+    for i, units in enumerate(sizes):
+        part = "encoder" if i < n_encoder else "decoder"
+        k = i if i < n_encoder else i - n_encoder
+        x = keras.layers.Dense(
+            units, kernel_initializer=init(None if seed is None else seed + i),
+            name=f"{part}_dense_{k}",
+        )(x)
+        name = BOTTLENECK if i == n_encoder - 1 else f"{part}_act_{k}"
+        x = keras.layers.LeakyReLU(negative_slope=leak, name=name)(x)
+    outputs = keras.layers.Dense(
+        n_features, kernel_initializer=init(None if seed is None else seed + len(sizes)),
+        name="reconstruction",
+    )(x)
+    return keras.Model(inputs, outputs, name="dense_autoencoder")
+
+
+def conv_autoencoder(image_shape, filters=(64, 128, 256), leak=0.2, seed=None):
+    """The paper's conv autoencoder: stride-2 4x4 convolutions, 64-128-256-128-64 filters.
+
+    The encoder halves the image size with each of ``filters``; the decoder
+    mirrors it with transposed convolutions and ends in a linear ``reconstruction``
+    convolution back to the input's channels. The last encoder activation is
+    named ``bottleneck``. Height and width must be divisible by ``2**len(filters)``
+    (pad first otherwise; e.g. 8x8 digits work with ``filters=(64, 128, 256)``).
+
+    Example:
+        >>> model = conv_autoencoder((8, 8, 1))
+        >>> model.get_layer("bottleneck").output.shape
+        (None, 1, 1, 256)
+    """
+    height, width, channels = image_shape
+    factor = 2 ** len(filters)
+    if height % factor or width % factor:
+        raise NeuronEditError(
+            f"Image size {height}x{width} is not divisible by {factor} (2**len(filters)); "
+            "pad the images or use fewer filters."
+        )
+    init = keras.initializers.GlorotUniform
+    inputs = keras.Input(tuple(image_shape), name="standardised")
+    x = inputs
+    n_encoder = len(filters)
+    for i, units in enumerate(filters):
+        x = keras.layers.Conv2D(
+            units, 4, strides=2, padding="same",
+            kernel_initializer=init(None if seed is None else seed + i), name=f"encoder_conv_{i}",
+        )(x)
+        name = BOTTLENECK if i == n_encoder - 1 else f"encoder_act_{i}"
+        x = keras.layers.LeakyReLU(negative_slope=leak, name=name)(x)
+    for i, units in enumerate(list(filters[-2::-1]) + [filters[0]]):
+        x = keras.layers.Conv2DTranspose(
+            units, 4, strides=2, padding="same",
+            kernel_initializer=init(None if seed is None else seed + n_encoder + i),
+            name=f"decoder_conv_{i}",
+        )(x)
+        x = keras.layers.LeakyReLU(negative_slope=leak, name=f"decoder_act_{i}")(x)
+    outputs = keras.layers.Conv2D(
+        channels, 3, padding="same",
+        kernel_initializer=init(None if seed is None else seed + 2 * n_encoder + 1),
+        name="reconstruction",
+    )(x)
+    return keras.Model(inputs, outputs, name="conv_autoencoder")
+
+
+def run(model, values, batch_size=65536):
+    """``model(values)`` in chunks, as float32 numpy (no per-call retracing as with predict)."""
+    values = np.asarray(values, np.float32)
+    if len(values) == 0:
+        return np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
+    chunks = [
+        np.asarray(model(values[i : i + batch_size], training=False))
+        for i in range(0, len(values), batch_size)
+    ]
+    return np.concatenate(chunks)
+
+
+def split_at(model, layer_name):
+    """Split a chain autoencoder into (encoder, decoder) at ``layer_name``.
+
+    The encoder maps the model's input to that layer's output; the decoder maps
+    that output to the model's output. Both share the model's layers (and
+    weights). The model must be a chain (each layer feeds only the next), as the
+    autoencoders of this module are.
+    """
+    names = [layer.name for layer in model.layers]
+    if layer_name not in names:
+        inner = [n for n in names[1:-1]]
+        raise NeuronEditError(
+            f"The model has no layer {layer_name!r}; inner layers are: {', '.join(inner)}."
+        )
+    position = names.index(layer_name)
+    if position == 0 or position == len(names) - 1:
+        raise NeuronEditError(
+            f"{layer_name!r} is the model's input or output; choose an inner layer."
+        )
+    for layer in model.layers[1:]:
+        if len(layer._inbound_nodes) != 1 or isinstance(layer.input, (list, tuple)):
+            raise NeuronEditError(
+                "split_at needs a chain model (one input per layer, used once); "
+                f"layer {layer.name!r} is not. Build the encoder and decoder yourself."
+            )
+    encoder = keras.Model(model.input, model.get_layer(layer_name).output, name="encoder")
+    latent = keras.Input(tuple(model.get_layer(layer_name).output.shape[1:]), name="latent")
+    x = latent
+    for layer in model.layers[position + 1 :]:
+        x = layer(x)
+    decoder = keras.Model(latent, x, name="decoder")
+    return encoder, decoder
