@@ -240,8 +240,14 @@ class NeuronEditor:
         return self.model.get_layer(name)
 
     def _predict(self, data, name, graph):
+        from neuronedit_tf.data.fcs import FCSData
+
         self._require_fitted()
-        table = self._validate(data, name)
+        if isinstance(data, FCSData) and self.columns is not None:
+            # Channels the model does not edit (Time, scatter, ...) pass through unchanged.
+            table = as_table(data.select(self.columns), name)
+        else:
+            table = self._validate(data, name)
         if not self._images:
             table = align(table, self.columns, name)
         elif table.values.shape[1:] != tuple(self.model.input.shape[1:]):
