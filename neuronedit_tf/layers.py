@@ -44,6 +44,22 @@ def percentiles(values, quantiles):
     return tfp.stats.percentile(values, q, axis=0, interpolation="linear").numpy()
 
 
+def _clean_knots(table, ulps=8):
+    """Make float32 percentile knots exactly non-decreasing, and equal where they are equal.
+
+    Interpolating between equal order statistics in float32 can return values a
+    few ulps apart and even out of order (0.1875, 0.18749999, 0.1875), which
+    would turn a tie into a near-vertical, non-monotone segment. Knots within
+    ``ulps`` units in the last place of their predecessor are set equal to it.
+    """
+    table = np.maximum.accumulate(np.asarray(table, np.float32), axis=0)
+    tolerance = ulps * np.spacing(np.abs(table).astype(np.float32))
+    for j in range(1, len(table)):
+        close = table[j] - table[j - 1] <= tolerance[j]
+        table[j] = np.where(close, table[j - 1], table[j])
+    return table
+
+
 def _reservoir(batches, max_samples, seed):
     """Concatenate ``batches`` (2-D arrays); past ``max_samples`` rows, keep a
     uniform random sample of that size (vectorised reservoir sampling, Algorithm R).
@@ -206,8 +222,8 @@ class NeuronEdit(keras.layers.Layer):
             raise NeuronEditError(
                 f"This layer edits {self.source_q.shape[1]} neurons; adapt got {source.shape[1]}."
             )
-        self.source_q.assign(percentiles(source, self.quantiles))
-        self.target_q.assign(percentiles(target, self.quantiles))
+        self.source_q.assign(_clean_knots(percentiles(source, self.quantiles)))
+        self.target_q.assign(_clean_knots(percentiles(target, self.quantiles)))
         self.is_adapted = True
 
     def _tables(self):
@@ -260,6 +276,9 @@ class NeuronEdit(keras.layers.Layer):
         value = tf.gather(tf.reshape(t_eff, [-1]), flat)
         value += (inside - knot) * tf.gather(tf.reshape(slope, [-1]), flat)
         value += low * tf.minimum(a - first, 0.0) + high * tf.maximum(a - last, 0.0)
+        # Extrapolating a value near float32's limit could overflow to inf: saturate instead.
+        largest = float(np.finfo(np.float32).max)
+        value = tf.clip_by_value(value, -largest, largest)
         return tf.cast(tf.reshape(value, tf.shape(inputs)), dtype)
 
     def compute_output_shape(self, input_shape):
