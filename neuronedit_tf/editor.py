@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from neuronedit_tf import models
+from neuronedit_tf import methods, models
 from neuronedit_tf.data.tables import Table, align, as_table
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
@@ -47,6 +47,11 @@ class NeuronEditor:
     model (``self.model``), saved, loaded and exported as one graph.
 
     Args:
+        method: ``"paper"`` or ``"calibrated"``; see :mod:`neuronedit_tf.methods`.
+            ``"paper"`` is exactly the paper's ``D(NeuronEdit(E(X)))``;
+            ``"calibrated"`` adds the decoded edit to X and calibrates each
+            feature on the spike-in pair (tabular data only). Default (None):
+            ``"calibrated"`` for tables, ``"paper"`` for images.
         model: ``"dense"`` (the paper's 500-250-50 autoencoder), ``"conv"``
             (stride-2 4x4 convolutions, for images), or a chain ``keras.Model``
             mapping standardised inputs to their reconstruction.
@@ -77,6 +82,7 @@ class NeuronEditor:
     def __init__(
         self,
         model="dense",
+        method=None,
         layer=models.BOTTLENECK,
         quantiles=DEFAULT_QUANTILES,
         extrapolation="shift",
@@ -96,6 +102,9 @@ class NeuronEditor:
             )
         NeuronEdit(quantiles=quantiles, extrapolation=extrapolation)  # validates both
         self.architecture = model
+        if method is None:
+            method = "paper" if self._images else methods.DEFAULT_METHOD
+        self.method = methods.check_method(method)
         self.layer = layer
         self.quantiles = tuple(float(q) for q in quantiles)
         self.extrapolation = extrapolation
@@ -212,13 +221,14 @@ class NeuronEditor:
 
         encoder, decoder = models.split_at(autoencoder, self.layer)
         edit = NeuronEdit(self.quantiles, self.extrapolation, name="neuron_edit")
-        edit.adapt(
-            models.run(encoder, models.run(pre, tables[0].values)),
-            models.run(encoder, models.run(pre, tables[1].values)),
+        source_standardised = models.run(pre, tables[0].values)
+        target_standardised = models.run(pre, tables[1].values)
+        edit.adapt(models.run(encoder, source_standardised),
+                   models.run(encoder, target_standardised))
+        self.model = methods.build_edit_graph(
+            self.method, sample_shape, pre, encoder, decoder, post, edit,
+            source_standardised, target_standardised, extrapolation=self.extrapolation,
         )
-        features = keras.Input(sample_shape, name="features")
-        edited = post(decoder(edit(encoder(pre(features)))))
-        self.model = keras.Model(features, edited, name="neuron_editor")
         return self
 
     def _build_autoencoder(self, sample_shape):
@@ -298,6 +308,7 @@ class NeuronEditor:
     def get_config(self):
         architecture = self.architecture if isinstance(self.architecture, str) else "custom"
         return {
+            "method": self.method,
             "model": architecture,
             "layer": self.layer,
             "quantiles": list(self.quantiles),
@@ -353,6 +364,7 @@ class NeuronEditor:
         except json.JSONDecodeError as error:
             raise NeuronEditError(f"{config_file} is not valid JSON: {error}.") from None
         config = dict(state["config"])
+        config.setdefault("method", "paper")  # saved before methods existed
         if config["model"] == "custom":
             config["model"] = "dense"  # the trained graph is loaded below; the name is moot
         editor = cls(**config)

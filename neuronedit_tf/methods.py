@@ -1,0 +1,105 @@
+"""How a trained autoencoder and percentile maps become one edit graph: the methods.
+
+``NeuronEditor(method=...)`` picks one; each is one Keras graph, raw values in
+and raw values out, so every method saves, loads and exports the same way.
+
+* ``"paper"`` -- the paper's neuron editing (§2): ``X' = D(NeuronEdit(E(X)))``,
+  the percentile maps adapted from ``E(S)`` to ``E(T)`` at the edited layer.
+* ``"calibrated"`` -- the paper's edit in residual form, then a per-feature
+  calibration fitted on the spike-in pair:
+
+  1. residual edit ``R(X) = X + D(NeuronEdit(E(X))) - D(E(X))``: the decoded
+     change of the edit added to the input itself, so the autoencoder's
+     reconstruction error never reaches the output;
+  2. calibration: a second :class:`~neuronedit_tf.layers.NeuronEdit`, on the
+     standardised features, adapted from ``R(S)`` to ``T``. It supplies the part
+     of the shift the decoded edit misses (on the real CyTOF spike-ins the
+     decoded edit alone applies ~80% of each marker's shift).
+
+  Chosen by cross-validation on the spike-in pair alone (fit on half of the S
+  and T cells, score the other half of S, edited, against the other half of T);
+  see :mod:`neuronedit_tf.bench.batch`.
+
+Example:
+    >>> import numpy as np
+    >>> from neuronedit_tf import NeuronEditor
+    >>> rng = np.random.default_rng(0)
+    >>> source = rng.normal(size=(500, 4)).astype("float32")
+    >>> target = source * [1.0, 1.0, 2.0, 1.0] + [1.0, 0.0, 0.0, 0.0]
+    >>> extra = rng.normal(size=(500, 4)).astype("float32") + [0.0, 2.0, 0.0, 0.0]
+    >>> editor = NeuronEditor(method="calibrated", hidden=(32, 16, 8)).fit(
+    ...     source, target, extra=extra, epochs=3, verbose=0)
+    >>> [layer.name for layer in editor.model.layers if "edit" in layer.name or
+    ...  layer.name == "calibration"]
+    ['neuron_edit', 'residual_edit', 'calibration']
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
+from neuronedit_tf.models import run
+
+METHODS = ("paper", "calibrated")
+DEFAULT_METHOD = "calibrated"
+
+
+def check_method(method):
+    """Return ``method`` if it is one of ``METHODS``; raise a ``NeuronEditError`` otherwise."""
+    if method not in METHODS:
+        raise NeuronEditError(
+            f"method must be one of {METHODS}; got {method!r}. Use 'paper' for the "
+            "paper's D(NeuronEdit(E(X))) or 'calibrated' (the default)."
+        )
+    return method
+
+
+def residual_edit(standardised, encoder, edit, decoder):
+    """``R(X) = X + D(edit(E(X))) - D(E(X))`` on standardised ``(n, d)`` numpy rows."""
+    latent = run(encoder, standardised)
+    return standardised + run(decoder, run(edit, latent)) - run(decoder, latent)
+
+
+def build_edit_graph(method, sample_shape, pre, encoder, decoder, post, edit, source, target,
+                     calibration_quantiles=DEFAULT_QUANTILES, extrapolation="shift"):
+    """Assemble the raw -> edited raw graph of ``method``, adapting what it needs.
+
+    Args:
+        method: one of ``METHODS``.
+        sample_shape: one input row's shape, e.g. ``(d,)``.
+        pre, encoder, decoder, post: the fitted pieces (raw -> standardised ->
+            latent -> standardised -> raw).
+        edit: the :class:`NeuronEdit` adapted from ``E(S)`` to ``E(T)``.
+        source, target: standardised S and T (``pre`` applied), ``(n, d)``;
+            ``"calibrated"`` adapts its calibration from ``R(source)`` to ``target``.
+        calibration_quantiles: knots (percentiles) of the calibration's maps.
+        extrapolation: the calibration's extrapolation (see ``NeuronEdit``).
+
+    Returns:
+        ``keras.Model`` named ``neuron_editor``; its layers include
+        ``preprocessing``, ``encoder``, ``neuron_edit``, ``decoder`` and
+        ``postprocessing``, and for ``"calibrated"`` also ``residual_edit`` and
+        ``calibration``.
+    """
+    check_method(method)
+    features = keras.Input(sample_shape, name="features")
+    standardised = pre(features)
+    latent = encoder(standardised)
+    decoded = decoder(edit(latent))
+    if method == "paper":
+        return keras.Model(features, post(decoded), name="neuron_editor")
+
+    if len(sample_shape) != 1:
+        raise NeuronEditError(
+            "method='calibrated' calibrates each feature of tabular data; for images use "
+            "method='paper'."
+        )
+    change = keras.layers.Subtract(name="decoded_change")([decoded, decoder(latent)])
+    residual = keras.layers.Add(name="residual_edit")([standardised, change])
+    calibration = NeuronEdit(calibration_quantiles, extrapolation, name="calibration")
+    calibration.adapt(residual_edit(np.asarray(source, np.float32), encoder, edit, decoder),
+                      target)
+    return keras.Model(features, post(calibration(residual)), name="neuron_editor")
