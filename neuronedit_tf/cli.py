@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -133,9 +132,11 @@ def _apply(args):
 
     from neuronedit_tf.editor import NeuronEditor
 
+    from tqdm import tqdm
+
     editor = NeuronEditor.load(args.model)
     out_dir = Path(args.out_dir)
-    for path in args.files:
+    for path in tqdm(args.files, desc="editing files", unit="file", disable=len(args.files) < 2):
         edited = editor.transform(_read(path, None))
         destination = out_dir / Path(path).name
         _write(destination, edited, note=f"neuronedit: edited with {args.model}")
@@ -163,8 +164,7 @@ def main(argv=None):
     try:
         HANDLERS[args.command](args)
     except NeuronEditError as error:
-        print(f"neuronedit {args.command}: error: " + textwrap.fill(str(error), 100),
-              file=sys.stderr)
+        print(f"neuronedit {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0
 
