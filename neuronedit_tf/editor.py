@@ -48,6 +48,15 @@ def _load(data):
     return data
 
 
+def _is_collection(data):
+    """True for a list/tuple of data sets (files, arrays, frames), not a nested list of numbers."""
+    return isinstance(data, (list, tuple)) and len(data) > 0 and all(
+        isinstance(d, (str, os.PathLike)) or len(getattr(d, "shape", ())) >= 2
+        or hasattr(d, "channels")
+        for d in data
+    )
+
+
 class NeuronEditor:
     """Transform data the way a source set became a target set (neuron editing).
 
@@ -172,6 +181,7 @@ class NeuronEditor:
             target: T, the same cells/kind of samples after it (same columns;
                 reordered named columns are matched by name).
             extra: X, data to be edited later; seen in training (the paper).
+                A list of data sets (e.g. several files) is used together.
             epochs: the most epochs; early stopping usually ends sooner.
             batch_size: minibatch size (paper: 100).
             validation_split: share of rows held out for early stopping.
@@ -185,7 +195,9 @@ class NeuronEditor:
             self.
         """
         inputs = [("source", source), ("target", target)]
-        if extra is not None:
+        if _is_collection(extra):
+            inputs += [(f"extra[{i}]", e) for i, e in enumerate(extra)]
+        elif extra is not None:
             inputs.append(("extra", extra))
         tables, columns, passthrough = self._training_tables(inputs)
         n_knots = len(self.quantiles)
