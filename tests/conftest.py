@@ -1,6 +1,8 @@
 """Shared fixtures: the real CyTOF files (pinned artifact, cached) and one small fitted editor."""
 
+import json
 import os
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,3 +35,46 @@ def small_editor(cytof):
 
 def arcsinh(values):
     return np.arcsinh(np.asarray(values, np.float64) / 5.0)
+
+
+#: Keywords that describe an FCS file's own layout; a writer derives them from the data.
+LAYOUT = {"beginanalysis", "endanalysis", "begindata", "enddata", "beginstext", "endstext",
+          "byteord", "nextdata", "tot", "par", "datatype", "mode"}
+
+FCSPARSER_SCRIPT = """
+import json, sys, hashlib, numpy as np, fcsparser
+meta, data = fcsparser.parse(sys.argv[1], reformat_meta=True)
+print(json.dumps({
+    "shape": list(data.shape), "columns": [str(c) for c in data.columns],
+    "sha": hashlib.sha256(np.ascontiguousarray(data.to_numpy(np.float32)).tobytes()).hexdigest(),
+    "meta": {k: str(v) for k, v in meta.items() if not k.startswith("_")},
+    "channels": {c: [str(v) for v in meta["_channels_"][c]] for c in ("$PnN", "$PnS", "$PnR")
+                 if c in meta["_channels_"]},
+}))
+"""
+
+#: fcsparser 0.2.8 (the newest) calls ndarray.newbyteorder, removed in numpy 2, so it cannot
+#: share the project's environment; these checks run it in another Python when one is given.
+needs_fcsparser = pytest.mark.skipif(
+    not os.environ.get("NEURONEDIT_FCSPARSER_PYTHON"),
+    reason="fcsparser 0.2.8 needs numpy<2 (it calls ndarray.newbyteorder); set "
+           "NEURONEDIT_FCSPARSER_PYTHON to a Python that has fcsparser to run this check",
+)
+
+
+def fcsparser_parse(path):
+    """What fcsparser reads from ``path``: shape, columns, values' sha256, keywords, channels."""
+    result = subprocess.run([os.environ["NEURONEDIT_FCSPARSER_PYTHON"], "-c",
+                             FCSPARSER_SCRIPT, str(path)],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def fcs_keywords(meta):
+    """fcsparser keywords minus the layout ones and $COM, names normalised.
+
+    FCS keywords are case-insensitive; flowio writes them upper-case and drops a '$' inside
+    non-standard names (flowCore_$P10Rmax -> FLOWCORE_P10RMAX)."""
+    layout = {k.upper() for k in LAYOUT} | {"COM"}
+    normal = {k.upper().replace("$", ""): v for k, v in meta.items()}
+    return {k: v for k, v in normal.items() if k not in layout}

@@ -1,9 +1,5 @@
 """Readers and writers: a round trip per format, real FCS keywords, chunks, and one clear error per bad file."""
 
-import json
-import os
-import subprocess
-
 import h5py
 import numpy as np
 import pytest
@@ -13,10 +9,7 @@ from neuronedit_tf.data import FCSData, iter_chunks, read, read_fcs, write, writ
 from neuronedit_tf.data.atomic import atomic_path
 from neuronedit_tf.data.datasets import cytof_fcs_bytes, facs_diva_bytes
 
-#: Keywords that describe the file's own layout; a writer derives them from the data.
-LAYOUT = {"beginanalysis", "endanalysis", "begindata", "enddata", "beginstext", "endstext",
-          "byteord", "nextdata", "tot", "par", "datatype", "mode"}
-
+from conftest import LAYOUT, fcs_keywords, fcsparser_parse, needs_fcsparser
 
 @pytest.fixture(scope="module")
 def real_files(tmp_path_factory):
@@ -104,50 +97,20 @@ def test_selecting_fcs_channels_moves_their_keywords_with_them(real_files, tmp_p
     np.testing.assert_array_equal(back.values[:, 0], original.values[:, pe - 1])
 
 
-FCSPARSER_SCRIPT = """
-import json, sys, hashlib, numpy as np, fcsparser
-meta, data = fcsparser.parse(sys.argv[1], reformat_meta=True)
-print(json.dumps({
-    "shape": list(data.shape), "columns": [str(c) for c in data.columns],
-    "sha": hashlib.sha256(np.ascontiguousarray(data.to_numpy(np.float32)).tobytes()).hexdigest(),
-    "meta": {k: str(v) for k, v in meta.items() if not k.startswith("_")},
-    "channels": {c: [str(v) for v in meta["_channels_"][c]] for c in ("$PnN", "$PnS", "$PnR")
-                 if c in meta["_channels_"]},
-}))
-"""
-
-
-@pytest.mark.skipif(
-    not os.environ.get("NEURONEDIT_FCSPARSER_PYTHON"),
-    reason="fcsparser 0.2.8 needs numpy<2 (it calls ndarray.newbyteorder); set "
-           "NEURONEDIT_FCSPARSER_PYTHON to a Python that has fcsparser to run this check",
-)
+@needs_fcsparser
 @pytest.mark.parametrize("source", ["cytof", "diva"])
 def test_fcsparser_reads_written_files_like_the_originals(real_files, tmp_path, source):
     import hashlib
 
     write_fcs(tmp_path / "out.fcs", read_fcs(real_files[source]), note="neuronedit: test edit")
 
-    def parse(path):
-        result = subprocess.run([os.environ["NEURONEDIT_FCSPARSER_PYTHON"], "-c",
-                                 FCSPARSER_SCRIPT, str(path)],
-                                capture_output=True, text=True, check=True)
-        return json.loads(result.stdout)
-
-    original, written = parse(real_files[source]), parse(tmp_path / "out.fcs")
+    original = fcsparser_parse(real_files[source])
+    written = fcsparser_parse(tmp_path / "out.fcs")
     ours = read_fcs(real_files[source]).values
     assert written["sha"] == original["sha"] == hashlib.sha256(ours.tobytes()).hexdigest()
     assert written["shape"] == original["shape"] and written["columns"] == original["columns"]
     assert written["channels"] == original["channels"]  # $PnN, $PnS, $PnR of every channel
-    layout = {k.upper() for k in LAYOUT} | {"COM"}
-
-    def keywords(meta):
-        # FCS keywords are case-insensitive; flowio writes them upper-case and drops a '$'
-        # inside non-standard names (flowCore_$P10Rmax -> FLOWCORE_P10RMAX).
-        normal = {k.upper().replace("$", ""): v for k, v in meta.items()}
-        return {k: v for k, v in normal.items() if k not in layout}
-
-    assert keywords(written["meta"]) == keywords(original["meta"])
+    assert fcs_keywords(written["meta"]) == fcs_keywords(original["meta"])
     assert written["meta"]["$COM"].endswith("neuronedit: test edit")
 
 
