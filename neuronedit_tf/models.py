@@ -2,8 +2,9 @@
 
 The autoencoders work on standardised values. ``preprocessing`` and
 ``postprocessing`` wrap them so that a full model takes raw values (e.g. CyTOF
-counts) and returns raw values: optional ``arcsinh(x / cofactor)``, then
-per-feature standardisation; and the exact inverse on the way out.
+counts) and returns raw values: optional ``arcsinh(x / cofactor)`` or logicle
+(:mod:`neuronedit_tf.transforms`), then per-feature standardisation; and the
+exact inverse on the way out.
 """
 
 from __future__ import annotations
