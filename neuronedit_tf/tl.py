@@ -95,12 +95,17 @@ def edit(
             cells to edit; the layer or channels do not exist; bad values.
 
     Example:
-        >>> import anndata, numpy as np, pandas as pd   # doctest: +SKIP
-        >>> adata = anndata.AnnData(cells, obs=pd.DataFrame({"condition": conditions}))
-        >>> out = edit(adata, key="condition", source="ctrl", target="stim",
-        ...            apply_to=["other"], fit_kwargs={"epochs": 20})
-        >>> out.layers["neuronedit"].shape == adata.shape
-        True
+        >>> import anndata, numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> cells = rng.gamma(2.0, 20.0, size=(900, 4)).astype("float32")
+        >>> cells[300:600, 0] *= 2                      # "stim" doubles feature 0
+        >>> obs = pd.DataFrame({"condition": np.repeat(["ctrl", "stim", "other"], 300)},
+        ...                    index=[f"cell{i}" for i in range(900)])
+        >>> adata = anndata.AnnData(cells, obs=obs)
+        >>> out = edit(adata, key="condition", source="ctrl", target="stim", apply_to=["other"],
+        ...            hidden=(16, 8, 4), fit_kwargs={"epochs": 2, "verbose": 0})
+        >>> out.layers["neuronedit"].shape, out.uns["neuronedit"]["n_edited"]
+        ((900, 4), 300)
     """
     import pandas as pd
 

@@ -1,8 +1,11 @@
 """Readers, writers, validation and the real datasets shipped in pinned artifacts.
 
-    >>> from neuronedit_tf.data import read, write   # doctest: +SKIP
-    >>> cells = read("sample.fcs")                     # FCSData; .csv/.parquet -> DataFrame, ...
-    >>> write("sample.h5ad", cells)                    # any format to any format, atomically
+    >>> from neuronedit_tf.data import read, write
+    >>> cells = read("sample.fcs")        # doctest: +SKIP
+    >>> write("sample.h5ad", cells)       # doctest: +SKIP
+
+``read`` gives FCSData for FCS, a DataFrame for tables, an AnnData for .h5ad;
+``write`` converts between them atomically (see :mod:`neuronedit_tf.data.formats`).
 """
 
 from neuronedit_tf.data.datasets import load_cytof
