@@ -159,14 +159,21 @@ def test_tables_and_hdf5_datasets_go_in_and_out(fcs_files, marker_model, tmp_pat
     shuffled = sample[list(reversed(sample.columns))]
     write(tmp_path / "in" / "sample.tsv", shuffled)
     write(tmp_path / "in" / "sample.h5:/cells/events", sample)
+    cells = sample.set_axis([f"cell{i}" for i in range(len(sample))])
+    write(tmp_path / "in" / "cells.h5ad", cells.sample(frac=1.0, random_state=0))
     assert main(["apply", "--model", str(marker_model), str(tmp_path / "in" / "sample.tsv"),
-                 f"{tmp_path / 'in' / 'sample.h5'}:/cells/events",
+                 f"{tmp_path / 'in' / 'sample.h5'}:/cells/events", str(tmp_path / "in" / "cells.h5ad"),
                  "--out-dir", str(tmp_path / "out")]) == 0
     from_tsv = read(tmp_path / "out" / "sample.tsv")
     assert list(from_tsv.columns) == list(shuffled.columns)
     with h5py.File(tmp_path / "out" / "sample.h5", "r") as handle:
         from_h5 = handle["cells/events"][()]
     np.testing.assert_allclose(from_tsv[sample.columns].to_numpy(), from_h5, rtol=1e-6)
+    from_h5ad, given = read(tmp_path / "out" / "cells.h5ad"), read(tmp_path / "in" / "cells.h5ad")
+    assert list(from_h5ad.obs_names) == list(given.obs_names)  # shuffled order in, same out
+    assert "neuronedit" in from_h5ad.uns["history"][-1]
+    by_cell = from_h5ad.to_df().loc[[f"cell{i}" for i in range(len(sample))]]
+    np.testing.assert_allclose(by_cell.to_numpy(), from_h5, rtol=1e-5, atol=1e-4)
 
 
 def test_format_option_reads_a_mislabelled_file(fcs_files, marker_model, tmp_path, capsys):
