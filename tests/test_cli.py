@@ -8,7 +8,7 @@ from neuronedit_tf.cli import main
 from neuronedit_tf.data import read, read_fcs, write
 from neuronedit_tf.data.datasets import cytof_markers
 
-from conftest import fcs_keywords, fcsparser_parse, needs_fcsparser
+from conftest import fcs_keywords, fcsparser_parse
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,6 @@ def test_apply_edits_many_files_with_a_progress_bar(fcs_files, marker_model, tmp
     assert sorted(p.name for p in out.iterdir()) == ["other.fcs", "sample.fcs"]
 
 
-@needs_fcsparser
 def test_fcsparser_reads_the_edited_files_with_the_same_channels_and_keywords(
         fcs_files, marker_model, tmp_path):
     assert main(["apply", "--model", str(marker_model), str(fcs_files["sample"]),

@@ -9,7 +9,7 @@ from neuronedit_tf.data import FCSData, iter_chunks, read, read_fcs, write, writ
 from neuronedit_tf.data.atomic import atomic_path
 from neuronedit_tf.data.datasets import cytof_fcs_bytes, facs_diva_bytes
 
-from conftest import LAYOUT, fcs_keywords, fcsparser_parse, needs_fcsparser
+from conftest import LAYOUT, fcs_keywords, fcsparser_parse
 
 @pytest.fixture(scope="module")
 def real_files(tmp_path_factory):
@@ -97,7 +97,6 @@ def test_selecting_fcs_channels_moves_their_keywords_with_them(real_files, tmp_p
     np.testing.assert_array_equal(back.values[:, 0], original.values[:, pe - 1])
 
 
-@needs_fcsparser
 @pytest.mark.parametrize("source", ["cytof", "diva"])
 def test_fcsparser_reads_written_files_like_the_originals(real_files, tmp_path, source):
     import hashlib
