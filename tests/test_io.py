@@ -11,6 +11,7 @@ from neuronedit_tf.data.datasets import cytof_fcs_bytes, facs_diva_bytes
 
 from conftest import LAYOUT, fcs_keywords, fcsparser_parse
 
+
 @pytest.fixture(scope="module")
 def real_files(tmp_path_factory):
     """The real files as a lab has them: a CyTOF file (55 channels) and the FACSDiva file."""
