@@ -1,7 +1,7 @@
 """The ``neuronedit`` command.
 
 Exit codes: 0 success, 1 a data or model error (the message says what and how
-to fix), 2 a usage error.
+to fix), 2 a usage error, 130 interrupted (Ctrl-C; no partial file is left).
 """
 
 from __future__ import annotations
@@ -9,17 +9,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXAMPLES = {
     "demo": "neuronedit demo --out neuronedit_demo",
     "fit": "neuronedit fit --source ctrl_A.fcs --target ctrl_B.fcs --extra sample_A.fcs "
-           "--transform arcsinh --cofactor 5 --model edit_model/",
+           "--channels @markers.txt --transform arcsinh --cofactor 5 --model edit_model/",
     "apply": "neuronedit apply --model edit_model/ sample_A.fcs other_A.fcs --out-dir edited/",
     "export": "neuronedit export --model edit_model/ --out served/neuronedit",
 }
+FORMAT_HELP = ("file format, overriding the extension: fcs, csv, tsv, parquet, npy, npz, hdf5, "
+               "h5ad (HDF5/NPZ arrays are named as FILE.h5:/path)")
 
 
 def _parser():
@@ -44,21 +45,31 @@ def _parser():
     demo.add_argument("--seed", type=int, default=0)
 
     fit = command("fit", "Train an editor from source/target (and extra) files; save it.")
-    fit.add_argument("--source", required=True, help="S: CSV/TSV/FCS before the change")
+    fit.add_argument("--source", required=True, help="S: the data before the change")
     fit.add_argument("--target", required=True, help="T: the same kind of data after it")
-    fit.add_argument("--extra", action="append", default=[], help="X: data to edit later")
+    fit.add_argument("--extra", nargs="+", action="extend", default=[],
+                     help="X: data to edit later (one or more files; seen in training)")
     fit.add_argument("--model", required=True, help="folder to save the fitted editor in")
-    fit.add_argument("--channels", help="comma-separated columns/channels to edit (default all)")
-    fit.add_argument("--transform", choices=("none", "arcsinh"), default="none")
-    fit.add_argument("--cofactor", type=float, default=5.0, help="arcsinh cofactor (5 CyTOF)")
+    fit.add_argument("--channels", help="channels/columns to edit (FCS: $PnN), comma-separated "
+                                        "or @FILE with one per line (default all); the others "
+                                        "pass through unchanged")
+    fit.add_argument("--format", help=FORMAT_HELP)
+    fit.add_argument("--transform", choices=("none", "arcsinh", "logicle"), default="none",
+                     help="applied before editing and inverted after (outputs keep their units)")
+    fit.add_argument("--cofactor", type=float, default=5.0,
+                     help="arcsinh cofactor (5 CyTOF, 150 flow)")
+    fit.add_argument("--logicle", help="logicle parameters, e.g. t=262144,w=0.5,m=4.5,a=0")
+    fit.add_argument("--hidden", default="500,250,50", help="encoder widths (paper: 500,250,50)")
     fit.add_argument("--epochs", type=int, default=200)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--overwrite", action="store_true")
 
     apply = command("apply", "Edit files with a fitted editor.")
     apply.add_argument("--model", required=True, help="a folder written by `neuronedit fit`")
-    apply.add_argument("files", nargs="+", help="CSV/TSV/FCS files to edit")
+    apply.add_argument("files", nargs="+", help="files to edit (any supported format)")
     apply.add_argument("--out-dir", required=True, help="folder for the edited files")
+    apply.add_argument("--format", help=FORMAT_HELP)
+    apply.add_argument("--out-format", help="format of the edited files (default: the input's)")
 
     export = command("export", "Export a fitted editor as one SavedModel graph.")
     export.add_argument("--model", required=True, help="a folder written by `neuronedit fit`")
@@ -67,79 +78,128 @@ def _parser():
     return parser
 
 
-def _read(path, channels):
-    """A file as the editor's input: FCSData for FCS (channels selected), else a DataFrame."""
-    from neuronedit_tf.data.fcs import read_fcs
-    from neuronedit_tf.data.tables import read_table
+def _names(text):
+    """``"a,b"`` -> ``["a", "b"]``; ``"@names.txt"`` -> the file's non-empty lines."""
+    from pathlib import Path
+
     from neuronedit_tf.errors import NeuronEditError
 
-    if str(path).lower().endswith(".fcs"):
-        data = read_fcs(path)
-        return data.select(channels) if channels else data
-    table = read_table(path)
-    import pandas as pd
-
-    frame = pd.DataFrame(table.values, columns=table.columns)
-    if channels:
-        missing = [c for c in channels if c not in frame.columns]
-        if missing:
-            raise NeuronEditError(f"{path} has no columns {missing}; it has {list(frame.columns)}.")
-        frame = frame[channels]
-    return frame
+    if not text:
+        return None
+    if text.startswith("@"):
+        try:
+            lines = Path(text[1:]).read_text().splitlines()
+        except OSError as error:
+            raise NeuronEditError(f"Cannot read the channel list {text[1:]}: {error}.") from None
+        return [line.strip() for line in lines if line.strip()]
+    return [c.strip() for c in text.split(",") if c.strip()]
 
 
-def _write(path, data, note):
-    from neuronedit_tf.data.atomic import atomic_path
-    from neuronedit_tf.data.fcs import FCSData, write_fcs
+def _logicle(text):
+    from neuronedit_tf.errors import NeuronEditError
 
-    if isinstance(data, FCSData):
-        write_fcs(path, data, note=note)
-        return
-    with atomic_path(path) as temporary:
-        data.to_csv(temporary, index=False, sep="\t" if str(path).endswith(".tsv") else ",")
+    if not text:
+        return None
+    options = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        try:
+            options[key.strip().lower()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise NeuronEditError(
+                f"--logicle takes key=value pairs like t=262144,w=0.5,m=4.5,a=0; got {text!r}."
+            )
+    return options
+
+
+def _hidden(text):
+    from neuronedit_tf.errors import NeuronEditError
+
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise NeuronEditError(f"--hidden takes positive widths like 500,250,50; got {text!r}.")
+    return widths
+
+
+def _fit(args):
+    from neuronedit_tf.data.formats import read
+    from neuronedit_tf.editor import NeuronEditor
+
+    editor = NeuronEditor(
+        transform=args.transform, cofactor=args.cofactor, logicle=_logicle(args.logicle),
+        channels=_names(args.channels), hidden=_hidden(args.hidden), seed=args.seed,
+    )
+    source, target = read(args.source, args.format), read(args.target, args.format)
+    extra = [read(path, args.format) for path in args.extra] or None
+    editor.fit(source, target, extra=extra, epochs=args.epochs)
+    path = editor.save(args.model, overwrite=args.overwrite)
+    print(f"saved the fitted editor to {path}")
+
+
+def _destinations(files, out_dir, out_format):
+    """Where each input's edited copy goes; refuses collisions and writing over an input."""
+    from pathlib import Path
+
+    from neuronedit_tf.data.formats import FORMATS, split_dataset
+    from neuronedit_tf.errors import NeuronEditError
+
+    suffix = {"hdf5": ".h5", "tsv": ".tsv"}.get(out_format, f".{out_format}") if out_format else None
+    if out_format is not None and out_format not in FORMATS:
+        raise NeuronEditError(f"Unknown --out-format {out_format!r}; choose one of {FORMATS}.")
+    inputs = [split_dataset(f)[0] for f in files]
+    destinations = [Path(out_dir) / (p.with_suffix(suffix).name if suffix else p.name)
+                    for p in inputs]
+    names = [d.name for d in destinations]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise NeuronEditError(
+            f"Several inputs would be written to the same file(s) {repeated} in {out_dir}; "
+            "rename them or edit them in separate runs."
+        )
+    for source, destination in zip(inputs, destinations):
+        if destination.resolve() == source.resolve():
+            raise NeuronEditError(
+                f"{destination} would overwrite its input; choose another --out-dir "
+                "(inputs are never modified)."
+            )
+    return destinations
+
+
+def _apply(args):
+    from tqdm import tqdm
+
+    from neuronedit_tf import __version__
+    from neuronedit_tf.data.formats import infer_format, read, resolve_dataset, split_dataset, write
+    from neuronedit_tf.editor import NeuronEditor
+
+    editor = NeuronEditor.load(args.model)
+    destinations = _destinations(args.files, args.out_dir, args.out_format)
+    edited_what = ",".join(editor.columns) if editor.columns else "all features"
+    note = (f"neuronedit {__version__}: edited {edited_what} with the model {args.model} "
+            f"(transform {editor.transform_name})")
+    progress = tqdm(list(zip(args.files, destinations)), desc="editing files", unit="file",
+                    disable=len(args.files) < 2)
+    for path, destination in progress:
+        source_path, dataset = split_dataset(path)
+        in_format = infer_format(source_path, args.format)
+        if in_format == "hdf5":
+            dataset = resolve_dataset(source_path, dataset)
+        edited = editor.transform(read(path, args.format, mmap=False))
+        out_format = args.out_format or in_format
+        write(destination, edited, out_format, note=note,
+              dataset=dataset if out_format == "hdf5" else None)
+        progress.write(f"wrote {destination}")
 
 
 def _demo(args):
     from neuronedit_tf.demo import run_demo, summary
 
     print(summary(run_demo(args.out, epochs=args.epochs, seed=args.seed)))
-
-
-def _fit(args):
-    from neuronedit_tf.editor import NeuronEditor
-
-    channels = args.channels.split(",") if args.channels else None
-    source, target = _read(args.source, channels), _read(args.target, channels)
-    extras = [_read(path, channels) for path in args.extra]
-    extra = None
-    if extras:
-        import pandas as pd
-
-        from neuronedit_tf.data.tables import align, as_table
-
-        columns = as_table(source).columns
-        tables = [align(as_table(e, p), columns, p) for e, p in zip(extras, args.extra)]
-        import numpy as np
-
-        extra = pd.DataFrame(np.concatenate([t.values for t in tables]), columns=columns)
-    editor = NeuronEditor(transform=args.transform, cofactor=args.cofactor, seed=args.seed)
-    editor.fit(source, target, extra=extra, epochs=args.epochs)
-    path = editor.save(args.model, overwrite=args.overwrite)
-    print(f"saved the fitted editor to {path}")
-
-
-def _apply(args):
-    from pathlib import Path
-
-    from neuronedit_tf.editor import NeuronEditor
-
-    editor = NeuronEditor.load(args.model)
-    out_dir = Path(args.out_dir)
-    for path in args.files:
-        edited = editor.transform(_read(path, None))
-        destination = out_dir / Path(path).name
-        _write(destination, edited, note=f"neuronedit: edited with {args.model}")
-        print(f"wrote {destination}")
 
 
 def _export(args):
@@ -163,9 +223,13 @@ def main(argv=None):
     try:
         HANDLERS[args.command](args)
     except NeuronEditError as error:
-        print(f"neuronedit {args.command}: error: " + textwrap.fill(str(error), 100),
-              file=sys.stderr)
+        print(f"neuronedit {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Every write goes to a temporary file renamed on success, so nothing partial is left.
+        print(f"neuronedit {args.command}: interrupted; no partial file was written.",
+              file=sys.stderr)
+        return 130
     return 0
 
 

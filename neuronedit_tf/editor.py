@@ -13,7 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf import methods, models
-from neuronedit_tf.data.tables import Table, align, as_table
+from neuronedit_tf.data.tables import (Table, align, as_table, match_names, names_of,
+                                       replace_columns, select)
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
 
@@ -38,6 +39,24 @@ def _as_images(data, name):
     return Table(values)
 
 
+def _load(data):
+    """A file path becomes its content (FCSData, DataFrame, AnnData, ...); anything else is kept."""
+    if isinstance(data, (str, os.PathLike)):
+        from neuronedit_tf.data.formats import read
+
+        return read(data)
+    return data
+
+
+def _is_collection(data):
+    """True for a list/tuple of data sets (files, arrays, frames), not a nested list of numbers."""
+    return isinstance(data, (list, tuple)) and len(data) > 0 and all(
+        isinstance(d, (str, os.PathLike)) or len(getattr(d, "shape", ())) >= 2
+        or hasattr(d, "channels")
+        for d in data
+    )
+
+
 class NeuronEditor:
     """Transform data the way a source set became a target set (neuron editing).
 
@@ -60,9 +79,16 @@ class NeuronEditor:
         quantiles: the percentiles that define the map (default 0..100).
         extrapolation: ``"shift"`` (default), ``"clip"`` or ``"linear"``;
             see :class:`~neuronedit_tf.layers.NeuronEdit`.
-        transform: ``"none"`` or ``"arcsinh"`` (cytometry), applied in the graph
-            before standardisation and inverted exactly after decoding.
+        transform: ``"none"``, ``"arcsinh"`` or ``"logicle"`` (cytometry),
+            applied in the graph before standardisation and inverted exactly
+            after decoding, so outputs stay in the input's units.
         cofactor: the arcsinh cofactor (5 for CyTOF, 150 for flow cytometry).
+        logicle: logicle parameters ``{"t", "w", "m", "a"}`` for
+            ``transform="logicle"`` (default t=262144, w=0.5, m=4.5, a=0; see
+            :mod:`neuronedit_tf.transforms`).
+        channels: names of the features to edit (e.g. the markers of a
+            cytometry panel); the other features (Time, scatter, text columns)
+            must be present too and pass through unchanged. Default: all.
         hidden: encoder widths of the dense model.
         seed: seeds weights, shuffling and the validation split.
         learning_rate: Adam's learning rate (paper: 1e-3).
@@ -91,6 +117,8 @@ class NeuronEditor:
         hidden=(500, 250, 50),
         seed=0,
         learning_rate=1e-3,
+        logicle=None,
+        channels=None,
     ):
         if not (isinstance(model, keras.Model) or model in ("dense", "conv")):
             raise NeuronEditError(
@@ -113,7 +141,23 @@ class NeuronEditor:
         self.hidden = tuple(int(h) for h in hidden)
         self.seed = int(seed)
         self.learning_rate = float(learning_rate)
+        if logicle is not None and transform != "logicle":
+            raise NeuronEditError("logicle= parameters need transform='logicle'.")
+        if transform == "logicle":
+            from neuronedit_tf.transforms import logicle_options
+
+            logicle = logicle_options(logicle)
+        self.logicle = logicle
+        if isinstance(channels, str) or (channels is not None and not all(
+                isinstance(c, str) for c in channels)):
+            raise NeuronEditError(
+                f"channels must be a list of names, e.g. ['CD3', 'CD19']; got {channels!r}."
+            )
+        self.channels = None if channels is None else list(channels)
+        if self.channels is not None and not self.channels:
+            raise NeuronEditError("channels is empty; name at least one channel to edit.")
         self.columns = None
+        self.passthrough = []
         self.model = None
         self.history = None
 
@@ -123,11 +167,6 @@ class NeuronEditor:
         if isinstance(self.architecture, keras.Model):
             return len(self.architecture.input.shape) == 4
         return self.architecture == "conv"
-
-    def _validate(self, data, name):
-        if self._images:
-            return _as_images(data, name)
-        return as_table(data, name)
 
     # ---------------------------------------------------------------- training
     def fit(
@@ -151,6 +190,7 @@ class NeuronEditor:
             target: T, the same cells/kind of samples after it (same columns;
                 reordered named columns are matched by name).
             extra: X, data to be edited later; seen in training (the paper).
+                A list of data sets (e.g. several files) is used together.
             epochs: the most epochs; early stopping usually ends sooner.
             batch_size: minibatch size (paper: 100).
             validation_split: share of rows held out for early stopping.
@@ -163,18 +203,12 @@ class NeuronEditor:
         Returns:
             self.
         """
-        source = self._validate(source, "source")
-        target = self._validate(target, "target")
-        tables = [source, target]
-        if extra is not None:
-            tables.append(self._validate(extra, "extra"))
-        columns = source.columns
-        if not self._images:
-            tables = [align(t, columns, n) for t, n in zip(tables, ("source", "target", "extra"))]
-        else:
-            shapes = {t.values.shape[1:] for t in tables}
-            if len(shapes) != 1:
-                raise NeuronEditError(f"source, target and extra differ in image shape: {shapes}.")
+        inputs = [("source", source), ("target", target)]
+        if _is_collection(extra):
+            inputs += [(f"extra[{i}]", e) for i, e in enumerate(extra)]
+        elif extra is not None:
+            inputs.append(("extra", extra))
+        tables, columns, passthrough = self._training_tables(inputs)
         n_knots = len(self.quantiles)
         for table, name in zip(tables[:2], ("source", "target")):
             if len(table) < n_knots:
@@ -191,14 +225,18 @@ class NeuronEditor:
         if deterministic:
             tf.config.experimental.enable_op_determinism()
         self.columns = columns
+        self.passthrough = passthrough
         sample_shape = tables[0].values.shape[1:]
         everything = np.concatenate([t.values for t in tables])
-        transformed = models.transform_values(everything, self.transform_name, self.cofactor)
+        transformed = models.transform_values(everything, self.transform_name, self.cofactor,
+                                              self.logicle)
         if not np.all(np.isfinite(transformed)):
             raise NeuronEditError("The transform produced non-finite values; check the input.")
         mean, variance = models.standardisation_stats(transformed.reshape(-1, sample_shape[-1]))
-        pre = models.preprocessing(sample_shape, mean, variance, self.transform_name, self.cofactor)
-        post = models.postprocessing(sample_shape, mean, variance, self.transform_name, self.cofactor)
+        pre = models.preprocessing(sample_shape, mean, variance, self.transform_name, self.cofactor,
+                                   self.logicle)
+        post = models.postprocessing(sample_shape, mean, variance, self.transform_name,
+                                     self.cofactor, self.logicle)
 
         autoencoder = self._build_autoencoder(sample_shape)
         standardised = models.run(pre, everything)
@@ -231,6 +269,32 @@ class NeuronEditor:
         )
         return self
 
+    def _training_tables(self, inputs):
+        """Validated S, T (, X) tables, the edited column names and the pass-through names.
+
+        Named inputs are matched by name (any order); with ``channels`` every
+        file must hold the same full set of channels as the source (e.g. the
+        same FCS panel), and only ``channels`` are used for training.
+        """
+        inputs = [(name, _load(data)) for name, data in inputs]
+        if self._images:
+            tables = [_as_images(data, name) for name, data in inputs]
+            shapes = {t.values.shape[1:] for t in tables}
+            if len(shapes) != 1:
+                raise NeuronEditError(f"source, target and extra differ in image shape: {shapes}.")
+            return tables, None, []
+        if self.channels is None:
+            tables = [as_table(data, name) for name, data in inputs]
+            columns = tables[0].columns
+            return [align(t, columns, n) for t, (n, _) in zip(tables, inputs)], columns, []
+        reference = names_of(inputs[0][1])
+        for name, data in inputs[1:]:
+            names = names_of(data)
+            if names is not None and reference is not None:
+                match_names(names, reference, name, against="the source's")
+        tables = [select(data, self.channels, name) for name, data in inputs]
+        return tables, list(self.channels), [c for c in reference if c not in self.channels]
+
     def _build_autoencoder(self, sample_shape):
         if isinstance(self.architecture, keras.Model):
             return self.architecture
@@ -250,46 +314,39 @@ class NeuronEditor:
         return self.model.get_layer(name)
 
     def _predict(self, data, name, graph):
-        from neuronedit_tf.data.fcs import FCSData
-
         self._require_fitted()
-        if isinstance(data, FCSData) and self.columns is not None:
-            # Channels the model does not edit (Time, scatter, ...) pass through unchanged.
-            table = as_table(data.select(self.columns), name)
+        data = _load(data)
+        if self._images:
+            table = _as_images(data, name)
+            if table.values.shape[1:] != tuple(self.model.input.shape[1:]):
+                raise NeuronEditError(
+                    f"{name} has image shape {table.values.shape[1:]}; the model expects "
+                    f"{tuple(self.model.input.shape[1:])}."
+                )
+            return models.run(graph, table.values)
+        if self.channels is not None:
+            names = names_of(data)
+            if names is not None:
+                match_names(names, self.columns + self.passthrough, name)
+            table = select(data, self.columns, name)
         else:
-            table = self._validate(data, name)
-        if not self._images:
-            table = align(table, self.columns, name)
-        elif table.values.shape[1:] != tuple(self.model.input.shape[1:]):
-            raise NeuronEditError(
-                f"{name} has image shape {table.values.shape[1:]}; the model expects "
-                f"{tuple(self.model.input.shape[1:])}."
-            )
+            table = align(as_table(data, name), self.columns, name)
         values = models.run(graph, table.values)
-        return self._like(data, table, values)
-
-    def _like(self, original, table, values):
-        """Return ``values`` in the caller's form: DataFrame, FCSData or ndarray."""
-        from neuronedit_tf.data.fcs import FCSData
-
-        if isinstance(original, FCSData):
-            order = [original.channels.index(c) for c in table.columns]
-            result = np.array(original.values, copy=True)
-            result[:, order] = values
-            return FCSData(result, list(original.channels), list(original.markers),
-                           dict(original.text))
-        if hasattr(original, "columns") and hasattr(original, "to_numpy"):
-            import pandas as pd
-
-            return pd.DataFrame(values, columns=table.columns, index=table.index)
-        return values
+        return replace_columns(data, table.columns, values)
 
     def transform(self, data):
         """Edit ``data`` (X, or any later data) without retraining.
 
-        Returns the same kind as given (DataFrame keeps its index and column
-        order as the model's; FCSData keeps every channel and keyword), rows in
-        input order.
+        Args:
+            data: ``(n, d)`` array, DataFrame, FCSData, AnnData (its ``X``) or a
+                file path; named features are matched by name (any order), and
+                with ``channels`` the other features pass through unchanged.
+
+        Returns:
+            The same kind as given, rows, columns and index in the input's
+            order: a DataFrame, an FCSData keeping every channel and keyword,
+            a new AnnData (obs/var/layers kept, ``X`` edited), or an ndarray.
+            A file path gives what :func:`neuronedit_tf.data.read` gives.
         """
         return self._predict(data, "data", self.model)
 
@@ -318,6 +375,8 @@ class NeuronEditor:
             "hidden": list(self.hidden),
             "seed": self.seed,
             "learning_rate": self.learning_rate,
+            "logicle": self.logicle,
+            "channels": self.channels,
         }
 
     def save(self, path, overwrite=False):
@@ -338,6 +397,7 @@ class NeuronEditor:
                 "format": 1,
                 "config": self.get_config(),
                 "columns": self.columns,
+                "passthrough": self.passthrough,
                 "history": self.history,
                 "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
             }
@@ -368,9 +428,12 @@ class NeuronEditor:
         if config["model"] == "custom":
             config["model"] = "dense"  # the trained graph is loaded below; the name is moot
         editor = cls(**config)
-        custom = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh}
+        from neuronedit_tf.transforms import Logicle
+
+        custom = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Logicle": Logicle}
         editor.model = keras.saving.load_model(model_file, custom_objects=custom, safe_mode=True)
         editor.columns = state.get("columns")
+        editor.passthrough = state.get("passthrough") or []
         editor.history = state.get("history")
         return editor
 

@@ -6,7 +6,8 @@ target's activations. ``call`` maps every activation through the per-neuron
 monotone function that sends the source's percentiles onto the target's.
 
 The map is evaluated with a branch-free binary search (``ceil(log2(Q))`` gathers
-and compares per value) followed by one linear interpolation, so it costs
+and compares per value) followed by one linear interpolation (as a fraction of the
+segment, so nothing overflows), so it costs
 ``O(log Q)`` per activation and uses only TFLite builtin ops (GATHER, SELECT,
 compare, arithmetic); no ``searchsorted``/``Bucketize``.
 """
@@ -53,7 +54,9 @@ def _clean_knots(table, ulps=8):
     ``ulps`` units in the last place of their predecessor are set equal to it.
     """
     table = np.maximum.accumulate(np.asarray(table, np.float32), axis=0)
-    tolerance = ulps * np.spacing(np.abs(table).astype(np.float32))
+    # The absolute floor keeps every non-zero gap a normal float: CPUs flush subnormals to 0.
+    floor = 16 * np.finfo(np.float32).tiny
+    tolerance = np.maximum(ulps * np.spacing(np.abs(table).astype(np.float32)), floor)
     for j in range(1, len(table)):
         close = table[j] - table[j - 1] <= tolerance[j]
         table[j] = np.where(close, table[j - 1], table[j])
@@ -227,20 +230,24 @@ class NeuronEdit(keras.layers.Layer):
         self.is_adapted = True
 
     def _tables(self):
-        """Knots, collapsed target values, segment slopes and end factors, each per neuron."""
+        """Per neuron: knots, collapsed target values, segment widths and rises, end slopes."""
+        largest = float(np.finfo(np.float32).max)
         s = tf.convert_to_tensor(self.source_q)
         t = tf.convert_to_tensor(self.target_q)
         # Collapse equal source knots: every knot takes the mean target of its tie group.
         same = tf.cast(tf.equal(s[:, None, :], s[None, :, :]), s.dtype)  # (Q, Q, n)
         t_eff = tf.reduce_sum(same * t[None, :, :], axis=1) / tf.reduce_sum(same, axis=1)
         width = s[1:] - s[:-1]
+        rise = tf.clip_by_value(t_eff[1:] - t_eff[:-1], -largest, largest)
         positive = width > 0
-        slope = tf.where(positive, (t_eff[1:] - t_eff[:-1]) / tf.where(positive, width, 1.0), 0.0)
         if self.extrapolation == "shift":
             low = high = tf.ones_like(s[0])
         elif self.extrapolation == "clip":
             low = high = tf.zeros_like(s[0])
         else:  # "linear": slope of the first/last segment of positive width; 1 if none.
+            slope = tf.clip_by_value(
+                tf.where(positive, rise / tf.where(positive, width, 1.0), 0.0), -largest, largest
+            )
             any_positive = tf.reduce_any(positive, axis=0)
             first = tf.argmax(tf.cast(positive, tf.int32), axis=0, output_type=tf.int32)
             last = (len(self.quantiles) - 2) - tf.argmax(
@@ -249,14 +256,14 @@ class NeuronEdit(keras.layers.Layer):
             columns = tf.range(tf.shape(s)[1], dtype=tf.int32)
             low = tf.where(any_positive, tf.gather_nd(slope, tf.stack([first, columns], 1)), 1.0)
             high = tf.where(any_positive, tf.gather_nd(slope, tf.stack([last, columns], 1)), 1.0)
-        return s, t_eff, slope, low, high
+        return s, t_eff, width, rise, low, high
 
     def call(self, inputs):
         inputs = tf.convert_to_tensor(inputs)
         dtype = inputs.dtype
         # Every leading axis is a sample axis: a conv feature map is edited per channel.
         a = tf.reshape(tf.cast(inputs, tf.float32), [-1, tf.shape(inputs)[-1]])
-        s, t_eff, slope, low, high = self._tables()
+        s, t_eff, width, rise, low, high = self._tables()
         n_knots = len(self.quantiles)
         n_neurons = tf.shape(s)[1]
         s_flat = tf.reshape(s, [-1])
@@ -272,9 +279,13 @@ class NeuronEdit(keras.layers.Layer):
             index = tf.where(knot <= inside, candidate, index)
             step //= 2
         flat = index * n_neurons + column
-        knot = tf.gather(s_flat, flat)
+        gap = tf.gather(tf.reshape(width, [-1]), flat)
+        # The fraction along the segment lies in [0, 1], so nothing here can overflow.
+        fraction = tf.where(
+            gap > 0, (inside - tf.gather(s_flat, flat)) / tf.where(gap > 0, gap, 1.0), 0.0
+        )
         value = tf.gather(tf.reshape(t_eff, [-1]), flat)
-        value += (inside - knot) * tf.gather(tf.reshape(slope, [-1]), flat)
+        value += fraction * tf.gather(tf.reshape(rise, [-1]), flat)
         value += low * tf.minimum(a - first, 0.0) + high * tf.maximum(a - last, 0.0)
         # Extrapolating a value near float32's limit could overflow to inf: saturate instead.
         largest = float(np.finfo(np.float32).max)

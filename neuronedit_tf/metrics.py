@@ -104,3 +104,23 @@ def _subsample(values, max_rows, seed):
     if len(values) <= max_rows:
         return values
     return values[np.random.default_rng(seed).choice(len(values), max_rows, replace=False)]
+
+
+def frechet_distance(activations_a, activations_b):
+    """Fréchet distance between Gaussians fitted to two sets of activations ``(n, k)``.
+
+    ``|mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))``: FID when the
+    activations come from a classifier's penultimate layer.
+    """
+    from scipy import linalg
+
+    a, b = _matrix(activations_a, "activations_a"), _matrix(activations_b, "activations_b")
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a @ cov_b)
+    if not np.all(np.isfinite(root)):
+        # Dead units make a covariance singular: add a small ridge, as the FID reference does.
+        ridge = 1e-6 * np.eye(len(cov_a))
+        root = linalg.sqrtm((cov_a + ridge) @ (cov_b + ridge))
+    root = np.real(root)
+    return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))

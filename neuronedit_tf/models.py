@@ -2,8 +2,9 @@
 
 The autoencoders work on standardised values. ``preprocessing`` and
 ``postprocessing`` wrap them so that a full model takes raw values (e.g. CyTOF
-counts) and returns raw values: optional ``arcsinh(x / cofactor)``, then
-per-feature standardisation; and the exact inverse on the way out.
+counts) and returns raw values: optional ``arcsinh(x / cofactor)`` or logicle
+(:mod:`neuronedit_tf.transforms`), then per-feature standardisation; and the
+exact inverse on the way out.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tensorflow as tf
 
 from neuronedit_tf.errors import NeuronEditError
 
-TRANSFORMS = ("none", "arcsinh")
+TRANSFORMS = ("none", "arcsinh", "logicle")
 BOTTLENECK = "bottleneck"
 
 
@@ -54,17 +55,24 @@ class Arcsinh(keras.layers.Layer):
         return config
 
 
-def _transform_layer(transform, cofactor, inverse, name):
+def _transform_layer(transform, cofactor, inverse, name, logicle=None):
     if transform not in TRANSFORMS:
         raise NeuronEditError(f"transform must be one of {TRANSFORMS}; got {transform!r}.")
     if transform == "arcsinh":
         return Arcsinh(cofactor, inverse=inverse, name=name)
+    if transform == "logicle":
+        from neuronedit_tf.transforms import Logicle, logicle_options
+
+        return Logicle(**logicle_options(logicle), inverse=inverse, name=name)
     return None
 
 
-def transform_values(values, transform="none", cofactor=5.0):
-    """Apply the chosen transform in numpy (what the graph's first layer does)."""
-    layer = _transform_layer(transform, cofactor, False, None)
+def transform_values(values, transform="none", cofactor=5.0, logicle=None):
+    """Apply the chosen transform in numpy (what the graph's first layer does).
+
+    ``logicle``: the logicle parameters ``{t, w, m, a}`` (see
+    :func:`neuronedit_tf.transforms.logicle_options`) when ``transform="logicle"``."""
+    layer = _transform_layer(transform, cofactor, False, None, logicle)
     values = np.asarray(values, np.float32)
     return values if layer is None else layer(values).numpy()
 
@@ -83,27 +91,27 @@ def _shape(shape):
     return (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
 
 
-def preprocessing(shape, mean, variance, transform="none", cofactor=5.0):
+def preprocessing(shape, mean, variance, transform="none", cofactor=5.0, logicle=None):
     """Raw values -> standardised values (a functional model named ``preprocessing``).
 
     ``shape`` is one sample's shape (``d`` or ``(d,)``; ``(H, W, C)`` for images,
     standardised per channel)."""
     inputs = keras.Input(_shape(shape), name="raw")
     x = inputs
-    layer = _transform_layer(transform, cofactor, False, "transform")
+    layer = _transform_layer(transform, cofactor, False, "transform", logicle)
     if layer is not None:
         x = layer(x)
     x = keras.layers.Normalization(mean=mean, variance=variance, name="standardise")(x)
     return keras.Model(inputs, x, name="preprocessing")
 
 
-def postprocessing(shape, mean, variance, transform="none", cofactor=5.0):
+def postprocessing(shape, mean, variance, transform="none", cofactor=5.0, logicle=None):
     """Standardised values -> raw values: the exact inverse of ``preprocessing``."""
     inputs = keras.Input(_shape(shape), name="standardised")
     x = keras.layers.Normalization(
         mean=mean, variance=variance, invert=True, name="unstandardise"
     )(inputs)
-    layer = _transform_layer(transform, cofactor, True, "untransform")
+    layer = _transform_layer(transform, cofactor, True, "untransform", logicle)
     if layer is not None:
         x = layer(x)
     return keras.Model(inputs, x, name="postprocessing")

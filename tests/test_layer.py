@@ -206,3 +206,13 @@ def test_bad_activations_are_refused():
         layer.adapt(good, np.zeros((200, 3), np.float32))
     with pytest.raises(NeuronEditError, match="at least 2"):
         layer.adapt(good[:1], good)
+
+
+def test_tiny_and_subnormal_scale_activations_stay_finite():
+    # Found by hypothesis: constant activations at float32's smallest normal value.
+    source = np.full((60, 1), -1.1754944e-38, np.float32)
+    target = np.sort(np.random.default_rng(1).normal(size=(60, 1)), 0).astype(np.float32)
+    for mode in ("shift", "clip", "linear"):
+        layer = adapted(source, target, mode)
+        grid = np.linspace(-10, 10, 2001, dtype=np.float32)[:, None]
+        assert np.all(np.isfinite(layer(grid).numpy())), mode

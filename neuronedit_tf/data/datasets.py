@@ -59,14 +59,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_artifact(artifact: Artifact) -> Path:
-    """Return the cached, checksummed artifact, downloading it once if needed."""
+def fetch_artifact(artifact: Artifact, download: bool = True) -> Path:
+    """Return the cached, checksummed artifact, downloading it once if needed.
+
+    A cached file whose sha256 does not match is deleted (and fetched again when
+    ``download``); with ``download=False`` a missing file is an error.
+    """
     folder = cache_dir()
     path = folder / artifact.filename
     if path.exists():
         if _sha256(path) == artifact.sha256:
             return path
         path.unlink()  # a corrupt or partial cache entry: fetch it again
+    if not download:
+        raise NeuronEditError(
+            f"{artifact.filename} is not in the cache {folder} (or was corrupt and removed); "
+            "call again with download=True."
+        )
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         command = [

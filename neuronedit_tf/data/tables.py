@@ -1,10 +1,15 @@
-"""Input validation in one place: anything tabular -> a checked float32 ``Table``."""
+"""Input validation and feature matching in one place: anything tabular -> a checked float32 ``Table``.
+
+Features are matched by name wherever names exist (DataFrame columns, FCS $PnN,
+AnnData ``var_names``): reordered columns are fine, a missing or an extra name
+is one error listing both. ``select`` picks a subset of channels by name (the
+other channels pass through, see ``replace_columns``).
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -23,35 +28,61 @@ class Table:
         return len(self.values)
 
 
-def read_table(path) -> Table:
-    """Read a CSV/TSV (header row of column names) or FCS file into a Table."""
-    path = Path(path)
-    if not path.exists():
-        raise NeuronEditError(f"No such file: {path}.")
-    suffix = path.suffix.lower()
-    if suffix == ".fcs":
-        from neuronedit_tf.data.fcs import read_fcs
+def read_table(path, format=None) -> Table:
+    """Read any supported file (see :func:`neuronedit_tf.data.formats.read`) into a checked Table."""
+    from neuronedit_tf.data.formats import read
 
-        data = read_fcs(path)
-        return Table(data.values, list(data.channels))
-    if suffix in (".csv", ".tsv", ".txt"):
-        import pandas as pd
+    return as_table(read(path, format=format), name=str(path))
 
-        try:
-            frame = pd.read_csv(path, sep="\t" if suffix != ".csv" else ",")
-        except Exception as error:
-            raise NeuronEditError(f"Could not read {path} as a table: {error}.") from None
-        return as_table(frame, name=str(path))
-    raise NeuronEditError(
-        f"Unknown file type {suffix!r} for {path}; use .csv, .tsv or .fcs."
-    )
+
+def is_anndata(data) -> bool:
+    """True for an ``anndata.AnnData`` (checked by its attributes; anndata is optional)."""
+    return all(hasattr(data, attr) for attr in ("obs_names", "var_names", "X", "layers"))
+
+
+def _is_frame(data) -> bool:
+    return hasattr(data, "columns") and hasattr(data, "to_numpy") and hasattr(data, "dtypes")
+
+
+def check_unique(names, name="input") -> list[str]:
+    """``names`` as strings; raises if any repeats (two channels with one name cannot be matched)."""
+    names = [str(n) for n in names]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise NeuronEditError(
+            f"{name} has duplicate column/channel names {duplicated}; rename them so that "
+            "every feature has one name."
+        )
+    return names
+
+
+def names_of(data) -> list[str] | None:
+    """The feature names of ``data`` (FCS $PnN, DataFrame columns, AnnData var_names), or None."""
+    from neuronedit_tf.data.fcs import FCSData
+
+    if isinstance(data, Table):
+        return data.columns
+    if isinstance(data, FCSData):
+        return [str(c) for c in data.channels]
+    if is_anndata(data):
+        return [str(c) for c in data.var_names]
+    if _is_frame(data):
+        return [str(c) for c in data.columns]
+    return None
 
 
 def as_table(data, name="input") -> Table:
-    """Validate ``data`` (numpy array, pandas DataFrame, FCSData, Table or a file path).
+    """Validate ``data`` (numpy array, DataFrame, FCSData, AnnData, Table or a file path).
+
+    AnnData gives its ``X`` (dense; sparse matrices are densified) with
+    ``var_names`` as columns and ``obs_names`` as the index.
+
+    Returns:
+        Table: ``(rows, features)`` float32 values, column names (or None), index.
 
     Raises:
-        NeuronEditError: not 2-D, empty, non-numeric, or containing NaN/inf.
+        NeuronEditError: not 2-D, empty, non-numeric, containing NaN/inf, or
+            with duplicate names.
     """
     from neuronedit_tf.data.fcs import FCSData
 
@@ -60,17 +91,20 @@ def as_table(data, name="input") -> Table:
     elif isinstance(data, (str, os.PathLike)):
         table = read_table(data)
     elif isinstance(data, FCSData):
-        table = Table(data.values, list(data.channels))
-    elif hasattr(data, "columns") and hasattr(data, "to_numpy"):
-        columns = [str(c) for c in data.columns]
+        table = Table(data.values, check_unique(data.channels, name))
+    elif is_anndata(data):
+        from neuronedit_tf.data.annotated import dense_matrix
+
+        table = Table(dense_matrix(data, None, name), check_unique(data.var_names, name),
+                      data.obs_names)
+    elif _is_frame(data):
+        columns = check_unique(data.columns, name)
         non_numeric = [c for c, kind in zip(columns, data.dtypes) if kind.kind not in "biuf"]
         if non_numeric:
             raise NeuronEditError(
-                f"{name} has non-numeric columns {non_numeric}; drop them or select numeric ones."
+                f"{name} has non-numeric columns {non_numeric}; drop them, or pass "
+                "channels=[...] so that only numeric channels are edited."
             )
-        duplicated = sorted({c for c in columns if columns.count(c) > 1})
-        if duplicated:
-            raise NeuronEditError(f"{name} has duplicate column names {duplicated}; rename them.")
         table = Table(data.to_numpy(), columns, data.index)
     else:
         table = Table(data)
@@ -101,6 +135,21 @@ def as_table(data, name="input") -> Table:
     return Table(values, table.columns, table.index)
 
 
+def match_names(names, expected, name="input", against="the model's"):
+    """Raise unless ``names`` and ``expected`` hold the same names (any order).
+
+    The message lists what is missing and what is extra, e.g. an FCS file whose
+    $PnN differ from the other files'.
+    """
+    missing = [c for c in expected if c not in names]
+    extra = [c for c in names if c not in expected]
+    if missing or extra:
+        raise NeuronEditError(
+            f"{name}'s columns do not match {against}: missing {missing}, extra {extra}. "
+            "Rename or drop channels so that the names agree (reordering is fine)."
+        )
+
+
 def align(table: Table, columns, name="input") -> Table:
     """Reorder ``table``'s columns to ``columns`` by name; unnamed tables must match by width.
 
@@ -114,12 +163,83 @@ def align(table: Table, columns, name="input") -> Table:
                 f"{name} has {table.values.shape[1]} columns; the model expects {width}."
             )
         return table
-    missing = [c for c in columns if c not in table.columns]
-    extra = [c for c in table.columns if c not in columns]
-    if missing or extra:
-        raise NeuronEditError(
-            f"{name}'s columns do not match the model's: missing {missing}, extra {extra}. "
-            "Select the model's columns (reordering is fine)."
-        )
+    match_names(table.columns, columns, name)
     order = [table.columns.index(c) for c in columns]
     return Table(table.values[:, order], list(columns), table.index)
+
+
+def select(data, columns, name="input") -> Table:
+    """The named ``columns`` of ``data`` (any input of :func:`as_table`), validated, in that order.
+
+    Only the chosen columns are validated, so other channels may hold anything
+    (text, NaN): they are not edited and pass through untouched.
+
+    Raises:
+        NeuronEditError: ``data`` has no names, lacks some of ``columns``, or
+            the chosen columns are not finite numbers.
+    """
+    from neuronedit_tf.data.fcs import FCSData
+
+    if isinstance(data, (str, os.PathLike)):
+        from neuronedit_tf.data.formats import read
+
+        data = read(data)
+    columns = check_unique(columns, "the channel list")
+    names = names_of(data)
+    if names is None:
+        raise NeuronEditError(
+            f"{name} has no column names, so channels cannot be chosen by name; pass a "
+            "DataFrame, an FCS file or an AnnData (or a file with a header)."
+        )
+    names = check_unique(names, name)
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise NeuronEditError(f"{name} has no channel(s) {missing}; it has {names}.")
+    order = [names.index(c) for c in columns]
+    if isinstance(data, Table):
+        picked = Table(data.values[:, order], list(columns), data.index)
+    elif isinstance(data, FCSData):
+        picked = data.select(columns)
+    elif is_anndata(data):
+        picked = data[:, order]
+    else:
+        picked = data.iloc[:, order]
+    return as_table(picked, name)
+
+
+def replace_columns(original, columns, values):
+    """``original`` with its ``columns`` replaced by ``values``, in the caller's form.
+
+    Every other column, the column order, row order and index, FCS keywords and
+    AnnData annotations are kept; ``original`` itself is not modified.
+
+    Args:
+        original: what the caller passed: FCSData, DataFrame, AnnData or array.
+        columns: names of the columns that ``values`` holds (None: all columns,
+            in ``original``'s order).
+        values: ``(rows, len(columns))`` new values.
+
+    Returns:
+        The same kind as ``original`` (an ndarray for arrays and Tables).
+    """
+    from neuronedit_tf.data.fcs import FCSData
+
+    values = np.asarray(values, np.float32)
+    names = None if isinstance(original, Table) else names_of(original)
+    if names is None:
+        return values
+    order = list(range(len(names))) if columns is None else [names.index(c) for c in columns]
+    if isinstance(original, FCSData):
+        result = np.array(original.values, dtype=np.float32, copy=True)
+        result[:, order] = values
+        return original.with_values(result)
+    if is_anndata(original):
+        from neuronedit_tf.data.annotated import dense_matrix, with_matrix
+
+        result = dense_matrix(original, None, "input").copy()
+        result[:, order] = values
+        return with_matrix(original, result)
+    result = original.copy()
+    for column, position in enumerate(order):
+        result.isetitem(position, values[:, column])
+    return result

@@ -1,0 +1,241 @@
+"""The `neuronedit` command: demo, fit, apply, export on real FCS files; exit codes."""
+
+import h5py
+import numpy as np
+import pytest
+
+from neuronedit_tf.cli import main
+from neuronedit_tf.data import read, read_fcs, write
+from neuronedit_tf.data.datasets import cytof_markers
+
+from conftest import fcs_keywords, fcsparser_parse
+
+
+@pytest.fixture(scope="module")
+def fcs_files(tmp_path_factory, cytof):
+    """The real CyTOF files, all 55 channels, written out as a user would have them."""
+    from neuronedit_tf.data.datasets import cytof_fcs_bytes
+
+    folder = tmp_path_factory.mktemp("fcs")
+    paths = {}
+    for name, (batch, donor) in {"source": ("021", 1), "target": ("028", 1),
+                                 "sample": ("021", 2)}.items():
+        paths[name] = folder / f"{name}.fcs"
+        paths[name].write_bytes(cytof_fcs_bytes(batch, donor))
+    paths["other"] = folder / "other.fcs"
+    paths["other"].write_bytes(cytof_fcs_bytes("034", 2))
+    paths["markers"] = folder / "markers.txt"
+    paths["markers"].write_text("\n".join(cytof_markers()) + "\n")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def marker_model(fcs_files, tmp_path_factory):
+    """A model fitted by the CLI on the 37 markers of the real files (the rest pass through)."""
+    model = tmp_path_factory.mktemp("models") / "markers"
+    assert main(["fit", "--source", str(fcs_files["source"]), "--target",
+                 str(fcs_files["target"]), "--extra", str(fcs_files["sample"]),
+                 str(fcs_files["other"]), "--channels", ",".join(cytof_markers()),
+                 "--transform", "arcsinh", "--cofactor", "5", "--hidden", "32,16,8",
+                 "--epochs", "2", "--seed", "1", "--model", str(model)]) == 0
+    return model
+
+
+def test_fit_then_apply_edits_markers_and_passes_other_channels_through(fcs_files, marker_model,
+                                                                          tmp_path, capsys):
+    model = marker_model
+    assert main(["apply", "--model", str(model), str(fcs_files["sample"]),
+                 "--out-dir", str(tmp_path / "edited")]) == 0
+    original = read_fcs(fcs_files["sample"])
+    edited = read_fcs(tmp_path / "edited" / "sample.fcs")
+    assert edited.channels == original.channels and edited.markers == original.markers
+    untouched = [i for i, c in enumerate(original.channels) if c not in cytof_markers()]
+    np.testing.assert_array_equal(edited.values[:, untouched], original.values[:, untouched])
+    assert not np.allclose(edited.values, original.values)
+    assert "neuronedit" in edited.text["com"]
+    assert main(["export", "--model", str(model), "--out", str(tmp_path / "served")]) == 0
+    assert (tmp_path / "served" / "saved_model.pb").exists()
+    assert "parity" in capsys.readouterr().out
+
+
+def test_csv_round_trip_through_fit_and_apply_with_logicle(cytof, tmp_path):
+    for name in ("source", "target", "sample"):
+        cytof[name].to_frame().to_csv(tmp_path / f"{name}.csv", index=False)
+    model = tmp_path / "model"
+    assert main(["fit", "--source", str(tmp_path / "source.csv"), "--target",
+                 str(tmp_path / "target.csv"), "--model", str(model), "--epochs", "1",
+                 "--hidden", "32,16,8", "--transform", "logicle", "--logicle",
+                 "t=20000,w=0.5"]) == 0
+    assert main(["apply", "--model", str(model), str(tmp_path / "sample.csv"),
+                 "--out-dir", str(tmp_path / "out")]) == 0
+    import pandas as pd
+
+    from neuronedit_tf import NeuronEditor
+
+    edited = pd.read_csv(tmp_path / "out" / "sample.csv")
+    assert list(edited.columns) == cytof["sample"].channels and len(edited) == 1000
+    assert NeuronEditor.load(model).logicle["t"] == 20000.0
+
+
+def test_data_errors_exit_1_with_a_message_and_no_output(tmp_path, capsys):
+    bad = tmp_path / "truncated.fcs"
+    bad.write_bytes(b"FCS3.0    not really")
+    code = main(["fit", "--source", str(bad), "--target", str(bad), "--model",
+                 str(tmp_path / "m")])
+    assert code == 1
+    assert "not a readable FCS file" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_usage_errors_exit_2():
+    with pytest.raises(SystemExit) as raised:
+        main(["fit", "--source", "a.csv"])
+    assert raised.value.code == 2
+    assert main([]) == 2
+
+
+def test_every_subcommand_help_shows_an_example(capsys):
+    for command in ("demo", "fit", "apply", "export"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "example:\n  neuronedit " + command in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_demo_writes_real_results_and_figure(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--epochs", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "Pearson r" in printed and "EMD" in printed
+    edited = read_fcs(tmp_path / "donor2_batch021_edited_to_028.fcs")
+    assert edited.values.shape == (1000, 37)
+    png = (tmp_path / "spike_in_correction.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_apply_edits_many_files_with_a_progress_bar(fcs_files, marker_model, tmp_path, capsys):
+    out = tmp_path / "edited"
+    assert main(["apply", "--model", str(marker_model), str(fcs_files["sample"]),
+                 str(fcs_files["other"]), "--out-dir", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "editing files" in printed.err and printed.out.count("wrote") == 2
+    for name in ("sample", "other"):
+        original, edited = read_fcs(fcs_files[name]), read_fcs(out / f"{name}.fcs")
+        assert edited.channels == original.channels and edited.markers == original.markers
+        kept = {k: v for k, v in original.text.items() if k not in edited.text or k == "com"}
+        assert set(kept) <= {"com", "begindata", "enddata"}
+        assert f"neuronedit 0.1.0: edited {','.join(cytof_markers())} with" in edited.text["com"]
+    assert sorted(p.name for p in out.iterdir()) == ["other.fcs", "sample.fcs"]
+
+
+def test_fcsparser_reads_the_edited_files_with_the_same_channels_and_keywords(
+        fcs_files, marker_model, tmp_path):
+    assert main(["apply", "--model", str(marker_model), str(fcs_files["sample"]),
+                 "--out-dir", str(tmp_path)]) == 0
+    original, edited = fcsparser_parse(fcs_files["sample"]), fcsparser_parse(tmp_path / "sample.fcs")
+    assert edited["columns"] == original["columns"] and edited["channels"] == original["channels"]
+    assert fcs_keywords(edited["meta"]) == fcs_keywords(original["meta"])
+    assert "neuronedit" in edited["meta"]["$COM"] and edited["sha"] != original["sha"]
+
+
+@pytest.mark.parametrize("out_format, suffix", [("h5ad", ".h5ad"), ("parquet", ".parquet"),
+                                                 ("csv", ".csv")])
+def test_apply_writes_other_formats_with_every_channel(fcs_files, marker_model, tmp_path,
+                                                       out_format, suffix):
+    assert main(["apply", "--model", str(marker_model), str(fcs_files["sample"]),
+                 "--out-dir", str(tmp_path), "--out-format", out_format]) == 0
+    edited, original = read(tmp_path / f"sample{suffix}"), read_fcs(fcs_files["sample"])
+    names = list(edited.var_names) if out_format == "h5ad" else list(edited.columns)
+    assert names == original.channels
+    values = np.asarray(edited.X if out_format == "h5ad" else edited.to_numpy(), np.float32)
+    time = original.channels.index("Time")
+    np.testing.assert_array_equal(values[:, time], original.values[:, time])
+
+
+def test_tables_and_hdf5_datasets_go_in_and_out(fcs_files, marker_model, tmp_path):
+    sample = read_fcs(fcs_files["sample"]).to_frame()
+    shuffled = sample[list(reversed(sample.columns))]
+    write(tmp_path / "in" / "sample.tsv", shuffled)
+    write(tmp_path / "in" / "sample.h5:/cells/events", sample)
+    cells = sample.set_axis([f"cell{i}" for i in range(len(sample))])
+    write(tmp_path / "in" / "cells.h5ad", cells.sample(frac=1.0, random_state=0))
+    assert main(["apply", "--model", str(marker_model), str(tmp_path / "in" / "sample.tsv"),
+                 f"{tmp_path / 'in' / 'sample.h5'}:/cells/events", str(tmp_path / "in" / "cells.h5ad"),
+                 "--out-dir", str(tmp_path / "out")]) == 0
+    from_tsv = read(tmp_path / "out" / "sample.tsv")
+    assert list(from_tsv.columns) == list(shuffled.columns)
+    with h5py.File(tmp_path / "out" / "sample.h5", "r") as handle:
+        from_h5 = handle["cells/events"][()]
+    np.testing.assert_allclose(from_tsv[sample.columns].to_numpy(), from_h5, rtol=1e-6)
+    from_h5ad, given = read(tmp_path / "out" / "cells.h5ad"), read(tmp_path / "in" / "cells.h5ad")
+    assert list(from_h5ad.obs_names) == list(given.obs_names)  # shuffled order in, same out
+    assert "neuronedit" in from_h5ad.uns["history"][-1]
+    by_cell = from_h5ad.to_df().loc[[f"cell{i}" for i in range(len(sample))]]
+    np.testing.assert_allclose(by_cell.to_numpy(), from_h5, rtol=1e-5, atol=1e-4)
+
+
+def test_format_option_reads_a_mislabelled_file(fcs_files, marker_model, tmp_path, capsys):
+    mislabelled = tmp_path / "in" / "sample.csv"
+    mislabelled.parent.mkdir()
+    mislabelled.write_bytes(fcs_files["sample"].read_bytes())
+    args = ["apply", "--model", str(marker_model), str(mislabelled), "--out-dir",
+            str(tmp_path / "out")]
+    assert main(args) == 1
+    assert "looks like a FCS file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(args + ["--format", "fcs", "--out-format", "fcs"]) == 0
+    assert read_fcs(tmp_path / "out" / "sample.fcs").channels == read_fcs(fcs_files["sample"]).channels
+
+
+def test_files_with_mismatched_channels_are_refused_with_the_names(fcs_files, tmp_path, capsys):
+    renamed = read_fcs(fcs_files["target"])
+    renamed.channels = [c if c != "Time" else "time" for c in renamed.channels]
+    write(tmp_path / "target.fcs", renamed)
+    code = main(["fit", "--source", str(fcs_files["source"]), "--target",
+                 str(tmp_path / "target.fcs"), "--channels", f"@{fcs_files['markers']}",
+                 "--model", str(tmp_path / "model"), "--epochs", "1"])
+    assert code == 1
+    assert "missing ['Time'], extra ['time']" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
+def test_apply_refuses_a_file_with_other_channels_and_writes_nothing_for_it(
+        fcs_files, marker_model, tmp_path, capsys):
+    fewer = read_fcs(fcs_files["sample"]).select(cytof_markers())
+    write(tmp_path / "markers_only.fcs", fewer)
+    code = main(["apply", "--model", str(marker_model), str(tmp_path / "markers_only.fcs"),
+                 "--out-dir", str(tmp_path / "out")])
+    assert code == 1
+    assert "missing ['Time', 'Event_length'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_apply_never_writes_over_its_input(fcs_files, marker_model, tmp_path, capsys):
+    before = fcs_files["sample"].read_bytes()
+    code = main(["apply", "--model", str(marker_model), str(fcs_files["sample"]),
+                 "--out-dir", str(fcs_files["sample"].parent)])
+    assert code == 1 and "would overwrite its input" in capsys.readouterr().err
+    assert fcs_files["sample"].read_bytes() == before
+
+
+def test_ctrl_c_during_apply_exits_130_and_leaves_no_partial_file(fcs_files, marker_model,
+                                                                   tmp_path, monkeypatch, capsys):
+    import flowio
+
+    def interrupted(handle, *args, **kwargs):
+        handle.write(b"FCS3.1" + b" " * 1000)  # half-written when Ctrl-C arrives
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(flowio, "create_fcs", interrupted)
+    code = main(["apply", "--model", str(marker_model), str(fcs_files["sample"]),
+                 "--out-dir", str(tmp_path)])
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_option_values_exit_1_with_the_expected_form(tmp_path, capsys):
+    for option, value in (("--logicle", "t:1"), ("--hidden", "32,x")):
+        assert main(["fit", "--source", "a.csv", "--target", "b.csv", "--model", "m",
+                     option, value]) == 1
+        assert "like" in capsys.readouterr().err

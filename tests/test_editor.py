@@ -1,0 +1,151 @@
+"""NeuronEditor: fit/transform/save/load/export on the real CyTOF spike-in files."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuronedit_tf import NeuronEditError, NeuronEditor, metrics, models
+from neuronedit_tf.data.fcs import FCSData
+
+from conftest import arcsinh
+
+
+def test_edit_moves_the_sample_toward_the_real_batch(small_editor, cytof):
+    edited = small_editor.transform(cytof["sample"])
+    uncorrected = metrics.mean_emd(arcsinh(cytof["sample"].values), arcsinh(cytof["truth"].values))
+    corrected = metrics.mean_emd(arcsinh(edited.values), arcsinh(cytof["truth"].values))
+    assert corrected < uncorrected
+
+
+def test_edit_applies_the_spike_in_median_change(small_editor, cytof):
+    edited = small_editor.transform(cytof["sample"])
+    r = metrics.median_change_r(*(arcsinh(d.values) for d in (
+        cytof["source"], cytof["target"], cytof["sample"], edited)))
+    assert r > 0.7
+
+
+def test_graph_is_raw_in_raw_out_with_exact_inverse_transform(small_editor, cytof):
+    pre, post = small_editor.part("preprocessing"), small_editor.part("postprocessing")
+    raw = cytof["sample"].values
+    np.testing.assert_allclose(models.run(post, models.run(pre, raw)), raw, rtol=1e-3, atol=1e-2)
+
+
+def test_fcs_input_returns_fcs_with_every_channel_and_keyword(small_editor, cytof):
+    edited = small_editor.transform(cytof["sample"])
+    assert isinstance(edited, FCSData)
+    assert edited.channels == cytof["sample"].channels and edited.text == cytof["sample"].text
+    assert not np.allclose(edited.values, cytof["sample"].values)
+
+
+def test_dataframe_columns_are_matched_by_name_and_index_kept(small_editor, cytof):
+    frame = cytof["sample"].to_frame()
+    frame.index = [f"cell{i}" for i in range(len(frame))]
+    expected = small_editor.transform(frame)
+    shuffled = frame[list(reversed(frame.columns))]
+    got = small_editor.transform(shuffled)
+    assert list(got.columns) == list(shuffled.columns) and list(got.index) == list(frame.index)
+    np.testing.assert_allclose(got.to_numpy(), expected[shuffled.columns].to_numpy(), rtol=1e-6)
+
+
+def test_transform_keeps_row_order(small_editor, cytof):
+    values = cytof["sample"].values
+    order = np.random.default_rng(0).permutation(len(values))
+    whole = small_editor.transform(values)
+    np.testing.assert_allclose(small_editor.transform(values[order]), whole[order], rtol=1e-5,
+                               atol=1e-4)
+
+
+def test_save_load_round_trip_gives_identical_outputs(small_editor, cytof, tmp_path):
+    path = small_editor.save(tmp_path / "editor")
+    loaded = NeuronEditor.load(path)
+    np.testing.assert_array_equal(loaded.transform(cytof["sample"].values),
+                                  small_editor.transform(cytof["sample"].values))
+    assert loaded.columns == small_editor.columns
+    with pytest.raises(NeuronEditError, match="exists"):
+        small_editor.save(path)
+
+
+def test_seeded_fits_repeat_exactly(cytof):
+    def fit():
+        editor = NeuronEditor(transform="arcsinh", hidden=(16, 8, 4), seed=3)
+        editor.fit(cytof["source"], cytof["target"], extra=cytof["sample"], epochs=2, verbose=0)
+        return editor.transform(cytof["sample"].values)
+
+    np.testing.assert_array_equal(fit(), fit())
+
+
+def test_export_runs_in_a_process_that_never_imports_the_package(small_editor, cytof, tmp_path):
+    report = small_editor.export(tmp_path / "served")
+    assert report["parity"]["max_rel"] < 1e-4 and not report["parity"]["neuronedit_imported"]
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        f"m = tf.saved_model.load({str(tmp_path / 'served')!r})\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        "out = list(m.signatures['serving_default'](tf.constant(x)).values())[0].numpy()\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, out)\n"
+        "assert 'neuronedit_tf' not in sys.modules\n"
+    )
+    np.save(tmp_path / "x.npy", cytof["sample"].values)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path,
+                   env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"),
+                               small_editor.transform(cytof["sample"].values), rtol=1e-4, atol=1e-3)
+
+
+def test_conv_editor_edits_images():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits().images.astype(np.float32)
+    labels = load_digits().target
+    source = digits[labels == 0]
+    target = np.clip(source * 1.5, 0, 16)
+    extra = digits[labels == 6]
+    editor = NeuronEditor(model="conv", quantiles=range(0, 101, 10), seed=0)
+    editor.fit(source, target, extra=extra, epochs=2, verbose=0)
+    out = editor.transform(extra)
+    assert out.shape == extra.shape + (1,) and np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda v: np.where(np.arange(v.size).reshape(v.shape) == 5, np.nan, v), "NaN/inf"),
+        (lambda v: v[:, :10], "columns"),
+        (lambda v: v[:0], "empty"),
+        (lambda v: v.ravel(), "2-D"),
+        (lambda v: v.astype(str).astype(object) + "x", "not numeric"),
+    ],
+    ids=["nan", "width", "empty", "1-D", "strings"],
+)
+def test_bad_input_to_transform_is_refused_clearly(small_editor, cytof, make, message):
+    with pytest.raises(NeuronEditError, match=message):
+        small_editor.transform(make(cytof["sample"].values))
+
+
+def test_missing_and_extra_named_columns_are_listed(small_editor, cytof):
+    frame = cytof["sample"].to_frame().rename(columns={"Nd142Di": "Nd142"})
+    with pytest.raises(NeuronEditError, match=r"missing \['Nd142Di'\], extra \['Nd142'\]"):
+        small_editor.transform(frame)
+
+
+def test_too_few_rows_for_the_quantiles_is_refused(cytof):
+    with pytest.raises(NeuronEditError, match="fewer than the 101 quantiles"):
+        NeuronEditor().fit(cytof["source"].values[:50], cytof["target"].values, epochs=1)
+
+
+def test_unfitted_editor_says_so():
+    with pytest.raises(NeuronEditError, match="not fitted"):
+        NeuronEditor().transform(np.zeros((3, 3)))
+
+
+def test_constant_features_and_far_values_stay_finite(cytof):
+    source = cytof["source"].values.copy()
+    source[:, 0] = 7.0
+    editor = NeuronEditor(transform="arcsinh", hidden=(16, 8, 4), seed=0)
+    editor.fit(source, cytof["target"].values, epochs=2, verbose=0)
+    far = cytof["sample"].values.copy() * 1e6
+    assert np.all(np.isfinite(editor.transform(far)))
+    assert np.all(np.isfinite(editor.transform(pd.DataFrame(source))))
