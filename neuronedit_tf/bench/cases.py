@@ -60,6 +60,11 @@ class Case:
     paired: bool
     description: str
 
+    @property
+    def extra(self):
+        """X under the name ``fit(..., extra=X)`` and :func:`~neuronedit_tf.bench.report.run_methods` use."""
+        return self.sample
+
     def scale(self, values):
         """``arcsinh(values / cofactor)`` in float64: the scale every score is computed on."""
         values = values.values if isinstance(values, FCSData) else values
