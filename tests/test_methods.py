@@ -1,0 +1,115 @@
+"""NeuronEditor methods: "paper" is exactly the paper's graph; "calibrated" is calibrated."""
+
+import json
+
+import numpy as np
+import pytest
+
+from neuronedit_tf import NeuronEditError, NeuronEditor, metrics, models
+
+from conftest import arcsinh
+
+SMALL = dict(transform="arcsinh", cofactor=5.0, hidden=(64, 32, 16), seed=0)
+
+
+def halves(n, seed=0):
+    order = np.random.default_rng(seed).permutation(n)
+    return order[: n // 2], order[n // 2 :]
+
+
+@pytest.fixture(scope="module")
+def spike_in_halves(cytof):
+    """Half of the spike-in cells to fit on, the other half held out (cells never seen)."""
+    fit_s, held_s = halves(len(cytof["source"].values), seed=1)
+    fit_t, held_t = halves(len(cytof["target"].values), seed=2)
+    source, target = cytof["source"].values, cytof["target"].values
+    return {"source": source[fit_s], "target": target[fit_t],
+            "held_source": source[held_s], "held_target": target[held_t]}
+
+
+@pytest.fixture(scope="module")
+def editors(spike_in_halves):
+    """Both methods fitted the same way (same seed, data and epochs)."""
+    data = spike_in_halves
+    fitted = {}
+    for method in ("paper", "calibrated"):
+        editor = NeuronEditor(method=method, **SMALL)
+        fitted[method] = editor.fit(data["source"], data["target"], extra=data["held_source"],
+                                    epochs=8, verbose=0, deterministic=True)
+    return fitted
+
+
+def test_paper_method_is_decoder_of_edited_encoding(editors, spike_in_halves):
+    editor = editors["paper"]
+    x = spike_in_halves["held_source"]
+    parts = [editor.part(n) for n in ("preprocessing", "encoder", "neuron_edit", "decoder",
+                                      "postprocessing")]
+    expected = x
+    for part in parts:
+        expected = models.run(part, expected)
+    np.testing.assert_allclose(editor.transform(x), expected, rtol=1e-5, atol=1e-4)
+    assert [layer.name for layer in editor.model.layers[1:]] == [
+        "preprocessing", "encoder", "neuron_edit", "decoder", "postprocessing"]
+
+
+def test_paper_edit_tables_are_percentiles_of_encoded_spike_ins(editors, spike_in_halves):
+    editor = editors["paper"]
+    encode = lambda raw: models.run(editor.part("encoder"),  # noqa: E731
+                                    models.run(editor.part("preprocessing"), raw))
+    edit = editor.part("neuron_edit")
+    for table, raw in ((edit.source_q, "source"), (edit.target_q, "target")):
+        expected = np.percentile(encode(spike_in_halves[raw]), edit.quantiles, axis=0)
+        np.testing.assert_allclose(table.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_calibrated_edit_matches_each_marker_of_the_fitted_target(editors, spike_in_halves):
+    data = spike_in_halves
+    target = arcsinh(data["target"])
+    calibrated = arcsinh(editors["calibrated"].transform(data["source"]))
+    paper = arcsinh(editors["paper"].transform(data["source"]))
+    # Calibration maps each marker's percentiles of R(S) onto T's: only interpolation is left.
+    assert metrics.mean_emd(calibrated, target) < 0.01 < metrics.mean_emd(paper, target)
+
+
+def test_calibrated_edit_generalises_to_held_out_spike_in_cells(editors, spike_in_halves):
+    data = spike_in_halves
+    held_target = arcsinh(data["held_target"])
+    score = {name: metrics.mean_emd(arcsinh(editor.transform(data["held_source"])), held_target)
+             for name, editor in editors.items()}
+    uncorrected = metrics.mean_emd(arcsinh(data["held_source"]), held_target)
+    floor = metrics.mean_emd(arcsinh(data["target"]), held_target)  # two samples of T
+    assert score["calibrated"] < min(score["paper"], uncorrected)
+    assert score["calibrated"] < 1.6 * floor
+
+
+def test_calibrated_is_the_identity_when_source_equals_target(cytof):
+    source = cytof["source"].values
+    editor = NeuronEditor(method="calibrated", **SMALL).fit(source, source, epochs=1, verbose=0)
+    sample = cytof["sample"].values
+    np.testing.assert_allclose(arcsinh(editor.transform(sample)), arcsinh(sample), atol=2e-3)
+
+
+def test_method_survives_save_and_load(editors, spike_in_halves, tmp_path):
+    x = spike_in_halves["held_source"]
+    editor = editors["calibrated"]
+    loaded = NeuronEditor.load(editor.save(tmp_path / "editor"))
+    assert loaded.method == "calibrated" and loaded.get_config() == editor.get_config()
+    np.testing.assert_allclose(loaded.transform(x), editor.transform(x), rtol=1e-5, atol=1e-4)
+
+
+def test_editor_saved_without_a_method_loads_as_paper(editors, tmp_path):
+    path = editors["paper"].save(tmp_path / "old")
+    state = json.loads((path / "neuronedit.json").read_text())
+    del state["config"]["method"]
+    (path / "neuronedit.json").write_text(json.dumps(state))
+    assert NeuronEditor.load(path).method == "paper"
+
+
+def test_default_method_is_calibrated_for_tables_and_paper_for_images():
+    assert NeuronEditor().method == "calibrated"
+    assert NeuronEditor(model="conv").method == "paper"
+
+
+def test_unknown_method_is_refused_with_the_choices():
+    with pytest.raises(NeuronEditError, match="'paper'.*'calibrated'"):
+        NeuronEditor(method="best")
