@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from neuronedit_tf import models
+from neuronedit_tf import distribute, models, streaming
 from neuronedit_tf.data.tables import Table, align, as_table
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
@@ -59,8 +59,19 @@ class NeuronEditor:
             before standardisation and inverted exactly after decoding.
         cofactor: the arcsinh cofactor (5 for CyTOF, 150 for flow cytometry).
         hidden: encoder widths of the dense model.
-        seed: seeds weights, shuffling and the validation split.
+        seed: seeds weights and shuffling.
         learning_rate: Adam's learning rate (paper: 1e-3).
+        strategy: a ``tf.distribute.Strategy`` to train under (default: the
+            current one). ``MirroredStrategy`` and ``TPUStrategy`` train with
+            Keras's ``fit``; ``MultiWorkerMirroredStrategy`` with an equivalent
+            custom loop (see :mod:`neuronedit_tf.distribute` for several hosts and
+            Colab TPUs).
+
+    Data larger than memory: ``fit`` and ``transform`` also take
+    ``tf.data.Dataset`` s (of batches or single rows) and memory-mapped arrays
+    (``np.load("cells.npy", mmap_mode="r")``); they are read in chunks (see
+    :mod:`neuronedit_tf.streaming`), so memory is bounded by the chunk, the
+    shuffle buffer and the percentile reservoir, not by the rows.
 
     Example:
         >>> import numpy as np
@@ -85,6 +96,7 @@ class NeuronEditor:
         hidden=(500, 250, 50),
         seed=0,
         learning_rate=1e-3,
+        strategy=None,
     ):
         if not (isinstance(model, keras.Model) or model in ("dense", "conv")):
             raise NeuronEditError(
@@ -104,6 +116,7 @@ class NeuronEditor:
         self.hidden = tuple(int(h) for h in hidden)
         self.seed = int(seed)
         self.learning_rate = float(learning_rate)
+        self.strategy = None if strategy is None else distribute.resolve(strategy)
         self.columns = None
         self.model = None
         self.history = None
@@ -120,6 +133,22 @@ class NeuronEditor:
             return _as_images(data, name)
         return as_table(data, name)
 
+    def _stream(self, data, name, columns=None):
+        """Any input -> :class:`~neuronedit_tf.streaming.Rows`. Datasets and memory
+        maps are read lazily (checked chunk by chunk); everything else is validated
+        whole and, if named, its columns matched to ``columns`` by name."""
+        if streaming.is_stream(data):
+            return streaming.Rows(data, name, images=self._images)
+        table = self._validate(data, name)
+        if not self._images and columns is not None:
+            table = align(table, columns, name)
+        return streaming.Rows(table.values, name, columns=table.columns, images=self._images)
+
+    @property
+    def is_chief(self):
+        """False on the workers of a multi-worker strategy that should not write files."""
+        return distribute.is_chief(distribute.resolve(self.strategy))
+
     # ---------------------------------------------------------------- training
     def fit(
         self,
@@ -133,46 +162,48 @@ class NeuronEditor:
         verbose="auto",
         checkpoint_dir=None,
         deterministic=False,
+        shuffle_rows=streaming.SHUFFLE_ROWS,
     ):
         """Train the autoencoder on S ∪ T ∪ X and adapt the edit from S to T.
 
         Args:
             source: S, the set before the transformation: ``(n_S, d)`` numpy
-                array, DataFrame, FCSData or file path (images: ``(n, H, W[, C])``).
+                array, DataFrame, FCSData or file path (images: ``(n, H, W[, C])``),
+                or, read in chunks, a memory-mapped array or a ``tf.data.Dataset``
+                of batches ``(rows, d)`` or rows ``(d,)``.
             target: T, the same cells/kind of samples after it (same columns;
                 reordered named columns are matched by name).
             extra: X, data to be edited later; seen in training (the paper).
             epochs: the most epochs; early stopping usually ends sooner.
             batch_size: minibatch size (paper: 100).
-            validation_split: share of rows held out for early stopping.
+            validation_split: share of rows held out for early stopping (every
+                ``1/validation_split``-th row of S, T and X in order).
             patience: epochs without validation improvement before stopping.
             verbose: Keras verbosity (``"auto"`` shows a progress bar).
             checkpoint_dir: if given, training resumes from here after a crash
                 (``keras.callbacks.BackupAndRestore``).
             deterministic: make TensorFlow's ops deterministic (slower).
+            shuffle_rows: the training shuffle buffer, in rows; data up to this
+                size is shuffled exactly, larger data through the buffer.
 
         Returns:
             self.
         """
-        source = self._validate(source, "source")
-        target = self._validate(target, "target")
-        tables = [source, target]
+        streams = [self._stream(source, "source")]
+        columns = streams[0].columns
+        streams.append(self._stream(target, "target", columns))
         if extra is not None:
-            tables.append(self._validate(extra, "extra"))
-        columns = source.columns
-        if not self._images:
-            tables = [align(t, columns, n) for t, n in zip(tables, ("source", "target", "extra"))]
-        else:
-            shapes = {t.values.shape[1:] for t in tables}
-            if len(shapes) != 1:
-                raise NeuronEditError(f"source, target and extra differ in image shape: {shapes}.")
-        n_knots = len(self.quantiles)
-        for table, name in zip(tables[:2], ("source", "target")):
-            if len(table) < n_knots:
+            streams.append(self._stream(extra, "extra", columns))
+        sample_shape = streams[0].sample_shape
+        for stream in streams[1:]:
+            if self._images and stream.sample_shape != sample_shape:
                 raise NeuronEditError(
-                    f"{name} has {len(table)} rows, fewer than the {n_knots} quantiles of the map; "
-                    "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
+                    f"source, target and extra differ in image shape: {stream.name} has "
+                    f"{stream.sample_shape[:2]}, source {sample_shape[:2]}."
                 )
+            stream.check_width(sample_shape)
+        for stream in streams[:2]:
+            self._check_rows(stream.name, stream.n_rows)
         if not 0 < validation_split < 1:
             raise NeuronEditError(f"validation_split must be in (0, 1); got {validation_split}.")
         if not (int(epochs) >= 1 and int(batch_size) >= 1):
@@ -182,48 +213,54 @@ class NeuronEditor:
         if deterministic:
             tf.config.experimental.enable_op_determinism()
         self.columns = columns
-        sample_shape = tables[0].values.shape[1:]
-        everything = np.concatenate([t.values for t in tables])
-        transformed = models.transform_values(everything, self.transform_name, self.cofactor)
-        if not np.all(np.isfinite(transformed)):
-            raise NeuronEditError("The transform produced non-finite values; check the input.")
-        mean, variance = models.standardisation_stats(transformed.reshape(-1, sample_shape[-1]))
+        mean, variance, counts = streaming.moments(
+            streams, lambda chunk: models.transform_values(chunk, self.transform_name, self.cofactor)
+        )
+        for stream, rows in zip(streams[:2], counts):
+            self._check_rows(stream.name, rows)
+        if int(sum(counts) * validation_split) < 1:
+            raise NeuronEditError(
+                f"validation_split={validation_split} of {sum(counts)} rows holds out no row; "
+                "raise it or give more rows."
+            )
         pre = models.preprocessing(sample_shape, mean, variance, self.transform_name, self.cofactor)
         post = models.postprocessing(sample_shape, mean, variance, self.transform_name, self.cofactor)
 
-        autoencoder = self._build_autoencoder(sample_shape)
-        standardised = models.run(pre, everything)
-        order = np.random.default_rng(self.seed).permutation(len(standardised))
-        n_validation = max(1, int(round(validation_split * len(order))))
-        validation, training = standardised[order[:n_validation]], standardised[order[n_validation:]]
-        autoencoder.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse")
-        callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=patience, restore_best_weights=True
-            )
-        ]
-        if checkpoint_dir is not None:
-            callbacks.append(keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir)))
-        history = autoencoder.fit(
-            training, training, validation_data=(validation, validation), epochs=int(epochs),
-            batch_size=int(batch_size), shuffle=True, callbacks=callbacks, verbose=verbose,
+        training, validation = streaming.training_data(
+            streams, pre, validation_split, int(batch_size), self.seed, shuffle_rows)
+        strategy = distribute.resolve(self.strategy)
+        default = strategy is tf.distribute.get_strategy()
+        autoencoder, self.history = distribute.train(
+            lambda: self._build_autoencoder(sample_shape, fresh=not default), strategy,
+            training, validation, epochs=epochs, patience=patience,
+            learning_rate=self.learning_rate, verbose=verbose, checkpoint_dir=checkpoint_dir,
         )
-        self.history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
         encoder, decoder = models.split_at(autoencoder, self.layer)
+        encode = keras.Sequential([pre, encoder])
         edit = NeuronEdit(self.quantiles, self.extrapolation, name="neuron_edit")
         edit.adapt(
-            models.run(encoder, models.run(pre, tables[0].values)),
-            models.run(encoder, models.run(pre, tables[1].values)),
+            (models.run(encode, chunk) for chunk in streams[0].chunks()),
+            (models.run(encode, chunk) for chunk in streams[1].chunks()),
+            seed=self.seed,
         )
         features = keras.Input(sample_shape, name="features")
         edited = post(decoder(edit(encoder(pre(features)))))
         self.model = keras.Model(features, edited, name="neuron_editor")
         return self
 
-    def _build_autoencoder(self, sample_shape):
+    def _check_rows(self, name, rows):
+        n_knots = len(self.quantiles)
+        if rows is not None and rows < n_knots:
+            raise NeuronEditError(
+                f"{name} has {rows} rows, fewer than the {n_knots} quantiles of the map; "
+                "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
+            )
+
+    def _build_autoencoder(self, sample_shape, fresh=False):
         if isinstance(self.architecture, keras.Model):
-            return self.architecture
+            # Under a strategy the variables must be created in its scope: a fresh copy.
+            return keras.models.clone_model(self.architecture) if fresh else self.architecture
         if self.architecture == "conv":
             return models.conv_autoencoder(sample_shape, seed=self.seed)
         return models.dense_autoencoder(sample_shape[0], self.hidden, seed=self.seed)
@@ -239,10 +276,25 @@ class NeuronEditor:
         self._require_fitted()
         return self.model.get_layer(name)
 
-    def _predict(self, data, name, graph):
+    def _predict(self, data, name, graph, out=None):
         from neuronedit_tf.data.fcs import FCSData
 
         self._require_fitted()
+        expected = tuple(self.model.input.shape[1:])
+        if streaming.is_stream(data):
+            stream = streaming.Rows(data, name, images=self._images)
+            stream.check_width(expected)
+            if isinstance(data, tf.data.Dataset) and out is None:
+                return stream.dataset().map(
+                    lambda x: graph(tf.debugging.assert_all_finite(
+                        x, f"{name} contains NaN/inf values; remove or impute them first."),
+                        training=False),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+                ).prefetch(tf.data.AUTOTUNE)
+            if out is None:
+                out = np.empty((stream.n_rows,) + expected, np.float32)
+            chunks = (models.run(graph, chunk) for chunk in stream.checked_chunks())
+            return streaming.write_chunks(chunks, out)
         if isinstance(data, FCSData) and self.columns is not None:
             # Channels the model does not edit (Time, scatter, ...) pass through unchanged.
             table = as_table(data.select(self.columns), name)
@@ -250,11 +302,15 @@ class NeuronEditor:
             table = self._validate(data, name)
         if not self._images:
             table = align(table, self.columns, name)
-        elif table.values.shape[1:] != tuple(self.model.input.shape[1:]):
+        elif table.values.shape[1:] != expected:
             raise NeuronEditError(
                 f"{name} has image shape {table.values.shape[1:]}; the model expects "
-                f"{tuple(self.model.input.shape[1:])}."
+                f"{expected}."
             )
+        if out is not None:
+            chunks = (models.run(graph, table.values[i : i + streaming.CHUNK_ROWS])
+                      for i in range(0, len(table), streaming.CHUNK_ROWS))
+            return streaming.write_chunks(chunks, out)
         values = models.run(graph, table.values)
         return self._like(data, table, values)
 
@@ -274,14 +330,30 @@ class NeuronEditor:
             return pd.DataFrame(values, columns=table.columns, index=table.index)
         return values
 
-    def transform(self, data):
+    def transform(self, data, out=None):
         """Edit ``data`` (X, or any later data) without retraining.
 
-        Returns the same kind as given (DataFrame keeps its index and column
-        order as the model's; FCSData keeps every channel and keyword), rows in
-        input order.
+        Args:
+            data: what ``fit`` takes. A ``tf.data.Dataset`` gives back a dataset
+                of edited batches (lazy: nothing is read until it is iterated).
+                A memory-mapped array is read in chunks.
+            out: optional array (e.g. ``np.lib.format.open_memmap(path, "w+",
+                np.float32, shape)``) that receives the edited rows chunk by
+                chunk; it is returned. With a memory map, no more than a chunk
+                of input or output is resident at a time.
+
+        Returns:
+            The same kind as given (DataFrame keeps its index and column order as
+            the model's; FCSData keeps every channel and keyword), rows in input
+            order; an ndarray for memory maps; ``out`` if given.
+
+        Example (data larger than memory):
+            >>> cells = np.load("cells.npy", mmap_mode="r")  # doctest: +SKIP
+            >>> out = np.lib.format.open_memmap("edited.npy", "w+", np.float32,
+            ...                                 cells.shape)  # doctest: +SKIP
+            >>> editor.transform(cells, out=out)  # doctest: +SKIP
         """
-        return self._predict(data, "data", self.model)
+        return self._predict(data, "data", self.model, out)
 
     def reconstruct(self, data):
         """The autoencoder's reconstruction of ``data`` with no edit (for diagnostics)."""

@@ -14,6 +14,7 @@ compare, arithmetic); no ``searchsorted``/``Bucketize``.
 
 from __future__ import annotations
 
+import collections.abc
 import math
 
 import keras
@@ -134,9 +135,11 @@ def _reservoir(batches, max_samples, seed):
 
 
 def _as_rows(data, max_samples, seed):
-    """Numpy array, tensor or ``tf.data.Dataset`` -> 2-D float32 numpy array."""
+    """Numpy array, tensor, ``tf.data.Dataset`` or iterator of batches -> 2-D float32 array."""
     if isinstance(data, tf.data.Dataset):
         return _reservoir(data.as_numpy_iterator(), max_samples, seed)
+    if isinstance(data, collections.abc.Iterator):
+        return _reservoir(data, max_samples, seed)
     array = np.asarray(data, dtype=np.float32)
     if array.ndim < 2:
         raise NeuronEditError(
@@ -227,7 +230,8 @@ class NeuronEdit(keras.layers.Layer):
 
         Args:
             source: activations of the source set, shape ``(rows, n_neurons)``:
-                a numpy array, a tensor or a ``tf.data.Dataset`` of such batches.
+                a numpy array, a tensor, or a ``tf.data.Dataset`` or iterator
+                (e.g. a generator) of such batches.
             target: activations of the target set, same forms.
             seed: seed of the reservoir sample used when a dataset has more than
                 ``max_samples`` rows. Up to ``max_samples`` the percentiles are
