@@ -126,7 +126,8 @@ def train(build, strategy, training, validation, epochs, patience, learning_rate
             callbacks.append(keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir)))
         pairs = training.map(lambda x: (x, x))
         result = model.fit(pairs, validation_data=validation.map(lambda x: (x, x)),
-                           epochs=int(epochs), callbacks=callbacks, verbose=verbose)
+                           epochs=int(epochs), callbacks=callbacks, verbose=verbose,
+                           shuffle=False)  # the pipeline shuffles
         history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
     if not default:
         # Plain variables for everything after training (edit, transform, save, export).

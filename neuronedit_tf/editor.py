@@ -227,7 +227,7 @@ class NeuronEditor:
         post = models.postprocessing(sample_shape, mean, variance, self.transform_name, self.cofactor)
 
         training, validation = streaming.training_data(
-            streams, pre, validation_split, int(batch_size), self.seed, shuffle_rows)
+            streams, pre, sum(counts), validation_split, int(batch_size), self.seed, shuffle_rows)
         strategy = distribute.resolve(self.strategy)
         default = strategy is tf.distribute.get_strategy()
         autoencoder, self.history = distribute.train(
@@ -237,14 +237,14 @@ class NeuronEditor:
         )
 
         encoder, decoder = models.split_at(autoencoder, self.layer)
-        encode = keras.Sequential([pre, encoder])
+        features = keras.Input(sample_shape, name="features")
+        encode = keras.Model(features, encoder(pre(features)))
         edit = NeuronEdit(self.quantiles, self.extrapolation, name="neuron_edit")
         edit.adapt(
             (models.run(encode, chunk) for chunk in streams[0].chunks()),
             (models.run(encode, chunk) for chunk in streams[1].chunks()),
             seed=self.seed,
         )
-        features = keras.Input(sample_shape, name="features")
         edited = post(decoder(edit(encoder(pre(features)))))
         self.model = keras.Model(features, edited, name="neuron_editor")
         return self

@@ -236,18 +236,20 @@ def _validation_mask(first_row, n_rows, validation_split):
     return tf.floor((index + 1) * validation_split) > tf.floor(index * validation_split)
 
 
-def training_data(streams, preprocess, validation_split, batch_size, seed,
-                  shuffle_rows=SHUFFLE_ROWS):
+def training_data(streams, preprocess, n_rows, validation_split, batch_size, seed,
+                  shuffle_rows=SHUFFLE_ROWS, validation_batch=8192):
     """``tf.data`` pipelines of standardised training and validation batches.
 
-    All ``streams`` are concatenated, standardised chunk by chunk with
-    ``preprocess``, split into validation (every ``1/validation_split``-th row)
+    All ``streams`` (``n_rows`` rows together) are concatenated, standardised
+    chunk by chunk with ``preprocess``, split into validation (every
+    ``1/validation_split``-th row: ``floor(n_rows * validation_split)`` rows)
     and training rows, and the training rows are shuffled through a buffer of
     ``shuffle_rows`` (exact shuffling up to that size), batched and prefetched.
 
     Returns:
-        ``(training, validation)``: datasets of float32 batches ``(rows, *sample_shape)``;
-        training batches are ``batch_size`` rows (the last may be smaller).
+        ``(training, validation)``: datasets of float32 batches ``(rows, *sample_shape)``
+        of known length; training batches are ``batch_size`` rows (the last may
+        be smaller).
     """
     chunks = streams[0].dataset()
     for stream in streams[1:]:
@@ -260,16 +262,23 @@ def training_data(streams, preprocess, validation_split, batch_size, seed,
     labelled = chunks.scan(tf.constant(0, tf.int64), locate)
     standardised = labelled.map(lambda chunk, held: (preprocess(chunk), held),
                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    n_validation = int(np.floor(n_rows * validation_split))
+    n_training = n_rows - n_validation
     training = (
         standardised.map(lambda chunk, held: tf.boolean_mask(chunk, ~held))
         .unbatch()
-        .shuffle(shuffle_rows, seed=seed, reshuffle_each_iteration=True)
+        .shuffle(min(shuffle_rows, n_training), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
+        .apply(tf.data.experimental.assert_cardinality(-(-n_training // batch_size)))
         .prefetch(tf.data.AUTOTUNE)
     )
-    validation = standardised.map(lambda chunk, held: tf.boolean_mask(chunk, held)).filter(
-        lambda chunk: tf.shape(chunk)[0] > 0
-    ).prefetch(tf.data.AUTOTUNE)
+    validation = (
+        standardised.map(lambda chunk, held: tf.boolean_mask(chunk, held))
+        .unbatch()
+        .batch(validation_batch)
+        .apply(tf.data.experimental.assert_cardinality(-(-n_validation // validation_batch)))
+        .prefetch(tf.data.AUTOTUNE)
+    )
     return training, validation
 
 
