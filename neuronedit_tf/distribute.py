@@ -90,15 +90,16 @@ def is_chief(strategy):
                                        and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def train(build, strategy, training, validation, epochs, patience, learning_rate,
+def train(build, strategy, training, steps, validation, epochs, patience, learning_rate,
           verbose="auto", checkpoint_dir=None, jit_compile="auto"):
     """Build and train an autoencoder under ``strategy``; return it and its history.
 
     Args:
         build: function returning a new (untrained) autoencoder ``keras.Model``.
         strategy: a ``tf.distribute.Strategy`` (see :func:`resolve`).
-        training, validation: ``tf.data.Dataset`` s of float32 batches
-            ``(rows, *sample_shape)``; training batches are global batches.
+        training: a repeating ``tf.data.Dataset`` of float32 global batches
+            ``(rows, *sample_shape)``, read as ``steps`` batches per epoch.
+        validation: a finite dataset of such batches.
         epochs, patience: at most ``epochs``; stop after ``patience`` epochs
             without a lower validation loss and keep the best weights.
         learning_rate: Adam's learning rate.
@@ -115,7 +116,7 @@ def train(build, strategy, training, validation, epochs, patience, learning_rate
         model = build()
         optimizer = keras.optimizers.Adam(learning_rate)
     if needs_custom_loop(strategy):
-        history = custom_loop(model, optimizer, strategy, training, validation, epochs,
+        history = custom_loop(model, optimizer, strategy, training, steps, validation, epochs,
                               patience, verbose, checkpoint_dir)
     else:
         with strategy.scope():
@@ -126,7 +127,8 @@ def train(build, strategy, training, validation, epochs, patience, learning_rate
             callbacks.append(keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir)))
         pairs = training.map(lambda x: (x, x))
         result = model.fit(pairs, validation_data=validation.map(lambda x: (x, x)),
-                           epochs=int(epochs), callbacks=callbacks, verbose=verbose,
+                           epochs=int(epochs), steps_per_epoch=int(steps),
+                           callbacks=callbacks, verbose=verbose,
                            shuffle=False)  # the pipeline shuffles
         history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
     if not default:
@@ -143,7 +145,7 @@ def _per_example_error(model, x, training):
     return tf.reduce_mean(tf.square(tf.cast(reconstruction, tf.float32) - x), axis=axes)
 
 
-def custom_loop(model, optimizer, strategy, training, validation, epochs, patience,
+def custom_loop(model, optimizer, strategy, training, steps, validation, epochs, patience,
                 verbose="auto", checkpoint_dir=None):
     """Keras-``fit``-equivalent training that works under every strategy.
 
@@ -154,7 +156,7 @@ def custom_loop(model, optimizer, strategy, training, validation, epochs, patien
     and the history are saved after each epoch (by the chief) and training
     resumes from there (the optimiser's moments restart).
     """
-    train_batches = strategy.experimental_distribute_dataset(training)
+    train_batches = iter(strategy.experimental_distribute_dataset(training))
     validation_batches = strategy.experimental_distribute_dataset(validation)
     variables = model.trainable_variables
 
@@ -211,7 +213,7 @@ def custom_loop(model, optimizer, strategy, training, validation, epochs, patien
             history, best, waited, start = (state["history"], state["best"], state["waited"],
                                             state["epoch"])
     for epoch in range(start, int(epochs)):
-        loss = run(train_step, train_batches)
+        loss = run(train_step, (next(train_batches) for _ in range(int(steps))))
         val_loss = run(validation_step, validation_batches)
         history["loss"].append(loss)
         history["val_loss"].append(val_loss)

@@ -226,13 +226,13 @@ class NeuronEditor:
         pre = models.preprocessing(sample_shape, mean, variance, self.transform_name, self.cofactor)
         post = models.postprocessing(sample_shape, mean, variance, self.transform_name, self.cofactor)
 
-        training, validation = streaming.training_data(
+        training, steps, validation = streaming.training_data(
             streams, pre, sum(counts), validation_split, int(batch_size), self.seed, shuffle_rows)
         strategy = distribute.resolve(self.strategy)
         default = strategy is tf.distribute.get_strategy()
         autoencoder, self.history = distribute.train(
             lambda: self._build_autoencoder(sample_shape, fresh=not default), strategy,
-            training, validation, epochs=epochs, patience=patience,
+            training, steps, validation, epochs=epochs, patience=patience,
             learning_rate=self.learning_rate, verbose=verbose, checkpoint_dir=checkpoint_dir,
         )
 

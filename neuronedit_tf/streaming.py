@@ -247,9 +247,11 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
     ``shuffle_rows`` (exact shuffling up to that size), batched and prefetched.
 
     Returns:
-        ``(training, validation)``: datasets of float32 batches ``(rows, *sample_shape)``
-        of known length; training batches are ``batch_size`` rows (the last may
-        be smaller).
+        ``(training, steps, validation)``: ``training`` repeats epoch after epoch
+        (``steps`` batches each, of ``batch_size`` rows; an epoch's last batch may
+        be smaller); read it with one iterator, so the shuffle order of every
+        epoch is fixed by ``seed`` alone, whichever loop reads it. ``validation``
+        is finite. Both yield float32 batches ``(rows, *sample_shape)``.
     """
     chunks = streams[0].dataset()
     for stream in streams[1:]:
@@ -269,7 +271,7 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
         .unbatch()
         .shuffle(min(shuffle_rows, n_training), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
-        .apply(tf.data.experimental.assert_cardinality(-(-n_training // batch_size)))
+        .repeat()
         .prefetch(tf.data.AUTOTUNE)
     )
     validation = (
@@ -279,7 +281,7 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
         .apply(tf.data.experimental.assert_cardinality(-(-n_validation // validation_batch)))
         .prefetch(tf.data.AUTOTUNE)
     )
-    return training, validation
+    return training, -(-n_training // batch_size), validation
 
 
 def write_chunks(chunks, out):
