@@ -102,14 +102,14 @@ def keras_training(batch_size, rows, epochs=3, jit_compile=False, seed=0):
     return steps * batch_size / min(times[1:])
 
 
-def torch_training(batch_size, rows, epochs=3, seed=0):
+def torch_training(batch_size, rows, epochs=3, seed=0, threads=None):
     """Samples/s of the same AE, Adam and MSE in PyTorch (CPU, eager); None without torch."""
     try:
         import torch
     except ImportError:
         return None
     torch.manual_seed(seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     sizes = [WIDTH] + list(HIDDEN) + list(HIDDEN[-2::-1])
     layers = []
     for a, b in zip(sizes, sizes[1:]):
@@ -214,14 +214,27 @@ def _run_child(spec):
 
 
 def _torch_in_child(batch_size, rows):
-    """:func:`torch_training` in a fresh process (no TensorFlow thread pools beside it)."""
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    code = ("import json; from neuronedit_tf.bench.speed import torch_training; "
-            f"print(json.dumps(torch_training({int(batch_size)}, {int(rows)})))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """:func:`torch_training` in a fresh process without TensorFlow (this file is loaded
+    alone, not the package), with as many threads as cores and with one thread; the
+    faster is the reference. (With both cores busy, PyTorch's OpenMP threads can stall
+    each other: 190 samples/s with 2 threads against 5,400 with 1 under load 8.)"""
+    code = (
+        "import importlib.util, json, sys\n"
+        "spec = importlib.util.spec_from_file_location('speed', sys.argv[1])\n"
+        "speed = importlib.util.module_from_spec(spec); spec.loader.exec_module(speed)\n"
+        f"print(json.dumps(speed.torch_training({int(batch_size)}, {int(rows)}, "
+        "threads=int(sys.argv[2]))))\n"
+    )
+    rates = {}
+    for threads in sorted({os.cpu_count() or 1, 1}, reverse=True):
+        done = subprocess.run([sys.executable, "-c", code, __file__, str(threads)],
+                              capture_output=True, text=True, check=True)
+        rate = json.loads(done.stdout.strip().splitlines()[-1])
+        if rate is None:
+            return None, None
+        rates[threads] = rate
+    threads = max(rates, key=rates.get)
+    return rates[threads], threads
 
 
 def _synthetic(folder, rows, seed=0):
@@ -291,10 +304,11 @@ def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 
                              "batch": batch_size, "load": _load(),
                              "rate": keras_training(batch_size, rows, jit_compile=jit)})
         log(f"torch training, batch {batch_size} ...")
-        rate = _torch_in_child(batch_size, rows)
+        rate, threads = _torch_in_child(batch_size, rows)
         if rate is not None:
-            training.append({"engine": "PyTorch (eager)", "batch": batch_size, "load": _load(),
-                             "rate": rate})
+            training.append({"engine": f"PyTorch (eager, {threads} thread{'s' * (threads > 1)}, "
+                                       "best of 1 and all cores)",
+                             "batch": batch_size, "load": _load(), "rate": rate})
     figures["training"] = training
     log("percentiles ...")
     figures["percentiles"] = dict(percentile_timing(*percentile_shape), load=_load(),
@@ -439,15 +453,17 @@ def render(figures):
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    """``neuronedit bench speed``: parse arguments, run, write SPEED.md, print it."""
-    parser = argparse.ArgumentParser(prog="neuronedit bench speed", description=__doc__.split("\n")[0])
+def main(argv=None, prog="python -m neuronedit_tf.bench.speed"):
+    """Parse arguments, run, write SPEED.md, print it. The CLI's ``neuronedit bench
+    speed`` calls ``main(argv, prog="neuronedit bench speed")``; ``prog`` is the
+    command written into SPEED.md."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="benchmarks", help="folder for SPEED.md (default benchmarks)")
     parser.add_argument("--sizes", type=lambda s: tuple(int(float(x)) for x in s.split(",")),
                         default=DEFAULT_SIZES, help="comma-separated total rows, e.g. 1e4,1e5")
     parser.add_argument("--scratch", help="folder for temporary NPY files (default: system temp)")
     args = parser.parse_args(argv)
-    command = "neuronedit bench speed" + (f" --out {args.out}" if args.out != "benchmarks" else "")
+    command = prog + (f" --out {args.out}" if args.out != "benchmarks" else "")
     if args.sizes != DEFAULT_SIZES:
         command += " --sizes " + ",".join(f"{s:.0e}".replace("+0", "") for s in args.sizes)
     figures = run_speed(args.out, args.sizes, command=command, scratch=args.scratch,
