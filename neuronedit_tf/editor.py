@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from neuronedit_tf import methods, models
+from neuronedit_tf import distribute, methods, models, streaming
 from neuronedit_tf.data.tables import (Table, align, as_table, match_names, names_of,
                                        replace_columns, select)
 from neuronedit_tf.errors import NeuronEditError
@@ -90,8 +90,19 @@ class NeuronEditor:
             cytometry panel); the other features (Time, scatter, text columns)
             must be present too and pass through unchanged. Default: all.
         hidden: encoder widths of the dense model.
-        seed: seeds weights, shuffling and the validation split.
+        seed: seeds weights and shuffling.
         learning_rate: Adam's learning rate (paper: 1e-3).
+        strategy: a ``tf.distribute.Strategy`` to train under (default: the
+            current one). ``MirroredStrategy`` and ``TPUStrategy`` train with
+            Keras's ``fit``; ``MultiWorkerMirroredStrategy`` with an equivalent
+            custom loop (see :mod:`neuronedit_tf.distribute` for several hosts and
+            Colab TPUs).
+
+    Data larger than memory: ``fit`` and ``transform`` also take
+    ``tf.data.Dataset`` s (of batches or single rows) and memory-mapped arrays
+    (``np.load("cells.npy", mmap_mode="r")``); they are read in chunks (see
+    :mod:`neuronedit_tf.streaming`), so memory is bounded by the chunk, the
+    shuffle buffer and the percentile reservoir, not by the rows.
 
     Example:
         >>> import numpy as np
@@ -119,6 +130,7 @@ class NeuronEditor:
         learning_rate=1e-3,
         logicle=None,
         channels=None,
+        strategy=None,
     ):
         if not (isinstance(model, keras.Model) or model in ("dense", "conv")):
             raise NeuronEditError(
@@ -156,6 +168,7 @@ class NeuronEditor:
         self.channels = None if channels is None else list(channels)
         if self.channels is not None and not self.channels:
             raise NeuronEditError("channels is empty; name at least one channel to edit.")
+        self.strategy = None if strategy is None else distribute.resolve(strategy)
         self.columns = None
         self.passthrough = []
         self.model = None
@@ -167,6 +180,19 @@ class NeuronEditor:
         if isinstance(self.architecture, keras.Model):
             return len(self.architecture.input.shape) == 4
         return self.architecture == "conv"
+
+    def _stream(self, data, name, columns=None):
+        """A streamed input (dataset, memory map) -> :class:`~neuronedit_tf.streaming.Rows`,
+        read lazily and checked chunk by chunk."""
+        stream = streaming.Rows(data, name, images=self._images)
+        if columns is not None and not self._images:
+            stream.check_width((len(columns),))
+        return stream
+
+    @property
+    def is_chief(self):
+        """False on the workers of a multi-worker strategy that should not write files."""
+        return distribute.is_chief(distribute.resolve(self.strategy))
 
     # ---------------------------------------------------------------- training
     def fit(
@@ -181,24 +207,30 @@ class NeuronEditor:
         verbose="auto",
         checkpoint_dir=None,
         deterministic=False,
+        shuffle_rows=streaming.SHUFFLE_ROWS,
     ):
         """Train the autoencoder on S ∪ T ∪ X and adapt the edit from S to T.
 
         Args:
             source: S, the set before the transformation: ``(n_S, d)`` numpy
-                array, DataFrame, FCSData or file path (images: ``(n, H, W[, C])``).
+                array, DataFrame, FCSData or file path (images: ``(n, H, W[, C])``),
+                or, read in chunks, a memory-mapped array or a ``tf.data.Dataset``
+                of batches ``(rows, d)`` or rows ``(d,)``.
             target: T, the same cells/kind of samples after it (same columns;
                 reordered named columns are matched by name).
             extra: X, data to be edited later; seen in training (the paper).
                 A list of data sets (e.g. several files) is used together.
             epochs: the most epochs; early stopping usually ends sooner.
             batch_size: minibatch size (paper: 100).
-            validation_split: share of rows held out for early stopping.
+            validation_split: share of rows held out for early stopping (every
+                ``1/validation_split``-th row of S, T and X in order).
             patience: epochs without validation improvement before stopping.
             verbose: Keras verbosity (``"auto"`` shows a progress bar).
             checkpoint_dir: if given, training resumes from here after a crash
                 (``keras.callbacks.BackupAndRestore``).
             deterministic: make TensorFlow's ops deterministic (slower).
+            shuffle_rows: the training shuffle buffer, in rows; data up to this
+                size is shuffled exactly, larger data through the buffer.
 
         Returns:
             self.
@@ -208,14 +240,28 @@ class NeuronEditor:
             inputs += [(f"extra[{i}]", e) for i, e in enumerate(extra)]
         elif extra is not None:
             inputs.append(("extra", extra))
-        tables, columns, passthrough = self._training_tables(inputs)
-        n_knots = len(self.quantiles)
-        for table, name in zip(tables[:2], ("source", "target")):
-            if len(table) < n_knots:
+        if any(streaming.is_stream(data) for _, data in inputs):
+            if self.channels is not None:
                 raise NeuronEditError(
-                    f"{name} has {len(table)} rows, fewer than the {n_knots} quantiles of the map; "
-                    "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
+                    "channels= needs named tables; select the channels before streaming them."
                 )
+            streams = [self._stream(data, name) for name, data in inputs]
+            columns, passthrough = None, []
+        else:
+            # In memory: validated whole, named features matched by name (any order).
+            tables, columns, passthrough = self._training_tables(inputs)
+            streams = [streaming.Rows(t.values, n, columns=columns, images=self._images)
+                       for t, (n, _) in zip(tables, inputs)]
+        sample_shape = streams[0].sample_shape
+        for stream in streams[1:]:
+            if self._images and stream.sample_shape != sample_shape:
+                raise NeuronEditError(
+                    f"source, target and extra differ in image shape: {stream.name} has "
+                    f"{stream.sample_shape[:2]}, source {sample_shape[:2]}."
+                )
+            stream.check_width(sample_shape)
+        for stream in streams[:2]:
+            self._check_rows(stream.name, stream.n_rows)
         if not 0 < validation_split < 1:
             raise NeuronEditError(f"validation_split must be in (0, 1); got {validation_split}.")
         if not (int(epochs) >= 1 and int(batch_size) >= 1):
@@ -226,49 +272,55 @@ class NeuronEditor:
             tf.config.experimental.enable_op_determinism()
         self.columns = columns
         self.passthrough = passthrough
-        sample_shape = tables[0].values.shape[1:]
-        everything = np.concatenate([t.values for t in tables])
-        transformed = models.transform_values(everything, self.transform_name, self.cofactor,
-                                              self.logicle)
-        if not np.all(np.isfinite(transformed)):
-            raise NeuronEditError("The transform produced non-finite values; check the input.")
-        mean, variance = models.standardisation_stats(transformed.reshape(-1, sample_shape[-1]))
+        mean, variance, counts = streaming.moments(
+            streams, lambda chunk: models.transform_values(chunk, self.transform_name,
+                                                           self.cofactor, self.logicle)
+        )
+        for stream, rows in zip(streams[:2], counts):
+            self._check_rows(stream.name, rows)
+        if int(sum(counts) * validation_split) < 1:
+            raise NeuronEditError(
+                f"validation_split={validation_split} of {sum(counts)} rows holds out no row; "
+                "raise it or give more rows."
+            )
         pre = models.preprocessing(sample_shape, mean, variance, self.transform_name, self.cofactor,
                                    self.logicle)
         post = models.postprocessing(sample_shape, mean, variance, self.transform_name,
                                      self.cofactor, self.logicle)
 
-        autoencoder = self._build_autoencoder(sample_shape)
-        standardised = models.run(pre, everything)
-        order = np.random.default_rng(self.seed).permutation(len(standardised))
-        n_validation = max(1, int(round(validation_split * len(order))))
-        validation, training = standardised[order[:n_validation]], standardised[order[n_validation:]]
-        autoencoder.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse")
-        callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=patience, restore_best_weights=True
-            )
-        ]
-        if checkpoint_dir is not None:
-            callbacks.append(keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir)))
-        history = autoencoder.fit(
-            training, training, validation_data=(validation, validation), epochs=int(epochs),
-            batch_size=int(batch_size), shuffle=True, callbacks=callbacks, verbose=verbose,
+        training, steps, validation = streaming.training_data(
+            streams, pre, sum(counts), validation_split, int(batch_size), self.seed, shuffle_rows)
+        strategy = distribute.resolve(self.strategy)
+        default = strategy is tf.distribute.get_strategy()
+        autoencoder, self.history = distribute.train(
+            lambda: self._build_autoencoder(sample_shape, fresh=not default), strategy,
+            training, steps, validation, epochs=epochs, patience=patience,
+            learning_rate=self.learning_rate, verbose=verbose, checkpoint_dir=checkpoint_dir,
         )
-        self.history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
         encoder, decoder = models.split_at(autoencoder, self.layer)
+        features = keras.Input(sample_shape, name="features")
+        encode = keras.Model(features, encoder(pre(features)))
         edit = NeuronEdit(self.quantiles, self.extrapolation, name="neuron_edit")
-        source_standardised = models.run(pre, tables[0].values)
-        target_standardised = models.run(pre, tables[1].values)
+        # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
+        # calibrated method's per-feature maps are fitted on it.
+        source_standardised = np.concatenate([models.run(pre, c) for c in streams[0].chunks()])
+        target_standardised = np.concatenate([models.run(pre, c) for c in streams[1].chunks()])
         edit.adapt(models.run(encoder, source_standardised),
-                   models.run(encoder, target_standardised))
+                   models.run(encoder, target_standardised), seed=self.seed)
         self.model = methods.build_edit_graph(
             self.method, sample_shape, pre, encoder, decoder, post, edit,
             source_standardised, target_standardised, extrapolation=self.extrapolation,
         )
         return self
 
+    def _check_rows(self, name, rows):
+        n_knots = len(self.quantiles)
+        if rows is not None and rows < n_knots:
+            raise NeuronEditError(
+                f"{name} has {rows} rows, fewer than the {n_knots} quantiles of the map; "
+                "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
+            )
     def _training_tables(self, inputs):
         """Validated S, T (, X) tables, the edited column names and the pass-through names.
 
@@ -295,9 +347,10 @@ class NeuronEditor:
         tables = [select(data, self.channels, name) for name, data in inputs]
         return tables, list(self.channels), [c for c in reference if c not in self.channels]
 
-    def _build_autoencoder(self, sample_shape):
+    def _build_autoencoder(self, sample_shape, fresh=False):
         if isinstance(self.architecture, keras.Model):
-            return self.architecture
+            # Under a strategy the variables must be created in its scope: a fresh copy.
+            return keras.models.clone_model(self.architecture) if fresh else self.architecture
         if self.architecture == "conv":
             return models.conv_autoencoder(sample_shape, seed=self.seed)
         return models.dense_autoencoder(sample_shape[0], self.hidden, seed=self.seed)
@@ -313,28 +366,48 @@ class NeuronEditor:
         self._require_fitted()
         return self.model.get_layer(name)
 
-    def _predict(self, data, name, graph):
+    def _predict(self, data, name, graph, out=None):
         self._require_fitted()
+        expected = tuple(self.model.input.shape[1:])
+        if streaming.is_stream(data):
+            stream = streaming.Rows(data, name, images=self._images)
+            stream.check_width(expected)
+            if isinstance(data, tf.data.Dataset) and out is None:
+                return stream.dataset().map(
+                    lambda x: graph(tf.debugging.assert_all_finite(
+                        x, f"{name} contains NaN/inf values; remove or impute them first."),
+                        training=False),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+                ).prefetch(tf.data.AUTOTUNE)
+            if out is None:
+                out = np.empty((stream.n_rows,) + expected, np.float32)
+            chunks = (models.run(graph, chunk) for chunk in stream.checked_chunks())
+            return streaming.write_chunks(chunks, out)
         data = _load(data)
         if self._images:
             table = _as_images(data, name)
-            if table.values.shape[1:] != tuple(self.model.input.shape[1:]):
+            if table.values.shape[1:] != expected:
                 raise NeuronEditError(
                     f"{name} has image shape {table.values.shape[1:]}; the model expects "
-                    f"{tuple(self.model.input.shape[1:])}."
+                    f"{expected}."
                 )
-            return models.run(graph, table.values)
-        if self.channels is not None:
+        elif self.channels is not None:
             names = names_of(data)
             if names is not None:
                 match_names(names, self.columns + self.passthrough, name)
             table = select(data, self.columns, name)
         else:
             table = align(as_table(data, name), self.columns, name)
+        if out is not None:
+            chunks = (models.run(graph, table.values[i : i + streaming.CHUNK_ROWS])
+                      for i in range(0, len(table), streaming.CHUNK_ROWS))
+            return streaming.write_chunks(chunks, out)
+        if self._images:
+            return models.run(graph, table.values)
         values = models.run(graph, table.values)
         return replace_columns(data, table.columns, values)
 
-    def transform(self, data):
+    def transform(self, data, out=None):
         """Edit ``data`` (X, or any later data) without retraining.
 
         Args:
@@ -347,8 +420,19 @@ class NeuronEditor:
             order: a DataFrame, an FCSData keeping every channel and keyword,
             a new AnnData (obs/var/layers kept, ``X`` edited), or an ndarray.
             A file path gives what :func:`neuronedit_tf.data.read` gives.
+            out: optional array (e.g. ``np.lib.format.open_memmap(path, "w+",
+                np.float32, shape)``) that receives the edited rows chunk by
+                chunk; it is returned. With a memory map, no more than a chunk
+                of input or output is resident at a time. A ``tf.data.Dataset``
+                gives back a lazy dataset of edited batches.
+
+        Example (data larger than memory):
+            >>> cells = np.load("cells.npy", mmap_mode="r")  # doctest: +SKIP
+            >>> out = np.lib.format.open_memmap("edited.npy", "w+", np.float32,
+            ...                                 cells.shape)  # doctest: +SKIP
+            >>> editor.transform(cells, out=out)  # doctest: +SKIP
         """
-        return self._predict(data, "data", self.model)
+        return self._predict(data, "data", self.model, out)
 
     def reconstruct(self, data):
         """The autoencoder's reconstruction of ``data`` with no edit (for diagnostics)."""

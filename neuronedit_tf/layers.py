@@ -14,6 +14,7 @@ compare, arithmetic); no ``searchsorted``/``Bucketize``.
 
 from __future__ import annotations
 
+import collections.abc
 import math
 
 import keras
@@ -28,21 +29,53 @@ DEFAULT_QUANTILES = tuple(float(q) for q in range(101))
 DEFAULT_MAX_SAMPLES = 1_000_000
 
 
-def percentiles(values, quantiles):
-    """Linear-interpolated percentiles over axis 0 with ``tfp.stats.percentile``.
+def percentiles(values, quantiles, workers=None):
+    """Linear-interpolated percentiles over axis 0, equal to ``np.percentile``.
+
+    Exactly ``np.percentile(values, quantiles, axis=0)`` (method ``"linear"``),
+    bit for bit, but computed by sorting each neuron's column (in parallel
+    threads; numpy releases the GIL) and interpolating between the two order
+    statistics around each percentile's position, with numpy's own ``_lerp``
+    formula. On 10^6 x 50 float32 this is ~3x faster than ``np.percentile``
+    (which partitions at 202 positions) and ~20x faster than
+    ``tfp.stats.percentile`` or ``tf.sort`` (both sort with ``top_k`` on CPU);
+    see ``neuronedit_tf/bench/speed.py``.
 
     Args:
         values: array-like of shape ``(n_rows, n_neurons)``.
         quantiles: sequence of percentiles in ``[0, 100]``.
+        workers: threads sorting columns (default: the CPU count).
 
     Returns:
         ``np.ndarray`` of shape ``(len(quantiles), n_neurons)``, float32.
-    """
-    import tensorflow_probability as tfp
 
-    values = tf.convert_to_tensor(values, dtype=tf.float32)
-    q = tf.constant(quantiles, dtype=tf.float32)
-    return tfp.stats.percentile(values, q, axis=0, interpolation="linear").numpy()
+    Example:
+        >>> x = np.arange(10, dtype="float32")[:, None]
+        >>> percentiles(x, [0, 25, 100])[:, 0].tolist()
+        [0.0, 2.25, 9.0]
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    values = np.asarray(values, dtype=np.float32)
+    n_rows, n_neurons = values.shape
+    columns = np.ascontiguousarray(values.T)  # each neuron contiguous: sorts stay in cache
+    n_workers = max(1, min(workers or os.cpu_count() or 1, n_neurons))
+    blocks = np.array_split(np.arange(n_neurons), n_workers)
+    with ThreadPoolExecutor(n_workers) as pool:
+        list(pool.map(lambda block: columns[block[0] : block[-1] + 1].sort(axis=1), blocks))
+    # numpy's "linear" method: position (n-1)q, weight gamma, and numpy's _lerp
+    # (difference in the input dtype, interpolation in float64), so results match exactly.
+    position = (n_rows - 1) * np.true_divide(np.asarray(quantiles, np.float64), 100)
+    below = np.floor(position).astype(np.intp)
+    above = np.minimum(below + 1, n_rows - 1)
+    gamma = (position - below)[:, None]
+    low, high = columns[:, below].T, columns[:, above].T
+    difference = high - low
+    result = low + difference * gamma
+    np.subtract(high, difference * (1 - gamma), out=result,
+                where=np.broadcast_to(gamma >= 0.5, result.shape))
+    return result.astype(np.float32)
 
 
 def _clean_knots(table, ulps=8):
@@ -102,9 +135,11 @@ def _reservoir(batches, max_samples, seed):
 
 
 def _as_rows(data, max_samples, seed):
-    """Numpy array, tensor or ``tf.data.Dataset`` -> 2-D float32 numpy array."""
+    """Numpy array, tensor, ``tf.data.Dataset`` or iterator of batches -> 2-D float32 array."""
     if isinstance(data, tf.data.Dataset):
         return _reservoir(data.as_numpy_iterator(), max_samples, seed)
+    if isinstance(data, collections.abc.Iterator):
+        return _reservoir(data, max_samples, seed)
     array = np.asarray(data, dtype=np.float32)
     if array.ndim < 2:
         raise NeuronEditError(
@@ -195,7 +230,8 @@ class NeuronEdit(keras.layers.Layer):
 
         Args:
             source: activations of the source set, shape ``(rows, n_neurons)``:
-                a numpy array, a tensor or a ``tf.data.Dataset`` of such batches.
+                a numpy array, a tensor, or a ``tf.data.Dataset`` or iterator
+                (e.g. a generator) of such batches.
             target: activations of the target set, same forms.
             seed: seed of the reservoir sample used when a dataset has more than
                 ``max_samples`` rows. Up to ``max_samples`` the percentiles are

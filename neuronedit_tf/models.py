@@ -80,11 +80,12 @@ def transform_values(values, transform="none", cofactor=5.0, logicle=None):
 def standardisation_stats(values):
     """Per-feature mean and variance; constant features get variance 1 (not 0),
     so they standardise to 0 and never divide by zero."""
-    values = np.asarray(values, np.float64)
-    mean = values.mean(axis=0)
-    variance = values.var(axis=0)
-    variance[~(variance > 1e-12)] = 1.0
-    return mean.astype(np.float32), variance.astype(np.float32)
+    from neuronedit_tf.streaming import Rows, moments
+
+    values = np.asarray(values, np.float32)
+    values = values.reshape(-1, values.shape[-1])
+    mean, variance, _ = moments([Rows(values, "values")], lambda chunk: chunk)
+    return mean, variance
 
 
 def _shape(shape):
@@ -207,15 +208,16 @@ def conv_autoencoder(image_shape, filters=(64, 128, 256), leak=0.2, seed=None):
 
 
 def run(model, values, batch_size=65536):
-    """``model(values)`` in chunks, as float32 numpy (no per-call retracing as with predict)."""
+    """``model(values)`` in chunks, as float32 numpy (no per-call retracing as with predict).
+
+    The output is allocated once and filled chunk by chunk (no list of chunks to
+    concatenate), so peak memory is the input, the output and one chunk.
+    """
     values = np.asarray(values, np.float32)
-    if len(values) == 0:
-        return np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
-    chunks = [
-        np.asarray(model(values[i : i + batch_size], training=False))
-        for i in range(0, len(values), batch_size)
-    ]
-    return np.concatenate(chunks)
+    out = np.empty((len(values),) + tuple(model.output.shape[1:]), np.float32)
+    for i in range(0, len(values), batch_size):
+        out[i : i + batch_size] = np.asarray(model(values[i : i + batch_size], training=False))
+    return out
 
 
 def split_at(model, layer_name):

@@ -1,0 +1,476 @@
+"""Speed and memory benchmark: writes ``benchmarks/SPEED.md``, every figure measured in one run.
+
+Measures, on this machine:
+
+- the float32 matmul rate (FLOP/s), the yardstick for every throughput;
+- training throughput (samples/s) of the paper's dense autoencoder (37 -> 500-250-50
+  -> 37, Adam, MSE) at batch 100 and 1024: Keras ``fit`` on the editor's own
+  ``tf.data`` pipeline, with and without XLA, and the same model, optimiser and
+  loop in PyTorch (CPU, eager) when ``torch`` is importable (``pip install
+  neuronedit_tf[bench]``);
+- percentile fitting on 10^6 x 50: :func:`neuronedit_tf.layers.percentiles`
+  against ``numpy.percentile`` (and ``tfp.stats.percentile``), with equality checked;
+- end to end, ``NeuronEditor.fit`` + ``transform`` on the real CyTOF demo files,
+  and on synthetic rows of the demo's width (37 markers, resampled from the real
+  files with noise) at each size, read from memory-mapped NPY files and written to
+  one: wall time and peak resident memory of a fresh process per size (read with
+  ``os.wait4``, the per-child form of ``getrusage(RUSAGE_CHILDREN)``), and the
+  growth exponents. Synthetic sizes train one epoch at batch 1024.
+
+Run: ``python -m neuronedit_tf.bench.speed --out benchmarks`` (the CLI's
+``neuronedit bench speed`` calls :func:`main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+WIDTH = 37  # the CyTOF demo's marker channels
+HIDDEN = (500, 250, 50)
+DEFAULT_SIZES = (10**4, 10**5, 10**6, 10**7)
+GOAL_MEMORY_BYTES = 24 * 2**30
+
+
+# ------------------------------------------------------------------ yardsticks
+def _load():
+    return os.getloadavg()[0]
+
+
+def matmul_flops(size=2048, repeats=10):
+    """Best float32 matmul rate of TensorFlow on this machine, FLOP/s."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal((size, size), seed=(1, 2))
+    b = tf.random.stateless_normal((size, size), seed=(3, 4))
+    product = tf.function(lambda x, y: tf.matmul(x, y))
+    product(a, b).numpy()
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def dense_flops(width=WIDTH, hidden=HIDDEN):
+    """Forward FLOPs per sample of the dense autoencoder (2 per multiply-add)."""
+    sizes = [width] + list(hidden) + list(hidden[-2::-1]) + [width]
+    return 2 * sum(a * b for a, b in zip(sizes, sizes[1:]))
+
+
+def encoder_flops(width=WIDTH, hidden=HIDDEN):
+    sizes = [width] + list(hidden)
+    return 2 * sum(a * b for a, b in zip(sizes, sizes[1:]))
+
+
+# -------------------------------------------------------------------- training
+def keras_training(batch_size, rows, epochs=3, jit_compile=False, seed=0):
+    """Samples/s of Keras ``fit`` of the dense AE on the editor's tf.data pipeline
+    (best epoch after a warm-up epoch)."""
+    import keras
+
+    from neuronedit_tf import models, streaming
+
+    values = np.random.default_rng(seed).normal(size=(rows, WIDTH)).astype(np.float32)
+    pre = models.preprocessing(WIDTH, np.zeros(WIDTH, np.float32), np.ones(WIDTH, np.float32))
+    training, steps, _ = streaming.training_data(
+        [streaming.Rows(values, "rows")], pre, rows, 1e-9, batch_size, seed)
+    model = models.dense_autoencoder(WIDTH, HIDDEN, seed=seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=jit_compile)
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    times = []
+    model.fit(training.map(lambda x: (x, x)), epochs=epochs + 1, steps_per_epoch=steps,
+              verbose=0, callbacks=[Timer()], shuffle=False)
+    return steps * batch_size / min(times[1:])
+
+
+def torch_training(batch_size, rows, epochs=3, seed=0, threads=None):
+    """Samples/s of the same AE, Adam and MSE in PyTorch (CPU, eager); None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    sizes = [WIDTH] + list(HIDDEN) + list(HIDDEN[-2::-1])
+    layers = []
+    for a, b in zip(sizes, sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.LeakyReLU(0.2)]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-1], WIDTH))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_function = torch.nn.MSELoss()
+    data = torch.from_numpy(np.random.default_rng(seed).normal(size=(rows, WIDTH)).astype(np.float32))
+    times = []
+    for _ in range(epochs + 1):
+        start = time.perf_counter()
+        order = torch.randperm(rows)
+        for i in range(0, rows, batch_size):
+            batch = data[order[i : i + batch_size]]
+            optimizer.zero_grad()
+            loss = loss_function(model(batch), batch)
+            loss.backward()
+            optimizer.step()
+        times.append(time.perf_counter() - start)
+    return rows / min(times[1:])
+
+
+# ------------------------------------------------------------------ percentiles
+def percentile_timing(rows=10**6, neurons=50, repeats=2, seed=0):
+    """Seconds for 101 percentiles of ``rows x neurons``: ours, numpy, tfp; and equality."""
+    import tensorflow_probability as tfp
+
+    from neuronedit_tf.layers import DEFAULT_QUANTILES, percentiles
+
+    values = np.random.default_rng(seed).normal(size=(rows, neurons)).astype(np.float32)
+    quantiles = np.asarray(DEFAULT_QUANTILES)
+
+    def best(function):
+        times, result = [], None
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = function()
+            times.append(time.perf_counter() - start)
+        return min(times), result
+
+    ours, ours_result = best(lambda: percentiles(values, quantiles))
+    numpy_time, numpy_result = best(lambda: np.percentile(values, quantiles, axis=0))
+    tfp_time, tfp_result = best(lambda: tfp.stats.percentile(
+        values, quantiles, axis=0, interpolation="linear").numpy())
+    return {
+        "ours": ours, "numpy": numpy_time, "tfp": tfp_time,
+        "equal_to_numpy": bool(np.array_equal(ours_result, numpy_result.astype(np.float32))),
+        "tfp_max_abs_difference": float(np.abs(tfp_result - numpy_result).max()),
+    }
+
+
+# ------------------------------------------------------------------ end to end
+_CHILD = r"""
+import json, sys, time
+import numpy as np
+spec = json.loads(sys.argv[1])
+from neuronedit_tf import NeuronEditor
+load = lambda name: np.load(spec[name], mmap_mode="r")
+start = time.perf_counter()
+editor = NeuronEditor(transform="arcsinh", cofactor=5.0, seed=0)
+editor.fit(load("source"), load("target"), extra=load("extra"), **spec["fit"])
+fitted = time.perf_counter()
+extra = load("extra")
+out = np.lib.format.open_memmap(spec["out"], "w+", np.float32, extra.shape)
+editor.transform(extra, out=out)
+done = time.perf_counter()
+print(json.dumps({"fit": fitted - start, "transform": done - fitted,
+                  "epochs": len(editor.history["loss"]),
+                  "finite": bool(np.isfinite(np.load(spec["out"], mmap_mode="r")[:100000]).all())}))
+"""
+
+
+# A child's ru_maxrss starts at the resident size of the process it was forked
+# from (Linux copies the parent's high-water mark at fork/exec), so each run is
+# started by this small launcher (no numpy, no TensorFlow): the launcher's only
+# child is the run, and getrusage(RUSAGE_CHILDREN) then reads that run's peak.
+_LAUNCHER = r"""
+import json, resource, subprocess, sys
+completed = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print(json.dumps({"returncode": completed.returncode, "peak_rss": peak,
+                  "stdout": completed.stdout, "stderr": completed.stderr[-3000:]}))
+"""
+
+
+def _run_child(spec):
+    """Run one fit + transform in a fresh process; its result, wall time and peak RSS (bytes)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    start = time.perf_counter()
+    launched = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, sys.executable, "-c", _CHILD, json.dumps(spec)],
+        capture_output=True, text=True, env=env, check=True)
+    wall = time.perf_counter() - start
+    report = json.loads(launched.stdout)
+    if report["returncode"] != 0:
+        raise RuntimeError(f"benchmark child failed:\n{report['stderr']}")
+    result = json.loads(report["stdout"].strip().splitlines()[-1])
+    result.update(wall=wall, peak_rss=report["peak_rss"])
+    return result
+
+
+def _torch_in_child(batch_size, rows):
+    """:func:`torch_training` in a fresh process without TensorFlow (this file is loaded
+    alone, not the package), with as many threads as cores and with one thread; the
+    faster is the reference. (With both cores busy, PyTorch's OpenMP threads can stall
+    each other: 190 samples/s with 2 threads against 5,400 with 1 under load 8.)"""
+    code = (
+        "import importlib.util, json, sys\n"
+        "spec = importlib.util.spec_from_file_location('speed', sys.argv[1])\n"
+        "speed = importlib.util.module_from_spec(spec); spec.loader.exec_module(speed)\n"
+        f"print(json.dumps(speed.torch_training({int(batch_size)}, {int(rows)}, "
+        "threads=int(sys.argv[2]))))\n"
+    )
+    rates = {}
+    for threads in sorted({os.cpu_count() or 1, 1}, reverse=True):
+        done = subprocess.run([sys.executable, "-c", code, __file__, str(threads)],
+                              capture_output=True, text=True, check=True)
+        rate = json.loads(done.stdout.strip().splitlines()[-1])
+        if rate is None:
+            return None, None
+        rates[threads] = rate
+    threads = max(rates, key=rates.get)
+    return rates[threads], threads
+
+
+def _synthetic(folder, rows, seed=0):
+    """S, T, X of ``rows`` rows together, as NPY files: the real demo files' cells
+    resampled with 10% multiplicative noise, written chunk by chunk."""
+    from neuronedit_tf import streaming
+    from neuronedit_tf.data.datasets import load_cytof
+
+    rng = np.random.default_rng(seed)
+    bases = {"source": load_cytof("021", 1).values, "target": load_cytof("028", 1).values,
+             "extra": load_cytof("021", 2).values}
+    paths = {}
+    for i, (name, base) in enumerate(bases.items()):
+        n = rows // 3 + (1 if i < rows % 3 else 0)
+        path = Path(folder) / f"{name}_{rows}.npy"
+        out = np.lib.format.open_memmap(path, "w+", np.float32, (n, WIDTH))
+        chunks = (base[rng.integers(0, len(base), min(streaming.CHUNK_ROWS, n - start))]
+                  * rng.lognormal(0.0, 0.1, (min(streaming.CHUNK_ROWS, n - start), WIDTH))
+                  for start in range(0, n, streaming.CHUNK_ROWS))
+        streaming.write_chunks((c.astype(np.float32) for c in chunks), out)
+        del out
+        paths[name] = str(path)
+    return paths
+
+
+def _cytof_files(folder):
+    from neuronedit_tf.data.datasets import load_cytof
+
+    paths = {}
+    for name, (batch, donor) in {"source": ("021", 1), "target": ("028", 1),
+                                 "extra": ("021", 2)}.items():
+        paths[name] = str(Path(folder) / f"cytof_{name}.npy")
+        np.save(paths[name], load_cytof(batch, donor).values)
+    return paths
+
+
+def _exponent(sizes, values):
+    return float(np.polyfit(np.log(sizes), np.log(values), 1)[0])
+
+
+# ---------------------------------------------------------------------- report
+def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 200_000),
+              percentile_shape=(10**6, 50), command=None, scratch=None, log=print):
+    """Measure everything and write ``out_dir/SPEED.md``; returns the figures.
+
+    Args:
+        out_dir: folder for SPEED.md.
+        sizes: total rows (S + T + X, a third each) of the synthetic end-to-end runs.
+        training_rows: rows per epoch for the throughput runs at batch 100 and 1024.
+        percentile_shape: rows x neurons of the percentile timing.
+        command: the command line to print in the report.
+        scratch: folder for the temporary NPY files (default: a temporary folder).
+        log: progress messages.
+    """
+    from neuronedit_tf.data.atomic import atomic_path
+
+    figures = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "machine": _machine(), "command": command or "python -m neuronedit_tf.bench.speed",
+               "load_start": os.getloadavg()}
+    log("matmul rate ...")
+    figures["matmul"] = matmul_flops()
+    training = []
+    for batch_size, rows in zip((100, 1024), training_rows):
+        for jit in (False, True):
+            log(f"keras training, batch {batch_size}, jit {jit} ...")
+            training.append({"engine": f"Keras fit (tf.data{', XLA' if jit else ''})",
+                             "batch": batch_size, "load": _load(),
+                             "rate": keras_training(batch_size, rows, jit_compile=jit)})
+        log(f"torch training, batch {batch_size} ...")
+        rate, threads = _torch_in_child(batch_size, rows)
+        if rate is not None:
+            training.append({"engine": f"PyTorch (eager, {threads} thread{'s' * (threads > 1)}, "
+                                       "best of 1 and all cores)",
+                             "batch": batch_size, "load": _load(), "rate": rate})
+    figures["training"] = training
+    log("percentiles ...")
+    figures["percentiles"] = dict(percentile_timing(*percentile_shape), load=_load(),
+                                  shape=list(percentile_shape))
+    end_to_end = []
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        log("end to end: CyTOF demo ...")
+        spec = dict(_cytof_files(folder), out=str(Path(folder) / "edited.npy"),
+                    fit={"verbose": 0})
+        end_to_end.append(dict(_run_child(spec), rows=3000, label="CyTOF demo (3 x 1000 cells, "
+                               "up to 200 epochs, early stopping, batch 100)", load=_load()))
+        for rows in sizes:
+            log(f"end to end: {rows} synthetic rows ...")
+            paths = _synthetic(folder, rows)
+            spec = dict(paths, out=str(Path(folder) / "edited.npy"),
+                        fit={"epochs": 1, "batch_size": 1024, "verbose": 0})
+            end_to_end.append(dict(_run_child(spec), rows=rows, load=_load(),
+                                   label=f"synthetic {rows:.0e} rows (1 epoch, batch 1024)"))
+            for path in paths.values():
+                os.remove(path)
+    figures["end_to_end"] = end_to_end
+    figures["load_end"] = os.getloadavg()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "SPEED.md") as path:
+        Path(path).write_text(render(figures))
+    with atomic_path(out / "speed.json") as path:
+        Path(path).write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+def _machine():
+    import tensorflow as tf
+
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "not installed"
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB; Python {platform.python_version()}, "
+            f"TensorFlow {tf.__version__}, PyTorch {torch_version}")
+
+
+def render(figures):
+    """SPEED.md from the figures of :func:`run_speed`."""
+    matmul = figures["matmul"]
+    train_flops = 3 * dense_flops()  # forward + backward (2x forward)
+    lines = [
+        "# Speed and memory",
+        "",
+        f"Measured {figures['date']} on {figures['machine']}.",
+        f"Load average (1 min) at start {figures['load_start'][0]:.2f}, at end "
+        f"{figures['load_end'][0]:.2f}; the machine's 2 cores are shared, so each row "
+        "also gives the load when it was taken.",
+        "",
+        "Regenerate with:",
+        "",
+        "```bash",
+        figures["command"],
+        "```",
+        "",
+        f"Float32 matmul rate (TensorFlow, 2048 x 2048): **{matmul / 1e9:.1f} GFLOP/s**. "
+        f"The dense autoencoder (37-500-250-50-250-500-37) costs {dense_flops() / 1e6:.2f} MFLOP "
+        f"per sample forward, ~{train_flops / 1e6:.2f} MFLOP per training sample.",
+        "",
+        "## Training throughput (dense autoencoder, Adam, MSE)",
+        "",
+        "| engine | batch | samples/s | share of matmul rate | vs PyTorch | load |",
+        "|---|---|---|---|---|---|",
+    ]
+    reference = {t["batch"]: t["rate"] for t in figures["training"] if "PyTorch" in t["engine"]}
+    for t in figures["training"]:
+        ratio = t["rate"] / reference[t["batch"]] if t["batch"] in reference else None
+        lines.append(
+            f"| {t['engine']} | {t['batch']} | {t['rate']:,.0f} | "
+            f"{t['rate'] * train_flops / matmul:.1%} | "
+            f"{'–' if ratio is None else f'{ratio:.2f}×'} | {t['load']:.1f} |")
+    p = figures["percentiles"]
+    lines += [
+        "",
+        f"Goal: training at least PyTorch's rate at both batch sizes (ratio ≥ 1).",
+        "",
+        f"## Percentile fitting ({p['shape'][0]:,} × {p['shape'][1]}, 101 percentiles)",
+        "",
+        "| method | seconds | vs numpy.percentile |",
+        "|---|---|---|",
+        f"| `neuronedit_tf.layers.percentiles` (column sort + numpy's interpolation) | "
+        f"{p['ours']:.2f} | {p['ours'] / p['numpy']:.2f}× |",
+        f"| `numpy.percentile` | {p['numpy']:.2f} | 1.00× |",
+        f"| `tfp.stats.percentile` (linear) | {p['tfp']:.2f} | {p['tfp'] / p['numpy']:.2f}× |",
+        "",
+        f"Ours equals numpy.percentile bit for bit: {p['equal_to_numpy']}; tfp differs by at most "
+        f"{p['tfp_max_abs_difference']:.1e}. Goal: ≤ 1.00× numpy (load {p['load']:.1f}). "
+        "Sorting is not matmul work, so no matmul share is given.",
+        "",
+        "## End to end: fit + transform, fresh process per row",
+        "",
+        "Inputs are memory-mapped NPY files (`np.load(mmap_mode=\"r\")`), the edited X is "
+        "written to a memory-mapped NPY file (`transform(x, out=...)`). Rows are S + T + X, a "
+        "third each. Synthetic sizes train **one epoch** at batch 1024 (so time should grow "
+        "linearly); the demo trains as `neuronedit demo` does. Peak RSS is the child process's "
+        "maximum resident set (`os.wait4`).",
+        "",
+        "| data | rows | fit s | transform s | wall s | rows/s | share of matmul rate | "
+        "peak RSS MiB | load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in figures["end_to_end"]:
+        third = e["rows"] / 3
+        work = (e["rows"] * e["epochs"] * train_flops + 2 * third * encoder_flops()
+                + third * dense_flops())
+        lines.append(
+            f"| {e['label']} | {e['rows']:,} | {e['fit']:.1f} | {e['transform']:.1f} | "
+            f"{e['wall']:.1f} | {e['rows'] / e['wall']:,.0f} | {work / e['wall'] / matmul:.1%} | "
+            f"{e['peak_rss'] / 2**20:,.0f} | {e['load']:.1f} |")
+    synthetic = [e for e in figures["end_to_end"] if e["label"].startswith("synthetic")]
+    if len(synthetic) >= 2:
+        sizes = [e["rows"] for e in synthetic]
+        work = [e["fit"] + e["transform"] for e in synthetic]
+        memory = [e["peak_rss"] for e in synthetic]
+        lines += [
+            "",
+            f"Growth exponents (log-log slope of fit + transform time, without process start; "
+            f"goal 1 = linear): over {sizes[0]:.0e}–{sizes[-1]:.0e} rows "
+            f"**{_exponent(sizes, work):.2f}**, over the last two sizes "
+            f"**{_exponent(sizes[-2:], work[-2:]):.2f}** (fixed costs such as tracing dominate "
+            "small sizes). Peak RSS: exponent over all sizes "
+            f"{_exponent(sizes, memory):.2f}, last two sizes "
+            f"**{_exponent(sizes[-2:], memory[-2:]):.2f}** "
+            f"({memory[-1] / memory[-2]:.2f}× for {sizes[-1] / sizes[-2]:.0f}× the rows; goal: flat).",
+            f"Largest run's peak RSS: {memory[-1] / 2**30:.2f} GiB = "
+            f"{memory[-1] / GOAL_MEMORY_BYTES:.1%} of the 24 GiB goal.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None, prog="python -m neuronedit_tf.bench.speed"):
+    """Parse arguments, run, write SPEED.md, print it. The CLI's ``neuronedit bench
+    speed`` calls ``main(argv, prog="neuronedit bench speed")``; ``prog`` is the
+    command written into SPEED.md."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="benchmarks", help="folder for SPEED.md (default benchmarks)")
+    parser.add_argument("--sizes", type=lambda s: tuple(int(float(x)) for x in s.split(",")),
+                        default=DEFAULT_SIZES, help="comma-separated total rows, e.g. 1e4,1e5")
+    parser.add_argument("--scratch", help="folder for temporary NPY files (default: system temp)")
+    args = parser.parse_args(argv)
+    command = prog + (f" --out {args.out}" if args.out != "benchmarks" else "")
+    if args.sizes != DEFAULT_SIZES:
+        command += " --sizes " + ",".join(f"{s:.0e}".replace("+0", "") for s in args.sizes)
+    figures = run_speed(args.out, args.sizes, command=command, scratch=args.scratch,
+                        log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(render(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

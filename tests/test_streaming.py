@@ -1,0 +1,145 @@
+"""Data larger than memory: datasets and memory maps give what arrays give; exact fast percentiles."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from neuronedit_tf import NeuronEditError, NeuronEditor, streaming
+from neuronedit_tf.layers import NeuronEdit, percentiles
+
+SETTINGS = dict(transform="arcsinh", hidden=(16, 8, 4), seed=1)
+FIT = dict(epochs=2, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def arrays(cytof):
+    return {name: cytof[name].values for name in ("source", "target", "sample")}
+
+
+@pytest.fixture(scope="module")
+def array_editor(arrays):
+    return NeuronEditor(**SETTINGS).fit(arrays["source"], arrays["target"],
+                                        extra=arrays["sample"], **FIT)
+
+
+@pytest.fixture(scope="module")
+def memory_maps(arrays, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("npy")
+    maps = {}
+    for name, values in arrays.items():
+        np.save(folder / f"{name}.npy", values)
+        maps[name] = np.load(folder / f"{name}.npy", mmap_mode="r")
+    return maps
+
+
+def test_fit_from_datasets_of_rows_equals_fit_from_arrays(arrays, array_editor):
+    rows = {k: tf.data.Dataset.from_tensor_slices(v) for k, v in arrays.items()}
+    streamed = NeuronEditor(**SETTINGS).fit(rows["source"], rows["target"], extra=rows["sample"],
+                                           **FIT)
+    np.testing.assert_allclose(streamed.transform(arrays["sample"]),
+                               array_editor.transform(arrays["sample"]), rtol=1e-5, atol=1e-4)
+    for key in ("loss", "val_loss"):
+        assert streamed.history[key] == pytest.approx(array_editor.history[key], rel=1e-6)
+
+
+def test_fit_from_small_batches_approximates_fit_from_arrays(arrays, array_editor):
+    # Other chunking changes only the float rounding of the statistics.
+    batches = {k: tf.data.Dataset.from_tensor_slices(v).batch(77) for k, v in arrays.items()}
+    streamed = NeuronEditor(**SETTINGS).fit(batches["source"], batches["target"],
+                                           extra=batches["sample"], **FIT)
+    expected = array_editor.transform(arrays["sample"])
+    got = streamed.transform(arrays["sample"])
+    assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()
+
+
+def test_fit_from_memory_maps_equals_fit_from_arrays(memory_maps, arrays, array_editor):
+    mapped = NeuronEditor(**SETTINGS).fit(memory_maps["source"], memory_maps["target"],
+                                         extra=memory_maps["sample"], **FIT)
+    np.testing.assert_allclose(mapped.transform(arrays["sample"]),
+                               array_editor.transform(arrays["sample"]), rtol=1e-5, atol=1e-4)
+
+
+def test_memory_mapped_transform_equals_in_memory_transform(memory_maps, arrays, array_editor,
+                                                            tmp_path):
+    expected = array_editor.transform(arrays["sample"])
+    small_chunks = streaming.Rows(memory_maps["sample"], "x", chunk_rows=300)
+    np.testing.assert_array_equal(
+        np.concatenate(list(small_chunks.chunks())), arrays["sample"])  # pages released, data kept
+    np.testing.assert_array_equal(array_editor.transform(memory_maps["sample"]), expected)
+    out = np.lib.format.open_memmap(tmp_path / "edited.npy", "w+", np.float32, expected.shape)
+    assert array_editor.transform(memory_maps["sample"], out=out) is out
+    del out
+    np.testing.assert_array_equal(np.load(tmp_path / "edited.npy"), expected)
+
+
+def test_transform_of_a_dataset_is_a_lazy_dataset_of_edited_batches(arrays, array_editor):
+    batches = tf.data.Dataset.from_tensor_slices(arrays["sample"]).batch(128)
+    edited = array_editor.transform(batches)
+    assert isinstance(edited, tf.data.Dataset)
+    np.testing.assert_allclose(np.concatenate(list(edited.as_numpy_iterator())),
+                               array_editor.transform(arrays["sample"]), rtol=1e-5, atol=1e-4)
+
+
+def test_streamed_nan_is_refused_with_its_row(arrays, array_editor):
+    values = arrays["sample"].copy()
+    values[700, 3] = np.nan
+    with pytest.raises(NeuronEditError, match="row 700"):
+        NeuronEditor(**SETTINGS).fit(tf.data.Dataset.from_tensor_slices(values).batch(64),
+                                     arrays["target"], epochs=1, verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN/inf"):
+        list(array_editor.transform(tf.data.Dataset.from_tensor_slices(values).batch(64)))
+
+
+def test_streams_of_the_wrong_kind_or_width_are_refused(arrays, array_editor):
+    pairs = tf.data.Dataset.from_tensor_slices((arrays["source"], arrays["source"]))
+    with pytest.raises(NeuronEditError, match=r"\(x, y\) pairs"):
+        NeuronEditor().fit(pairs, arrays["target"])
+    narrow = tf.data.Dataset.from_tensor_slices(arrays["sample"][:, :5]).batch(10)
+    with pytest.raises(NeuronEditError, match="expects"):
+        array_editor.transform(narrow)
+
+
+def test_streaming_moments_equal_numpy():
+    values = np.random.default_rng(0).normal(3.0, 2.0, size=(10_001, 4)).astype(np.float32)
+    values[:, 2] = 5.0  # constant: variance 1 by convention
+    mean, variance, counts = streaming.moments(
+        [streaming.Rows(values, "v", chunk_rows=999)], lambda chunk: chunk)
+    np.testing.assert_allclose(mean, values.astype(np.float64).mean(0), rtol=1e-6)
+    expected = values.astype(np.float64).var(0)
+    expected[2] = 1.0
+    np.testing.assert_allclose(variance, expected, rtol=1e-5)
+    assert counts == [10_001]
+
+
+def test_validation_split_holds_out_evenly_spread_rows():
+    mask = streaming._validation_mask(0, 1000, 0.1).numpy()
+    assert mask.sum() == 100 and set(np.diff(np.flatnonzero(mask))) == {10}
+
+
+@pytest.mark.parametrize("n_rows", [2, 101, 1000, 4097])
+def test_percentiles_equal_numpy_exactly(n_rows):
+    rng = np.random.default_rng(n_rows)
+    values = rng.normal(size=(n_rows, 6)).astype(np.float32)
+    values[:, 1] = np.round(values[:, 1])  # ties
+    values[:, 2] = 0.0  # constant
+    quantiles = np.linspace(0, 100, 101)
+    np.testing.assert_array_equal(percentiles(values, quantiles),
+                                  np.percentile(values, quantiles, axis=0).astype(np.float32))
+
+
+def test_percentiles_agree_with_tfp_reference():
+    import tensorflow_probability as tfp
+
+    values = np.random.default_rng(0).lognormal(size=(5000, 5)).astype(np.float32)
+    quantiles = np.arange(101.0)
+    reference = tfp.stats.percentile(values, quantiles, axis=0, interpolation="linear").numpy()
+    np.testing.assert_allclose(percentiles(values, quantiles), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_adapt_takes_a_generator_of_batches():
+    values = np.random.default_rng(0).normal(size=(3000, 3)).astype(np.float32)
+    whole, streamed = NeuronEdit(), NeuronEdit()
+    whole.adapt(values, values * 2)
+    streamed.adapt((values[i : i + 512] for i in range(0, 3000, 512)),
+                   (values[i : i + 512] * 2 for i in range(0, 3000, 512)))
+    np.testing.assert_array_equal(whole.target_q.numpy(), streamed.target_q.numpy())
