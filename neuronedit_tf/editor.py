@@ -362,9 +362,12 @@ class NeuronEditor:
         editor.history = state.get("history")
         return editor
 
-    def export(self, path, format="saved_model", overwrite=False, verify=True):
-        """Write the fitted graph raw -> edited raw for serving; see :mod:`neuronedit_tf.export`."""
+    def export(self, path, format="saved_model", name=None, version=None, overwrite=False,
+               verify=True, quantize=False):
+        """Write the fitted graph raw -> edited raw for serving (SavedModel for TF
+        Serving and/or TFLite) and verify it; see :func:`neuronedit_tf.export.export_editor`."""
         from neuronedit_tf.export import export_editor
 
         self._require_fitted()
-        return export_editor(self, path, format=format, overwrite=overwrite, verify=verify)
+        return export_editor(self, path, format=format, name=name, version=version,
+                             overwrite=overwrite, verify=verify, quantize=quantize)

@@ -151,7 +151,8 @@ class LookupEdit(keras.layers.Layer):
     Build it with ``LookupEdit.from_layer(edit)`` (or ``lookup_edit(edit)``);
     it computes the same function as ``edit`` (within float32 rounding) and
     holds its table as non-trainable weights, which a SavedModel stores and the
-    TFLite converter folds into constants.
+    TFLite converter folds into constants (the table as int32 bit patterns, so
+    that dynamic-range quantisation leaves it exact).
 
     Args:
         n_neurons: the edited layer's width.
@@ -184,7 +185,12 @@ class LookupEdit(keras.layers.Layer):
         self.first, self.last = weight("first", per_neuron), weight("last", per_neuron)
         self.origin, self.scale = weight("origin", per_neuron), weight("scale", per_neuron)
         self.low, self.high = weight("low", per_neuron), weight("high", per_neuron)
-        self.table = weight("table", (self.n_neurons * self.bins, 1 + 3 * self.width))
+        # The table holds float32 bit patterns as int32: TFLite's dynamic-range
+        # quantisation turns large float constants into int8, which would move the knots.
+        self.table = self.add_weight(
+            name="table", shape=(self.n_neurons * self.bins, 1 + 3 * self.width),
+            initializer="zeros", trainable=False, dtype="int32",
+        )
         self.built = True
 
     @classmethod
@@ -207,7 +213,7 @@ class LookupEdit(keras.layers.Layer):
         layer.scale.assign((bins / span).astype(np.float32))
         layer.low.assign(low)
         layer.high.assign(high)
-        layer.table.assign(build_table(source_q, tables, inner, bins, width))
+        layer.table.assign(build_table(source_q, tables, inner, bins, width).view(np.int32))
         return layer
 
     def call(self, inputs):
@@ -219,6 +225,7 @@ class LookupEdit(keras.layers.Layer):
         position = tf.cast(tf.minimum(tf.maximum(position, 0.0), bins - 1.0), tf.int32)
         position = tf.minimum(tf.maximum(position, 0), bins - 1)
         rows = tf.gather(self.table, position + tf.range(n, dtype=tf.int32) * bins)
+        rows = tf.bitcast(rows, tf.float32)
         planes = tf.unstack(tf.transpose(rows, [2, 0, 1]), axis=0)
         value = planes[0]
         for c in range(width):
