@@ -239,10 +239,11 @@ class NeuronEditor:
         self._require_fitted()
         return self.model.get_layer(name)
 
-    def _predict(self, data, name, graph):
+    def _input_table(self, data, name, sample_shape):
+        """``data`` checked for a graph taking samples of ``sample_shape``: named
+        columns aligned to ``self.columns``, or the image shape checked."""
         from neuronedit_tf.data.fcs import FCSData
 
-        self._require_fitted()
         if isinstance(data, FCSData) and self.columns is not None:
             # Channels the model does not edit (Time, scatter, ...) pass through unchanged.
             table = as_table(data.select(self.columns), name)
@@ -250,11 +251,16 @@ class NeuronEditor:
             table = self._validate(data, name)
         if not self._images:
             table = align(table, self.columns, name)
-        elif table.values.shape[1:] != tuple(self.model.input.shape[1:]):
+        elif table.values.shape[1:] != tuple(sample_shape):
             raise NeuronEditError(
                 f"{name} has image shape {table.values.shape[1:]}; the model expects "
-                f"{tuple(self.model.input.shape[1:])}."
+                f"{tuple(sample_shape)}."
             )
+        return table
+
+    def _predict(self, data, name, graph):
+        self._require_fitted()
+        table = self._input_table(data, name, self.model.input.shape[1:])
         values = models.run(graph, table.values)
         return self._like(data, table, values)
 

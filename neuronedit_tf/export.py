@@ -70,11 +70,11 @@ SAMPLE_ROWS = 256
 _VERIFY_SCRIPT = r"""
 import json, sys
 import numpy as np
-import tensorflow as tf
 config = json.loads(sys.argv[1])
 inputs = np.load(config["inputs"])
 outputs = {}
 if config["saved_model"]:
+    import tensorflow as tf
     loaded = tf.saved_model.load(config["saved_model"])
     missing = sorted(set(config["endpoints"]) - set(loaded.signatures))
     if missing:
@@ -88,6 +88,7 @@ try:
     from ai_edge_litert.interpreter import Interpreter
     runtime = "ai_edge_litert"
 except ImportError:
+    import tensorflow as tf
     Interpreter = tf.lite.Interpreter
     runtime = "tf.lite.Interpreter"
 for key, path in config["tflite"].items():
@@ -363,7 +364,7 @@ def export_editor(editor, path, format="saved_model", name=None, version=None, o
         raise NeuronEditError("quantize=True makes a TFLite file; use format='tflite' or 'both'.")
     editor._require_fitted()
     target, version = _served_folder(path, name, version, overwrite)
-    missing_parents = [p for p in (target.parent, target.parent.parent) if not p.exists()]
+    missing_parents = [p for p in target.parents if not p.exists()]  # deepest first
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
