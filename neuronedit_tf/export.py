@@ -115,15 +115,15 @@ def _spec(shape, name):
 
 def _edit_graph(editor, edit):
     """The edit as exported: ``"lookup"`` (default), ``"search"`` (the layer's
-    binary search) or ``"none"`` (no edit: the plain autoencoder, for benchmarks)."""
+    binary search) or ``"plain"`` (no edit: the same autoencoder without it, for benchmarks)."""
     layer = editor.part("neuron_edit")
     if edit == "lookup":
         return lookup_edit(layer)
     if edit == "search":
         return layer
-    if edit == "none":
+    if edit == "plain":
         return keras.layers.Identity(name="no_edit")
-    raise NeuronEditError(f"edit must be 'lookup', 'search' or 'none'; got {edit!r}.")
+    raise NeuronEditError(f"edit must be 'lookup', 'search' or 'plain'; got {edit!r}.")
 
 
 def write_saved_model(editor, path, edit="lookup"):

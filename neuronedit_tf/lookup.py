@@ -88,16 +88,17 @@ def _bin_segments(source_q, origin, span, bins):
     return first, last
 
 
-def plan(source_q):
+def plan(source_q, bins=None):
     """Choose the grid for these knots: ``(inner, bins, width)``.
 
     ``width`` is the most segments any bin overlaps. Refines the bins until
-    ``width <= TARGET_WIDTH`` or the table would exceed ``MAX_TABLE_BYTES``.
+    ``width <= TARGET_WIDTH`` or the table would exceed ``MAX_TABLE_BYTES``;
+    with ``bins`` given, uses that many (and the better of the two spans).
     """
     s = np.asarray(source_q, np.float32)
     n = s.shape[1]
     best = None
-    for bins in BIN_CHOICES:
+    for bins in BIN_CHOICES if bins is None else (int(bins),):
         for inner in (True, False):
             origin, span = _grid(s, inner)
             first, last = _bin_segments(s, origin, span, bins)
@@ -194,15 +195,15 @@ class LookupEdit(keras.layers.Layer):
         self.built = True
 
     @classmethod
-    def from_layer(cls, edit, name=None):
-        """Freeze an adapted ``NeuronEdit`` into a ``LookupEdit``."""
+    def from_layer(cls, edit, name=None, bins=None):
+        """Freeze an adapted ``NeuronEdit`` into a ``LookupEdit`` (``bins``: see ``plan``)."""
         if not isinstance(edit, NeuronEdit):
             raise NeuronEditError(f"from_layer needs a NeuronEdit layer; got {type(edit).__name__}.")
         if not edit.built:
             raise NeuronEditError("The NeuronEdit layer is not adapted; call adapt() first.")
         source_q = edit.source_q.numpy()
         tables = [np.asarray(x) for x in edit._tables()]
-        inner, bins, width = plan(source_q)
+        inner, bins, width = plan(source_q, bins)
         layer = cls(source_q.shape[1], bins, width, name=name or f"{edit.name}_lookup")
         layer.build()
         origin, span = _grid(source_q, inner)
