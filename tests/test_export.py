@@ -106,8 +106,10 @@ def test_served_graph_refuses_wrong_width_and_dtype(served_root):
         serve(features=tf.zeros((3, 6)))
     with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
         serve(features=tf.zeros((3, 5), tf.float64))
-    from ai_edge_litert.interpreter import Interpreter
-
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter
     runner = Interpreter(model_path=os.path.join(folder, TFLITE_FILE)).get_signature_runner()
     with pytest.raises((ValueError, RuntimeError)):  # XNNPACK refuses to prepare the graph
         runner(features=np.zeros((3, 6), np.float32))
@@ -187,3 +189,15 @@ def test_unfitted_editor_and_bad_arguments_are_refused(dense_editor, tmp_path):
     with pytest.raises(NeuronEditError, match="plain folder name"):
         dense_editor.export(tmp_path / "x", name="a/b", version=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_exports_for_tf_serving(dense_editor, tmp_path, capsys):
+    from neuronedit_tf.cli import main
+
+    dense_editor.save(tmp_path / "editor")
+    command = ["export", "--model", str(tmp_path / "editor"), "--out", str(tmp_path / "served"),
+               "--name", "cells", "--format", "tflite", "--no-verify"]
+    assert main(command) == 0
+    assert (tmp_path / "served" / "cells" / "1" / TFLITE_FILE).exists()
+    assert main(command + ["--version", "1"]) == 1
+    assert "already exists" in capsys.readouterr().err
