@@ -48,6 +48,16 @@ def _metadata(path):
     return json.loads(metadata_file.read_text())
 
 
+def _input_handler(metadata):
+    """A NeuronEditor used only for its input handling (validation, column
+    alignment by name, output in the caller's form) for this export."""
+    from neuronedit_tf.editor import NeuronEditor
+
+    handler = NeuronEditor(model="conv" if len(metadata["feature_shape"]) == 3 else "dense")
+    handler.columns = metadata["columns"]
+    return handler
+
+
 class ServedEditor:
     """Edit data through an exported SavedModel, in chunks of ``batch_size`` rows.
 
@@ -68,8 +78,6 @@ class ServedEditor:
     """
 
     def __init__(self, path, batch_size=DEFAULT_BATCH_SIZE):
-        from neuronedit_tf.editor import NeuronEditor
-
         metadata = _metadata(path)
         if not int(batch_size) >= 1:
             raise NeuronEditError(f"batch_size must be a positive integer; got {batch_size!r}.")
@@ -79,9 +87,7 @@ class ServedEditor:
         self.feature_shape = tuple(metadata["feature_shape"])
         self._loaded = tf.saved_model.load(os.fspath(path))
         self._serve = self._loaded.signatures["serving_default"]
-        # The editor's input handling only (validation, column alignment, output form).
-        self._inputs = NeuronEditor(model="conv" if len(self.feature_shape) == 3 else "dense")
-        self._inputs.columns = self.columns
+        self._inputs = _input_handler(metadata)
 
     def __call__(self, values):
         """Run the graph on a float32 array of shape ``(n, *feature_shape)``, in chunks."""
@@ -129,21 +135,21 @@ class ServedEditor:
         return Path(destination)
 
 
-def rest_request(path, rows):
-    """The JSON body of a TF Serving REST predict request for ``rows``.
+def rest_request(path, data):
+    """The JSON body of a TF Serving REST predict request for ``data``.
 
     Built from the export's ``serving_default`` signature (its input name and
-    shape): ``{"signature_name": "serving_default", "inputs": {"features": rows}}``.
-    POST it to ``http://HOST:8501/v1/models/NAME:predict``; the answer is
-    ``{"outputs": [[...], ...]}`` (the ``edited`` rows).
+    sample shape); ``data`` is anything ``NeuronEditor.transform`` takes (named
+    columns are put in the model's order). The body is
+    ``{"signature_name": "serving_default", "inputs": {"features": rows}}``:
+    POST it to ``http://HOST:8501/v1/models/NAME:predict`` (TF Serving; answer
+    ``{"outputs": rows}``) or to ``/invocations`` of ``mlflow models serve``
+    (answer ``{"predictions": {"edited": rows}}``).
     """
     metadata = _metadata(path)
-    values = np.asarray(rows, np.float32)
-    shape = tuple(metadata["feature_shape"])
-    if values.shape[1:] != shape:
-        raise NeuronEditError(f"rows must have shape (n, {', '.join(map(str, shape))}); got {values.shape}.")
+    table = _input_handler(metadata)._input_table(data, "data", tuple(metadata["feature_shape"]))
     (name,) = metadata["signatures"]["serving_default"]["inputs"]
-    return {"signature_name": "serving_default", "inputs": {name: values.tolist()}}
+    return {"signature_name": "serving_default", "inputs": {name: table.values.tolist()}}
 
 
 def models_config(models):

@@ -136,8 +136,11 @@ def test_served_editor_transforms_like_the_editor_in_chunks(served_root, dense_e
 def test_rest_request_follows_the_signature(served_root):
     body = rest_request(served_root[1]["path"], np.ones((2, 5)))
     assert body == {"signature_name": "serving_default", "inputs": {"features": [[1.0] * 5] * 2}}
-    with pytest.raises(NeuronEditError, match="shape"):
+    with pytest.raises(NeuronEditError, match="columns"):
         rest_request(served_root[1]["path"], np.ones((2, 4)))
+    frame = pd.DataFrame([[1.0, 2.0, 3.0, 4.0, 5.0]], columns=COLUMNS)[COLUMNS[::-1]]
+    body = rest_request(served_root[1]["path"], frame)
+    assert body["inputs"]["features"] == [[1.0, 2.0, 3.0, 4.0, 5.0]]
 
 
 def test_new_versions_are_numbered_and_existing_ones_refused(served_root, dense_editor):

@@ -99,7 +99,10 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
         n_rows: rows per pass (resampled with replacement from ``rows``).
         batch_size: rows per call.
         repeats: interleaved rounds; the best of them is reported.
-        threads: TFLite interpreter threads (default: the machine's CPU count).
+        threads: TFLite interpreter threads (default: the machine's CPU count);
+            also TensorFlow's intra/inter-op threads when given and TensorFlow
+            has not run an op yet in this process (else its default stays).
+        epochs, seed: training of the default (demo) editor.
 
     Returns:
         dict with ``rows_per_second[graph][format]``, ``edit_overhead[graph][format]``
@@ -110,6 +113,13 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
         (cores, load average) and ``rows_per_cpu_second`` (rows per CPU second
         of this process: less sensitive to other processes on the machine).
     """
+    if threads is not None:
+        # Must run before TensorFlow's first op; otherwise TensorFlow keeps its default.
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+        except RuntimeError:
+            pass
     if editor is None:
         editor, sample = demo_editor(epochs=epochs, seed=seed)
         rows = sample.values if rows is None else rows
@@ -149,6 +159,8 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
         "features": int(data.shape[1]),
         "batch_size": batch_size,
         "tflite_threads": threads,
+        "tensorflow_threads": [tf.config.threading.get_intra_op_parallelism_threads(),
+                               tf.config.threading.get_inter_op_parallelism_threads()],
         "tflite_runtime": _interpreter()[1],
         "rows_per_second": best,
         "rows_per_cpu_second": best_cpu,
@@ -165,3 +177,31 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
         "machine": {"cpu_count": os.cpu_count(), "load_average_before": load_before,
                     "load_average_after": os.getloadavg(), "tensorflow": tf.__version__},
     }
+
+
+def export_parity(editor=None, rows=None, out=None, epochs=20, seed=0, name="neuronedit"):
+    """Export an editor in both formats (and the quantised TFLite file), verified.
+
+    Args:
+        editor: a fitted ``NeuronEditor``; default: the demo's editor (real
+            CyTOF, 37 markers) trained for ``epochs`` epochs.
+        rows: raw rows to verify with (default: the demo's sample, 1000 real
+            cells; with a custom editor, ``export_editor``'s default sample).
+        out: keep the export at ``out/name/VERSION``; default: a temporary
+            folder, removed afterwards.
+
+    Returns:
+        ``export_editor``'s report: ``parity[artifact]`` holds ``max_abs``,
+        ``max_rel`` (relative to max(|keras|, 1)) and ``max_spread`` /
+        ``mean_spread`` (relative to each input feature's standard deviation).
+    """
+    from neuronedit_tf.export import export_editor
+
+    if editor is None:
+        editor, sample = demo_editor(epochs=epochs, seed=seed)
+        rows = sample if rows is None else rows
+    if rows is not None:
+        rows = editor._input_table(rows, "rows", tuple(editor.model.input.shape[1:])).values
+    with tempfile.TemporaryDirectory() as scratch:
+        return export_editor(editor, Path(out or scratch), format="both", name=name,
+                             quantize=True, sample=rows)
