@@ -23,10 +23,11 @@ fitted ``NeuronEdit`` map frozen into a one-gather lookup table (the same
 function; verified below). Maps whose knots are too clustered for a small table
 keep ``NeuronEdit``'s binary search.
 
-Verification (``verify=True``) runs in fresh Python processes that never import
+Verification (``verify=True``) runs in a fresh Python process that never imports
 ``neuronedit_tf``: ``tf.saved_model.load`` and the TFLite interpreter
 (``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``) run a sample,
-and ``saved_model_cli run`` runs the same sample from a ``.npy`` file; every
+and ``saved_model_cli run`` (the command's entry point, in the same process)
+runs the same sample from a ``.npy`` file; every
 output is compared with the Keras model. Float exports must agree within
 ``TOLERANCE``; the quantised TFLite file within ``QUANTIZED_TOLERANCE``.
 """
@@ -297,12 +298,25 @@ def _difference(out, expected, inputs):
             "mean_spread": float((diff / spread).mean())}
 
 
+def _is_export(path):
+    """An earlier export (or an empty folder), which ``overwrite=True`` may replace."""
+    if not path.is_dir():
+        return False
+    markers = ("saved_model.pb", TFLITE_FILE, os.path.join("assets", METADATA_FILE))
+    return not any(path.iterdir()) or any((path / m).exists() for m in markers)
+
+
 def _served_folder(path, name, version, overwrite):
     """Where the export goes: ``path``, or ``path/name/version`` for TF Serving."""
     path = Path(path)
     if name is None and version is None:
         if path.exists() and not overwrite:
             raise NeuronEditError(f"{path} exists; pass overwrite=True or choose another path.")
+        if path.exists() and not _is_export(path):
+            raise NeuronEditError(
+                f"{path} exists and is not an export (no saved_model.pb, {TFLITE_FILE} or "
+                f"assets/{METADATA_FILE}); it is never replaced. Choose another path."
+            )
         return path, None
     name = DEFAULT_NAME if name is None else str(name)
     if not name or name in (".", "..") or "/" in name or os.sep in name:
@@ -343,12 +357,14 @@ def export_editor(editor, path, format="saved_model", name=None, version=None, o
             version is given).
         version: a positive integer; default: one more than the highest existing
             version. An existing version is refused, whatever ``overwrite`` says.
-        overwrite: replace an existing ``path`` (without name/version).
+        overwrite: replace an existing ``path`` (without name/version) if it
+            holds an earlier export or is empty; other folders are never replaced.
         verify: check every file in a fresh process (see ``verify_export``).
         quantize: also write ``model_quantized.tflite`` (needs a TFLite format).
         sample: rows to verify with; default ``SAMPLE_ROWS`` rows spread like
             the training data (standard normal, then postprocessed).
-        edit: ``"lookup"`` (default) or ``"search"``; see ``_edit_graph``.
+        edit: ``"lookup"`` (default), ``"search"`` or ``"plain"`` (benchmarks
+            only: no edit); see ``_edit_graph``.
 
     Returns:
         dict with ``path``, ``name``, ``version``, ``files`` and ``parity``
@@ -392,7 +408,13 @@ def export_editor(editor, path, format="saved_model", name=None, version=None, o
                                    quantized=quantized)
         if target.exists():
             os.replace(target, scratch / "replaced")
-        os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except BaseException:
+                os.replace(scratch / "replaced", target)
+                raise
+        else:
+            os.replace(staging, target)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         for parent in missing_parents:

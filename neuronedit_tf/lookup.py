@@ -13,7 +13,7 @@ of the map that overlap the bin. The edited value is
 source knots collapsed, up to float32 rounding; outside the knots the layer's
 ``extrapolation`` is added as in ``NeuronEdit``.
 
-Cost per activation: one GATHER of a table row and about ``4 * width + 12``
+Cost per activation: one GATHER of a table row and about ``4 * width + 16``
 elementwise ops, all TFLite builtins. The gathered rows are transposed so that
 every later op runs on whole ``(rows, neurons)`` planes, the layout XNNPACK
 runs fast (a small innermost axis costs one kernel call per element).
@@ -33,7 +33,7 @@ import tensorflow as tf
 import keras
 
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.layers import NeuronEdit
+from neuronedit_tf.layers import EXTRAPOLATIONS, NeuronEdit
 
 #: Bin counts tried, smallest first.
 BIN_CHOICES = (64, 128, 256, 512, 1024, 2048, 4096)
@@ -159,6 +159,8 @@ class LookupEdit(keras.layers.Layer):
         n_neurons: the edited layer's width.
         bins: bins per neuron.
         width: segments listed per bin.
+        extrapolation: the source layer's mode (``"shift"``, ``"clip"`` or
+            ``"linear"``; the end slopes of ``"linear"`` are in ``low``/``high``).
 
     Input shape: ``(batch, ..., n_neurons)`` float32. Output shape: the same.
 
@@ -173,9 +175,14 @@ class LookupEdit(keras.layers.Layer):
         True
     """
 
-    def __init__(self, n_neurons, bins, width, **kwargs):
+    def __init__(self, n_neurons, bins, width, extrapolation="shift", **kwargs):
         super().__init__(**kwargs)
+        if extrapolation not in EXTRAPOLATIONS:
+            raise NeuronEditError(
+                f"extrapolation must be one of {EXTRAPOLATIONS}; got {extrapolation!r}."
+            )
         self.n_neurons, self.bins, self.width = int(n_neurons), int(bins), int(width)
+        self.extrapolation = extrapolation
 
     def build(self, input_shape=None):
         per_neuron = (self.n_neurons,)
@@ -204,7 +211,8 @@ class LookupEdit(keras.layers.Layer):
         source_q = edit.source_q.numpy()
         tables = [np.asarray(x) for x in edit._tables()]
         inner, bins, width = plan(source_q, bins)
-        layer = cls(source_q.shape[1], bins, width, name=name or f"{edit.name}_lookup")
+        layer = cls(source_q.shape[1], bins, width, edit.extrapolation,
+                    name=name or f"{edit.name}_lookup")
         layer.build()
         origin, span = _grid(source_q, inner)
         s, _, _, low, high = tables
@@ -220,19 +228,23 @@ class LookupEdit(keras.layers.Layer):
     def call(self, inputs):
         n, bins, width = self.n_neurons, self.bins, self.width
         a = tf.reshape(tf.cast(inputs, tf.float32), [-1, n])
-        inside = tf.minimum(tf.maximum(a, self.first), self.last)
+        inside = tf.clip_by_value(a, self.first, self.last)
         position = tf.floor((inside - self.origin) * self.scale)
         # Clamp after the cast as well: a NaN activation casts to an arbitrary integer.
-        position = tf.cast(tf.minimum(tf.maximum(position, 0.0), bins - 1.0), tf.int32)
-        position = tf.minimum(tf.maximum(position, 0), bins - 1)
-        rows = tf.gather(self.table, position + tf.range(n, dtype=tf.int32) * bins)
-        rows = tf.bitcast(rows, tf.float32)
+        position = tf.cast(tf.clip_by_value(position, 0.0, bins - 1.0), tf.int32)
+        position = tf.clip_by_value(position, 0, bins - 1) + tf.range(n, dtype=tf.int32) * bins
+        rows = tf.bitcast(tf.gather(self.table, position), tf.float32)
         planes = tf.unstack(tf.transpose(rows, [2, 0, 1]), axis=0)
         value = planes[0]
         for c in range(width):
             start, length, slope = planes[1 + c], planes[1 + width + c], planes[1 + 2 * width + c]
-            value += tf.minimum(tf.nn.relu(inside - start), length) * slope
-        value += self.low * tf.minimum(a - self.first, 0.0) + self.high * tf.maximum(a - self.last, 0.0)
+            value += tf.clip_by_value(inside - start, 0.0, length) * slope
+        # Outside [s_0, s_last]: a - inside is a - s_0 (< 0) below, a - s_last (> 0) above.
+        if self.extrapolation == "shift":
+            value += a - inside
+        elif self.extrapolation == "linear":
+            outside = a - inside
+            value += self.low * tf.minimum(outside, 0.0) + self.high * tf.maximum(outside, 0.0)
         value = tf.clip_by_value(value, -_LARGEST, _LARGEST)
         return tf.cast(tf.reshape(value, _shape(inputs)), inputs.dtype)
 
@@ -241,7 +253,8 @@ class LookupEdit(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(n_neurons=self.n_neurons, bins=self.bins, width=self.width)
+        config.update(n_neurons=self.n_neurons, bins=self.bins, width=self.width,
+                      extrapolation=self.extrapolation)
         return config
 
 

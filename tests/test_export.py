@@ -161,6 +161,12 @@ def test_existing_path_refused_unless_overwrite(dense_editor, tmp_path):
         dense_editor.export(path, verify=False)
     dense_editor.export(path, overwrite=True, verify=False)
     assert (path / "saved_model.pb").exists() and not (path / TFLITE_FILE).exists()
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("not an export")
+    with pytest.raises(NeuronEditError, match="not an export"):
+        dense_editor.export(precious, overwrite=True, verify=False)
+    assert (precious / "thesis.txt").exists()
 
 
 def test_failed_export_leaves_no_partial_folder(dense_editor, tmp_path):
