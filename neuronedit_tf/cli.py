@@ -17,7 +17,7 @@ EXAMPLES = {
     "fit": "neuronedit fit --source ctrl_A.fcs --target ctrl_B.fcs --extra sample_A.fcs "
            "--channels @markers.txt --transform arcsinh --cofactor 5 --model edit_model/",
     "apply": "neuronedit apply --model edit_model/ sample_A.fcs other_A.fcs --out-dir edited/",
-    "export": "neuronedit export --model edit_model/ --out served/neuronedit",
+    "export": "neuronedit export --model edit_model/ --out served --name neuronedit --format both",
 }
 FORMAT_HELP = ("file format, overriding the extension: fcs, csv, tsv, parquet, npy, npz, hdf5, "
                "h5ad (HDF5/NPZ arrays are named as FILE.h5:/path)")
@@ -71,9 +71,17 @@ def _parser():
     apply.add_argument("--format", help=FORMAT_HELP)
     apply.add_argument("--out-format", help="format of the edited files (default: the input's)")
 
-    export = command("export", "Export a fitted editor as one SavedModel graph.")
+    export = command("export", "Export a fitted editor as one graph (SavedModel and/or TFLite).")
     export.add_argument("--model", required=True, help="a folder written by `neuronedit fit`")
-    export.add_argument("--out", required=True, help="the SavedModel folder to write")
+    export.add_argument("--out", required=True,
+                        help="the export folder (with --name/--version: its parent, TF Serving layout)")
+    export.add_argument("--format", choices=("saved_model", "tflite", "both"), default="saved_model")
+    export.add_argument("--name", help="TF Serving model name: writes OUT/NAME/VERSION")
+    export.add_argument("--version", type=int, help="TF Serving version (default: next free)")
+    export.add_argument("--quantize", action="store_true",
+                        help="also write a dynamic-range quantised TFLite file")
+    export.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip the fresh-process parity check")
     export.add_argument("--overwrite", action="store_true")
     return parser
 
@@ -205,8 +213,13 @@ def _demo(args):
 def _export(args):
     from neuronedit_tf.editor import NeuronEditor
 
-    report = NeuronEditor.load(args.model).export(args.out, overwrite=args.overwrite)
-    print(f"exported to {report['path']}; parity with the Keras model: {report['parity']}")
+    report = NeuronEditor.load(args.model).export(
+        args.out, format=args.format, name=args.name, version=args.version,
+        overwrite=args.overwrite, verify=args.verify, quantize=args.quantize,
+    )
+    print(f"exported to {report['path']}: {', '.join(report['files'])}")
+    for artifact, figures in (report["parity"] or {}).items():
+        print(f"  {artifact}: max abs difference to the Keras model {figures['max_abs']:.3g}")
 
 
 HANDLERS = {"demo": _demo, "fit": _fit, "apply": _apply, "export": _export}

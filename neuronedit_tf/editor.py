@@ -366,6 +366,33 @@ class NeuronEditor:
         self._require_fitted()
         return self.model.get_layer(name)
 
+    def _input_table(self, data, name, sample_shape):
+        """``data`` (not a stream) checked for a graph taking samples of ``sample_shape``:
+        named columns matched to ``self.columns`` (with ``channels``, the rest must be
+        the pass-through channels), or the image shape checked."""
+        data = _load(data)
+        if self._images:
+            table = _as_images(data, name)
+            if table.values.shape[1:] != tuple(sample_shape):
+                raise NeuronEditError(
+                    f"{name} has image shape {table.values.shape[1:]}; the model expects "
+                    f"{tuple(sample_shape)}."
+                )
+            return table
+        if self.channels is not None:
+            names = names_of(data)
+            if names is not None:
+                match_names(names, self.columns + self.passthrough, name)
+            return select(data, self.columns, name)
+        return align(as_table(data, name), self.columns, name)
+
+    def _like(self, data, table, values):
+        """``values`` (edited ``table``) in the caller's form: the input's kind, with every
+        other column, channel and keyword of ``data`` kept."""
+        if self._images:
+            return values
+        return replace_columns(_load(data), table.columns, values)
+
     def _predict(self, data, name, graph, out=None):
         self._require_fitted()
         expected = tuple(self.model.input.shape[1:])
@@ -384,28 +411,12 @@ class NeuronEditor:
             chunks = (models.run(graph, chunk) for chunk in stream.checked_chunks())
             return streaming.write_chunks(chunks, out)
         data = _load(data)
-        if self._images:
-            table = _as_images(data, name)
-            if table.values.shape[1:] != expected:
-                raise NeuronEditError(
-                    f"{name} has image shape {table.values.shape[1:]}; the model expects "
-                    f"{expected}."
-                )
-        elif self.channels is not None:
-            names = names_of(data)
-            if names is not None:
-                match_names(names, self.columns + self.passthrough, name)
-            table = select(data, self.columns, name)
-        else:
-            table = align(as_table(data, name), self.columns, name)
+        table = self._input_table(data, name, expected)
         if out is not None:
             chunks = (models.run(graph, table.values[i : i + streaming.CHUNK_ROWS])
                       for i in range(0, len(table), streaming.CHUNK_ROWS))
             return streaming.write_chunks(chunks, out)
-        if self._images:
-            return models.run(graph, table.values)
-        values = models.run(graph, table.values)
-        return replace_columns(data, table.columns, values)
+        return self._like(data, table, models.run(graph, table.values))
 
     def transform(self, data, out=None):
         """Edit ``data`` (X, or any later data) without retraining.
@@ -420,6 +431,8 @@ class NeuronEditor:
             order: a DataFrame, an FCSData keeping every channel and keyword,
             a new AnnData (obs/var/layers kept, ``X`` edited), or an ndarray.
             A file path gives what :func:`neuronedit_tf.data.read` gives.
+
+        Args (streaming):
             out: optional array (e.g. ``np.lib.format.open_memmap(path, "w+",
                 np.float32, shape)``) that receives the edited rows chunk by
                 chunk; it is returned. With a memory map, no more than a chunk
@@ -521,9 +534,12 @@ class NeuronEditor:
         editor.history = state.get("history")
         return editor
 
-    def export(self, path, format="saved_model", overwrite=False, verify=True):
-        """Write the fitted graph raw -> edited raw for serving; see :mod:`neuronedit_tf.export`."""
+    def export(self, path, format="saved_model", name=None, version=None, overwrite=False,
+               verify=True, quantize=False):
+        """Write the fitted graph raw -> edited raw for serving (SavedModel for TF
+        Serving and/or TFLite) and verify it; see :func:`neuronedit_tf.export.export_editor`."""
         from neuronedit_tf.export import export_editor
 
         self._require_fitted()
-        return export_editor(self, path, format=format, overwrite=overwrite, verify=verify)
+        return export_editor(self, path, format=format, name=name, version=version,
+                             overwrite=overwrite, verify=verify, quantize=quantize)

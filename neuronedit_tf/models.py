@@ -42,9 +42,12 @@ class Arcsinh(keras.layers.Layer):
         self.inverse = bool(inverse)
 
     def call(self, inputs):
+        # Written with log1p/expm1 rather than tf.asinh/tf.sinh, which are not TFLite
+        # builtin ops; accurate to a few float32 ulps, exact at 0, finite up to float32's
+        # range (asinh) and overflowing where sinh does.
         if self.inverse:
-            return self.cofactor * tf.sinh(inputs)
-        return tf.asinh(inputs / self.cofactor)
+            return self.cofactor * _sinh(inputs)
+        return _asinh(inputs / self.cofactor)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -53,6 +56,27 @@ class Arcsinh(keras.layers.Layer):
         config = super().get_config()
         config.update(cofactor=self.cofactor, inverse=self.inverse)
         return config
+
+
+_LN2 = float(np.log(2.0))
+
+
+def _asinh(x):
+    """asinh(x) = sign(x) log1p(a + a^2 / (1 + sqrt(1 + a^2))), a = |x|; log(2a) past 2^60."""
+    a = tf.abs(x)
+    bounded = tf.minimum(a, 2.0**60)  # keeps a^2 finite
+    near = tf.math.log1p(bounded + bounded * bounded / (1.0 + tf.sqrt(1.0 + bounded * bounded)))
+    far = tf.math.log(a) + _LN2
+    return tf.sign(x) * tf.where(a > 2.0**60, far, near)
+
+
+def _sinh(y):
+    """sinh(y) = sign(y) (m + m / (1 + m)) / 2, m = expm1(|y|); exp(|y| - ln 2) past 20."""
+    a = tf.abs(y)
+    m = tf.math.expm1(tf.minimum(a, 20.0))
+    near = 0.5 * (m + m / (1.0 + m))
+    far = tf.exp(a - _LN2)
+    return tf.sign(y) * tf.where(a > 20.0, far, near)
 
 
 def _transform_layer(transform, cofactor, inverse, name, logicle=None):

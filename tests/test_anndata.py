@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-anndata = pytest.importorskip("anndata")
+import anndata  # noqa: E402  (the test extra installs it; a missing one must fail)
 
 import neuronedit_tf as ne  # noqa: E402
 from neuronedit_tf import NeuronEditError, NeuronEditor  # noqa: E402

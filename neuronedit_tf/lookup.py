@@ -1,0 +1,275 @@
+"""The NeuronEdit map frozen into a lookup table: one gather per activation, for serving.
+
+``NeuronEdit`` evaluates paper eq. 1 on its variables with a binary search over
+the knots (``ceil(log2 Q)`` dependent gathers per activation). Once a model is
+exported the knots are constants, so the search can be replaced by arithmetic:
+per neuron, the clamped activation falls into one of ``bins`` equal-width bins,
+and the bin's row of a precomputed table lists the (at most ``width``) segments
+of the map that overlap the bin. The edited value is
+
+    base + sum_c slope_c * min(relu(a - start_c), length_c)
+
+(a clipped-ramp sum over the bin's segments only), which is eq. 1 with equal
+source knots collapsed, up to float32 rounding; outside the knots the layer's
+``extrapolation`` is added as in ``NeuronEdit``.
+
+Cost per activation: one GATHER of a table row and about ``4 * width + 16``
+elementwise ops, all TFLite builtins. The gathered rows are transposed so that
+every later op runs on whole ``(rows, neurons)`` planes, the layout XNNPACK
+runs fast (a small innermost axis costs one kernel call per element).
+
+The bins span ``[s_1, s_{Q-2}]`` (or ``[s_0, s_{Q-1}]``, whichever needs fewer
+segments per bin; the 0th and 100th percentiles are a sample's extremes and
+can stretch a grid); bins are refined until every bin overlaps at most
+``TARGET_WIDTH`` segments or the table reaches ``MAX_TABLE_BYTES``. A map whose
+knots are so clustered that a bin would still overlap more than ``MAX_WIDTH``
+segments is left to ``NeuronEdit``'s binary search (see ``lookup_edit``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.layers import EXTRAPOLATIONS, NeuronEdit
+
+#: Bin counts tried, smallest first.
+BIN_CHOICES = (64, 128, 256, 512, 1024, 2048, 4096)
+#: Stop refining once every bin overlaps at most this many segments.
+TARGET_WIDTH = 3
+#: Beyond this many segments per bin the lookup is not used (binary search instead).
+MAX_WIDTH = 8
+#: Largest table (float32 bytes) the refinement may build.
+MAX_TABLE_BYTES = 16 * 2**20
+#: Bins are widened by this share of a bin on each side when listing their segments,
+#: far more than the float32 error of computing an activation's bin (< 1e-3 bins).
+MARGIN = 0.05
+_LARGEST = float(np.finfo(np.float32).max)
+
+
+def _segments(knots):
+    """Indices j of the positive-width segments [s_j, s_{j+1}] of one neuron's knots."""
+    return np.nonzero(knots[1:] > knots[:-1])[0]
+
+
+def _grid(source_q, inner):
+    """Per-neuron grid origin and span: [s_1, s_{Q-2}] if ``inner`` else [s_0, s_{Q-1}]."""
+    s = np.asarray(source_q, np.float32)
+    lo, hi = (s[1], s[-2]) if inner and len(s) >= 4 else (s[0], s[-1])
+    degenerate = ~(hi > lo)
+    lo = np.where(degenerate, s[0], lo)
+    hi = np.where(degenerate, s[-1], hi)
+    span = hi.astype(np.float64) - lo.astype(np.float64)
+    return lo, np.where(span > 0, span, 1.0)
+
+
+def _bin_segments(source_q, origin, span, bins):
+    """For every neuron and bin, the first and last overlapping segment (positions
+    in that neuron's list of positive-width segments)."""
+    s = np.asarray(source_q, np.float64)
+    n = s.shape[1]
+    step = span / bins
+    first = np.zeros((n, bins), np.int64)
+    last = np.zeros((n, bins), np.int64)
+    edges = np.arange(bins, dtype=np.float64)
+    for k in range(n):
+        segments = _segments(s[:, k])
+        if len(segments) == 0:
+            continue
+        starts = s[segments, k]
+        low = origin[k] + (edges - MARGIN) * step[k]
+        high = origin[k] + (edges + 1 + MARGIN) * step[k]
+        low[0], high[-1] = -np.inf, np.inf  # activations are clamped into these end bins
+        first[k] = np.clip(np.searchsorted(starts, low, side="right") - 1, 0, len(segments) - 1)
+        last[k] = np.clip(np.searchsorted(starts, high, side="left") - 1, 0, len(segments) - 1)
+        last[k] = np.maximum(last[k], first[k])
+    return first, last
+
+
+def plan(source_q, bins=None):
+    """Choose the grid for these knots: ``(inner, bins, width)``.
+
+    ``width`` is the most segments any bin overlaps. Refines the bins until
+    ``width <= TARGET_WIDTH`` or the table would exceed ``MAX_TABLE_BYTES``;
+    with ``bins`` given, uses that many (and the better of the two spans).
+    """
+    s = np.asarray(source_q, np.float32)
+    n = s.shape[1]
+    best = None
+    for bins in BIN_CHOICES if bins is None else (int(bins),):
+        for inner in (True, False):
+            origin, span = _grid(s, inner)
+            first, last = _bin_segments(s, origin, span, bins)
+            width = int((last - first).max()) + 1
+            if n * bins * (1 + 3 * width) * 4 > MAX_TABLE_BYTES:
+                continue
+            if best is None or width < best[2]:
+                best = (inner, bins, width)
+        if best is not None and best[2] <= TARGET_WIDTH:
+            break
+    if best is None:
+        raise NeuronEditError(
+            f"A lookup table for {n} neurons does not fit in {MAX_TABLE_BYTES} bytes; "
+            "use NeuronEdit's binary search (lookup_edit returns it for such maps)."
+        )
+    return best
+
+
+def build_table(source_q, tables, inner, bins, width):
+    """The lookup table: ``(n * bins, 1 + 3 * width)`` float32 rows
+    ``(base, starts[width], lengths[width], slopes[width])``, neuron-major.
+
+    ``tables`` is ``NeuronEdit._tables()`` as numpy: knots, collapsed target
+    values and segment slopes, each ``(Q or Q-1, n)``.
+    """
+    s, t_eff, slope = (np.asarray(x, np.float32) for x in tables[:3])
+    n = s.shape[1]
+    origin, span = _grid(s, inner)
+    first, last = _bin_segments(s, origin, span, bins)
+    table = np.zeros((n, bins, 1 + 3 * width), np.float32)
+    slots = np.arange(width)
+    for k in range(n):
+        segments = _segments(s[:, k])
+        if len(segments) == 0:
+            table[k, :, 0] = t_eff[0, k]
+            continue
+        count = last[k] - first[k] + 1
+        used = slots[None, :] < count[:, None]  # (bins, width)
+        chosen = segments[np.minimum(first[k][:, None] + slots[None, :], len(segments) - 1)]
+        table[k, :, 0] = t_eff[segments[first[k]], k]
+        table[k, :, 1 : 1 + width] = np.where(used, s[chosen, k], 0.0)
+        table[k, :, 1 + width : 1 + 2 * width] = np.where(used, s[chosen + 1, k] - s[chosen, k], 0.0)
+        table[k, :, 1 + 2 * width :] = np.where(used, slope[chosen, k], 0.0)
+    return table.reshape(n * bins, 1 + 3 * width)
+
+
+@keras.saving.register_keras_serializable(package="neuronedit")
+class LookupEdit(keras.layers.Layer):
+    """A fitted NeuronEdit map as a constant lookup table (see the module docstring).
+
+    Build it with ``LookupEdit.from_layer(edit)`` (or ``lookup_edit(edit)``);
+    it computes the same function as ``edit`` (within float32 rounding) and
+    holds its table as non-trainable weights, which a SavedModel stores and the
+    TFLite converter folds into constants (the table as int32 bit patterns, so
+    that dynamic-range quantisation leaves it exact).
+
+    Args:
+        n_neurons: the edited layer's width.
+        bins: bins per neuron.
+        width: segments listed per bin.
+        extrapolation: the source layer's mode (``"shift"``, ``"clip"`` or
+            ``"linear"``; the end slopes of ``"linear"`` are in ``low``/``high``).
+
+    Input shape: ``(batch, ..., n_neurons)`` float32. Output shape: the same.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> source = rng.normal(size=(2000, 3)).astype("float32")
+        >>> edit = NeuronEdit()
+        >>> edit.adapt(source, 2.0 * source + 1.0)
+        >>> frozen = LookupEdit.from_layer(edit)
+        >>> bool(np.allclose(frozen(source[:5]).numpy(), edit(source[:5]).numpy(), atol=1e-5))
+        True
+    """
+
+    def __init__(self, n_neurons, bins, width, extrapolation="shift", **kwargs):
+        super().__init__(**kwargs)
+        if extrapolation not in EXTRAPOLATIONS:
+            raise NeuronEditError(
+                f"extrapolation must be one of {EXTRAPOLATIONS}; got {extrapolation!r}."
+            )
+        self.n_neurons, self.bins, self.width = int(n_neurons), int(bins), int(width)
+        self.extrapolation = extrapolation
+
+    def build(self, input_shape=None):
+        per_neuron = (self.n_neurons,)
+
+        def weight(name, shape):
+            return self.add_weight(name=name, shape=shape, initializer="zeros", trainable=False)
+
+        self.first, self.last = weight("first", per_neuron), weight("last", per_neuron)
+        self.origin, self.scale = weight("origin", per_neuron), weight("scale", per_neuron)
+        self.low, self.high = weight("low", per_neuron), weight("high", per_neuron)
+        # The table holds float32 bit patterns as int32: TFLite's dynamic-range
+        # quantisation turns large float constants into int8, which would move the knots.
+        self.table = self.add_weight(
+            name="table", shape=(self.n_neurons * self.bins, 1 + 3 * self.width),
+            initializer="zeros", trainable=False, dtype="int32",
+        )
+        self.built = True
+
+    @classmethod
+    def from_layer(cls, edit, name=None, bins=None):
+        """Freeze an adapted ``NeuronEdit`` into a ``LookupEdit`` (``bins``: see ``plan``)."""
+        if not isinstance(edit, NeuronEdit):
+            raise NeuronEditError(f"from_layer needs a NeuronEdit layer; got {type(edit).__name__}.")
+        if not edit.built:
+            raise NeuronEditError("The NeuronEdit layer is not adapted; call adapt() first.")
+        source_q = edit.source_q.numpy()
+        tables = [np.asarray(x) for x in edit._tables()]
+        inner, bins, width = plan(source_q, bins)
+        layer = cls(source_q.shape[1], bins, width, edit.extrapolation,
+                    name=name or f"{edit.name}_lookup")
+        layer.build()
+        origin, span = _grid(source_q, inner)
+        s, _, _, low, high = tables
+        layer.first.assign(s[0])
+        layer.last.assign(s[-1])
+        layer.origin.assign(origin)
+        layer.scale.assign((bins / span).astype(np.float32))
+        layer.low.assign(low)
+        layer.high.assign(high)
+        layer.table.assign(build_table(source_q, tables, inner, bins, width).view(np.int32))
+        return layer
+
+    def call(self, inputs):
+        n, bins, width = self.n_neurons, self.bins, self.width
+        a = tf.reshape(tf.cast(inputs, tf.float32), [-1, n])
+        inside = tf.clip_by_value(a, self.first, self.last)
+        position = tf.floor((inside - self.origin) * self.scale)
+        # Clamp after the cast as well: a NaN activation casts to an arbitrary integer.
+        position = tf.cast(tf.clip_by_value(position, 0.0, bins - 1.0), tf.int32)
+        position = tf.clip_by_value(position, 0, bins - 1) + tf.range(n, dtype=tf.int32) * bins
+        rows = tf.bitcast(tf.gather(self.table, position), tf.float32)
+        planes = tf.unstack(tf.transpose(rows, [2, 0, 1]), axis=0)
+        value = planes[0]
+        for c in range(width):
+            start, length, slope = planes[1 + c], planes[1 + width + c], planes[1 + 2 * width + c]
+            value += tf.clip_by_value(inside - start, 0.0, length) * slope
+        # Outside [s_0, s_last]: a - inside is a - s_0 (< 0) below, a - s_last (> 0) above.
+        if self.extrapolation == "shift":
+            value += a - inside
+        elif self.extrapolation == "linear":
+            outside = a - inside
+            value += self.low * tf.minimum(outside, 0.0) + self.high * tf.maximum(outside, 0.0)
+        value = tf.clip_by_value(value, -_LARGEST, _LARGEST)
+        return tf.cast(tf.reshape(value, _shape(inputs)), inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_neurons=self.n_neurons, bins=self.bins, width=self.width,
+                      extrapolation=self.extrapolation)
+        return config
+
+
+def _shape(inputs):
+    """The static shape when only the batch is unknown: a dynamic reshape would keep
+    TFLite from planning its tensors once."""
+    inner = list(inputs.shape[1:])
+    return [-1] + inner if None not in inner else tf.shape(inputs)
+
+
+def lookup_edit(edit):
+    """``LookupEdit.from_layer(edit)``, or ``edit`` itself when its knots are too
+    clustered for a small table (a bin would overlap more than ``MAX_WIDTH`` segments)."""
+    try:
+        _, _, width = plan(edit.source_q.numpy())
+    except NeuronEditError:
+        return edit
+    return edit if width > MAX_WIDTH else LookupEdit.from_layer(edit)

@@ -1,0 +1,104 @@
+"""LookupEdit: the frozen lookup-table form of NeuronEdit computes the same map (eq. 1)."""
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from neuronedit_tf import NeuronEdit, NeuronEditError
+from neuronedit_tf.lookup import MAX_WIDTH, LookupEdit, lookup_edit, plan
+from test_layer import QUANTILES, adapted, reference_map, rounded
+
+finite = st.floats(-50, 50, allow_nan=False, width=32)
+activations = hnp.arrays(np.float32, st.tuples(st.integers(30, 120), st.integers(1, 4)), elements=finite)
+
+
+def close_to_reference(got, expected):
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(expected).max()))
+
+
+@settings(max_examples=30, deadline=None)
+@given(activations, st.sampled_from(["shift", "clip", "linear"]), st.integers(0, 1),
+       st.sampled_from([QUANTILES, tuple(range(101))]))
+def test_matches_float64_reference_within_1e4_relative(source, extrapolation, decimals, quantiles):
+    rng = np.random.default_rng(0)
+    source = rounded(source, decimals)
+    target = rounded(source * rng.uniform(0.5, 2.0) + rng.normal(size=source.shape[1]), decimals)
+    layer = adapted(source, target, extrapolation, quantiles)
+    frozen = LookupEdit.from_layer(layer)
+    probe = np.concatenate([
+        source, layer.source_q.numpy(), rng.uniform(-80, 80, size=(200, source.shape[1])),
+    ]).astype(np.float32)
+    expected = reference_map(probe, layer.source_q.numpy(), layer.target_q.numpy(), extrapolation)
+    close_to_reference(frozen(probe).numpy(), expected)
+
+
+@pytest.mark.parametrize("extrapolation", ["shift", "clip", "linear"])
+def test_clustered_knots_and_extreme_outliers(extrapolation):
+    # The 0th/100th percentiles far out, a dense cluster and exact ties in the middle.
+    rng = np.random.default_rng(3)
+    source = np.concatenate([
+        rng.normal(0, 1e-3, size=(400, 3)), np.zeros((300, 3)), rng.normal(0, 1, size=(300, 3)),
+        [[1e4, -1e4, 5e3]],
+    ]).astype(np.float32)
+    target = (np.sign(source) * np.abs(source) ** 1.3 + 2.0).astype(np.float32)
+    layer = adapted(source, target, extrapolation, tuple(range(101)))
+    frozen = lookup_edit(layer)
+    probe = np.concatenate([source, rng.uniform(-2e4, 2e4, size=(500, 3)),
+                            layer.source_q.numpy()]).astype(np.float32)
+    expected = reference_map(probe, layer.source_q.numpy(), layer.target_q.numpy(), extrapolation)
+    close_to_reference(frozen(probe).numpy(), expected)
+
+
+def test_constant_neuron_and_conv_maps():
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(60, 2, 2, 3)).astype(np.float32)
+    maps[..., 1] = 0.5  # a dead channel: every knot tied
+    layer = NeuronEdit(quantiles=QUANTILES)
+    layer.adapt(maps, maps * 2.0 + 1.0)
+    frozen = LookupEdit.from_layer(layer)
+    out = frozen(maps)
+    assert tuple(out.shape) == maps.shape and out.dtype == "float32"
+    np.testing.assert_allclose(out.numpy(), layer(maps).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_nan_in_gives_nan_out_and_huge_inputs_stay_finite():
+    source = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32)
+    frozen = LookupEdit.from_layer(adapted(source, source * 2))
+    out = frozen(np.array([[np.nan, 1e30], [-3e38, 0.0]], np.float32)).numpy()
+    assert np.isnan(out[0, 0]) and np.all(np.isfinite(out.ravel()[1:]))
+
+
+def test_plan_refines_bins_until_few_segments_per_bin():
+    source = np.random.default_rng(0).normal(size=(5000, 4)).astype(np.float32)
+    layer = adapted(source, source, quantiles=tuple(range(101)))
+    inner, bins, width = plan(layer.source_q.numpy())
+    assert width <= 3 and bins <= 4096
+
+
+def test_too_clustered_maps_keep_the_binary_search():
+    # Knots growing geometrically: no uniform grid of bounded size separates them.
+    knots = np.geomspace(1e-30, 1e30, 101).astype(np.float32)[:, None]
+    layer = NeuronEdit()
+    layer.adapt(np.repeat(knots, 2, 0), np.repeat(knots, 2, 0))
+    assert plan(layer.source_q.numpy())[2] > MAX_WIDTH
+    assert lookup_edit(layer) is layer
+
+
+def test_serialises_through_keras_file(tmp_path):
+    source = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+    frozen = LookupEdit.from_layer(adapted(source, source + 1))
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, frozen(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_array_equal(loaded(source[:20]).numpy(), model(source[:20]).numpy())
+
+
+def test_unadapted_or_wrong_layer_is_refused():
+    with pytest.raises(NeuronEditError, match="not adapted"):
+        LookupEdit.from_layer(NeuronEdit())
+    with pytest.raises(NeuronEditError, match="NeuronEdit layer"):
+        LookupEdit.from_layer(keras.layers.Dense(3))
