@@ -46,6 +46,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from neuronedit_tf import methods
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.lookup import lookup_edit
 from neuronedit_tf.models import run
@@ -114,10 +115,11 @@ def _spec(shape, name):
     return tf.TensorSpec((None,) + tuple(shape), tf.float32, name=name)
 
 
-def _edit_graph(editor, edit):
-    """The edit as exported: ``"lookup"`` (default), ``"search"`` (the layer's
-    binary search) or ``"plain"`` (no edit: the same autoencoder without it, for benchmarks)."""
-    layer = editor.part("neuron_edit")
+def _edit_graph(editor, edit, part="neuron_edit"):
+    """The edit (or the calibration, ``part``) as exported: ``"lookup"`` (default),
+    ``"search"`` (the layer's binary search) or ``"plain"`` (no edit: the same
+    autoencoder without it, for benchmarks)."""
+    layer = editor.part(part)
     if edit == "lookup":
         return lookup_edit(layer)
     if edit == "search":
@@ -140,9 +142,11 @@ def write_saved_model(editor, path, edit="lookup"):
     edit_layer = _edit_graph(editor, edit)
     feature_shape = tuple(editor.model.input.shape[1:])
     latent_shape = tuple(encoder.output.shape[1:])
-    features = keras.Input(feature_shape, name="features")
-    serving = keras.Model(features, post(decoder(edit_layer(encoder(pre(features))))),
-                          name="neuron_editor_serving")
+    # The plain autoencoder (benchmark baseline) has neither edit nor calibration.
+    method = "paper" if edit == "plain" else editor.method
+    calibration = None if method == "paper" else _edit_graph(editor, edit, "calibration")
+    serving = methods.assemble(method, feature_shape, pre, encoder, edit_layer, decoder, post,
+                               calibration, name="neuron_editor_serving")
     archive = keras.export.ExportArchive()
     archive.track(serving)
     archive.add_endpoint(
@@ -218,7 +222,8 @@ def _saved_model_cli():
     return [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
 
 
-def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantized=()):
+def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantized=(),
+                  expected_endpoints=None):
     """Run the exported files in a fresh process that does not import neuronedit_tf.
 
     Args:
@@ -229,6 +234,8 @@ def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantiz
             ``saved_model_cli run``).
         tflite, quantized: TFLite file names in ``folder`` to check at
             ``TOLERANCE`` and ``QUANTIZED_TOLERANCE``.
+        expected_endpoints: the Keras outputs of encode -> edit -> decode, when
+            they differ from ``expected`` (the calibrated method); default ``expected``.
 
     Returns:
         ``{artifact: {"max_abs", "max_rel", "max_spread", "mean_spread"}}`` (see
@@ -270,7 +277,10 @@ def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantiz
             outputs = dict(saved)
         if saved_model:
             outputs["saved_model_cli"] = np.load(scratch / "cli" / "edited.npy")
-    report = {key: _difference(value, expected, inputs) for key, value in outputs.items()}
+    references = {"saved_model_endpoints": expected if expected_endpoints is None
+                  else expected_endpoints}
+    report = {key: _difference(value, references.get(key, expected), inputs)
+              for key, value in outputs.items()}
     for key in (*tflite, *quantized):
         report[key]["runtime"] = status["tflite_runtime"]
     for key, figures in report.items():
@@ -403,9 +413,16 @@ def export_editor(editor, path, format="saved_model", name=None, version=None, o
         report = None
         if verify:
             inputs = _typical_inputs(editor) if sample is None else _sample(editor, sample)
+            chain = None
+            if editor.method != "paper":  # encode -> edit -> decode is the uncalibrated path
+                pieces = [editor.part(n) for n in ("preprocessing", "encoder", "neuron_edit",
+                                                   "decoder", "postprocessing")]
+                chain = inputs
+                for piece in pieces:
+                    chain = run(piece, chain)
             report = verify_export(staging, inputs, run(editor.model, inputs),
                                    saved_model=format != "tflite", tflite=tflite,
-                                   quantized=quantized)
+                                   quantized=quantized, expected_endpoints=chain)
         if target.exists():
             os.replace(target, scratch / "replaced")
             try:

@@ -209,13 +209,18 @@ class LookupEdit(keras.layers.Layer):
         if not edit.built:
             raise NeuronEditError("The NeuronEdit layer is not adapted; call adapt() first.")
         source_q = edit.source_q.numpy()
-        tables = [np.asarray(x) for x in edit._tables()]
+        s, t_eff, width, rise, low, high = (np.asarray(x) for x in edit._tables())
+        positive = width > 0
+        largest = np.finfo(np.float32).max
+        with np.errstate(over="ignore"):
+            slope = np.clip(np.where(positive, rise / np.where(positive, width, 1.0), 0.0),
+                            -largest, largest).astype(np.float32)
+        tables = (s, t_eff, slope)
         inner, bins, width = plan(source_q, bins)
         layer = cls(source_q.shape[1], bins, width, edit.extrapolation,
                     name=name or f"{edit.name}_lookup")
         layer.build()
         origin, span = _grid(source_q, inner)
-        s, _, _, low, high = tables
         layer.first.assign(s[0])
         layer.last.assign(s[-1])
         layer.origin.assign(origin)

@@ -85,21 +85,33 @@ def build_edit_graph(method, sample_shape, pre, encoder, decoder, post, edit, so
         ``calibration``.
     """
     check_method(method)
-    features = keras.Input(sample_shape, name="features")
-    standardised = pre(features)
-    latent = encoder(standardised)
-    decoded = decoder(edit(latent))
     if method == "paper":
-        return keras.Model(features, post(decoded), name="neuron_editor")
-
+        return assemble(method, sample_shape, pre, encoder, edit, decoder, post)
     if len(sample_shape) != 1:
         raise NeuronEditError(
             "method='calibrated' calibrates each feature of tabular data; for images use "
             "method='paper'."
         )
-    change = keras.layers.Subtract(name="decoded_change")([decoded, decoder(latent)])
-    residual = keras.layers.Add(name="residual_edit")([standardised, change])
     calibration = NeuronEdit(calibration_quantiles, extrapolation, name="calibration")
     calibration.adapt(residual_edit(np.asarray(source, np.float32), encoder, edit, decoder),
                       target)
-    return keras.Model(features, post(calibration(residual)), name="neuron_editor")
+    return assemble(method, sample_shape, pre, encoder, edit, decoder, post, calibration)
+
+
+def assemble(method, sample_shape, pre, encoder, edit, decoder, post, calibration=None,
+             name="neuron_editor"):
+    """The raw -> edited raw graph of ``method`` from fitted pieces (nothing is adapted).
+
+    ``"paper"``: ``post(D(edit(E(pre(x)))))``; ``"calibrated"``:
+    ``post(calibration(pre(x) + D(edit(E(pre(x)))) - D(E(pre(x)))))``. The export
+    calls this with its own edit and calibration layers (e.g. lookup tables).
+    """
+    features = keras.Input(sample_shape, name="features")
+    standardised = pre(features)
+    latent = encoder(standardised)
+    decoded = decoder(edit(latent))
+    if method == "paper":
+        return keras.Model(features, post(decoded), name=name)
+    change = keras.layers.Subtract(name="decoded_change")([decoded, decoder(latent)])
+    residual = keras.layers.Add(name="residual_edit")([standardised, change])
+    return keras.Model(features, post(calibration(residual)), name=name)

@@ -238,9 +238,15 @@ def run(model, values, batch_size=65536):
     concatenate), so peak memory is the input, the output and one chunk.
     """
     values = np.asarray(values, np.float32)
-    out = np.empty((len(values),) + tuple(model.output.shape[1:]), np.float32)
+    out = None
     for i in range(0, len(values), batch_size):
-        out[i : i + batch_size] = np.asarray(model(values[i : i + batch_size], training=False))
+        chunk = np.asarray(model(values[i : i + batch_size], training=False))
+        if out is None:  # shaped from the first chunk: a bare layer has no symbolic output
+            out = np.empty((len(values),) + chunk.shape[1:], np.float32)
+        out[i : i + batch_size] = chunk
+    if out is None:
+        out = np.empty((0,) + tuple(model.compute_output_shape((None,) + values.shape[1:])[1:]),
+                       np.float32)
     return out
 
 

@@ -123,8 +123,9 @@ def test_served_editor_transforms_like_the_editor_in_chunks(served_root, dense_e
     expected = dense_editor.transform(data)
     shuffled = data[COLUMNS[::-1]]
     out = served.transform(shuffled)
-    assert list(out.columns) == COLUMNS and out.index.equals(data.index)
-    np.testing.assert_allclose(out.to_numpy(), expected.to_numpy(), rtol=1e-5, atol=1e-5)
+    # Like NeuronEditor.transform: columns come back in the input's order.
+    assert list(out.columns) == COLUMNS[::-1] and out.index.equals(data.index)
+    np.testing.assert_allclose(out[COLUMNS].to_numpy(), expected.to_numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(served.transform(data.to_numpy()), expected.to_numpy(),
                                rtol=1e-5, atol=1e-5)
     data.to_csv(tmp_path / "cells.csv", index=False)
