@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import keras
@@ -13,32 +11,16 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf import models
-from neuronedit_tf.data.tables import Table, align, as_table
+from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.estimator import Estimator
 from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
 
 CONFIG_FILE = "neuronedit.json"
 MODEL_FILE = "model.keras"
 
 
-def _as_images(data, name):
-    """Validate an image batch: ``(n, H, W)`` or ``(n, H, W, C)`` finite numbers."""
-    values = np.asarray(data)
-    if values.dtype.kind not in "biuf":
-        raise NeuronEditError(f"{name} is not numeric; pass an array of images.")
-    if values.ndim == 3:
-        values = values[..., None]
-    if values.ndim != 4 or len(values) == 0:
-        raise NeuronEditError(
-            f"{name} must be a non-empty batch of images (n, H, W[, C]); got shape {values.shape}."
-        )
-    values = values.astype(np.float32)
-    if not np.all(np.isfinite(values)):
-        raise NeuronEditError(f"{name} contains NaN/inf values; remove or impute them first.")
-    return Table(values)
-
-
-class NeuronEditor:
+class NeuronEditor(Estimator):
     """Transform data the way a source set became a target set (neuron editing).
 
     Trains an autoencoder on S, T and X together, maps the percentiles of S's
@@ -110,15 +92,10 @@ class NeuronEditor:
 
     # ------------------------------------------------------------------ inputs
     @property
-    def _images(self):
+    def images(self):
         if isinstance(self.architecture, keras.Model):
             return len(self.architecture.input.shape) == 4
         return self.architecture == "conv"
-
-    def _validate(self, data, name):
-        if self._images:
-            return _as_images(data, name)
-        return as_table(data, name)
 
     # ---------------------------------------------------------------- training
     def fit(
@@ -154,18 +131,7 @@ class NeuronEditor:
         Returns:
             self.
         """
-        source = self._validate(source, "source")
-        target = self._validate(target, "target")
-        tables = [source, target]
-        if extra is not None:
-            tables.append(self._validate(extra, "extra"))
-        columns = source.columns
-        if not self._images:
-            tables = [align(t, columns, n) for t, n in zip(tables, ("source", "target", "extra"))]
-        else:
-            shapes = {t.values.shape[1:] for t in tables}
-            if len(shapes) != 1:
-                raise NeuronEditError(f"source, target and extra differ in image shape: {shapes}.")
+        tables, columns = self._fit_tables(source, target, extra)
         n_knots = len(self.quantiles)
         for table, name in zip(tables[:2], ("source", "target")):
             if len(table) < n_knots:
@@ -240,39 +206,9 @@ class NeuronEditor:
         return self.model.get_layer(name)
 
     def _predict(self, data, name, graph):
-        from neuronedit_tf.data.fcs import FCSData
-
         self._require_fitted()
-        if isinstance(data, FCSData) and self.columns is not None:
-            # Channels the model does not edit (Time, scatter, ...) pass through unchanged.
-            table = as_table(data.select(self.columns), name)
-        else:
-            table = self._validate(data, name)
-        if not self._images:
-            table = align(table, self.columns, name)
-        elif table.values.shape[1:] != tuple(self.model.input.shape[1:]):
-            raise NeuronEditError(
-                f"{name} has image shape {table.values.shape[1:]}; the model expects "
-                f"{tuple(self.model.input.shape[1:])}."
-            )
-        values = models.run(graph, table.values)
-        return self._like(data, table, values)
-
-    def _like(self, original, table, values):
-        """Return ``values`` in the caller's form: DataFrame, FCSData or ndarray."""
-        from neuronedit_tf.data.fcs import FCSData
-
-        if isinstance(original, FCSData):
-            order = [original.channels.index(c) for c in table.columns]
-            result = np.array(original.values, copy=True)
-            result[:, order] = values
-            return FCSData(result, list(original.channels), list(original.markers),
-                           dict(original.text))
-        if hasattr(original, "columns") and hasattr(original, "to_numpy"):
-            import pandas as pd
-
-            return pd.DataFrame(values, columns=table.columns, index=table.index)
-        return values
+        return self._apply(data, name, lambda values: models.run(graph, values),
+                           sample_shape=tuple(self.model.input.shape[1:]))
 
     def transform(self, data):
         """Edit ``data`` (X, or any later data) without retraining.
@@ -317,11 +253,7 @@ class NeuronEditor:
         """
         self._require_fitted()
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise NeuronEditError(f"{path} exists; pass overwrite=True or choose another path.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_folder(path, overwrite) as scratch:
             self.model.save(scratch / MODEL_FILE)
             state = {
                 "format": 1,
@@ -331,12 +263,6 @@ class NeuronEditor:
                 "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
             }
             (scratch / CONFIG_FILE).write_text(json.dumps(state, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(scratch, path)
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
         return path
 
     @classmethod
