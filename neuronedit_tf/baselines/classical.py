@@ -165,7 +165,8 @@ class CCA(Baseline):
         width = source.shape[1]
         n_components = width if self.n_components is None else self.n_components
         rows_s, rows_t = mnn_pairs(cosine_normalise(source), cosine_normalise(target), self.k)
-X
+        # sklearn's CCA takes full SVDs of the (rows x rows) space: its cost grows as rows^2.
+        if len(rows_s) > self.max_pairs:
             keep = np.sort(np.random.default_rng(self.seed).choice(
                 len(rows_s), self.max_pairs, replace=False))
             rows_s, rows_t = rows_s[keep], rows_t[keep]
