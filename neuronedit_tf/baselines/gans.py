@@ -5,14 +5,16 @@ target points from generated ones. They see only S and T (a GAN has no real
 target for X, which is the paper's point), and ``transform(X)`` is the
 generator applied to X. Networks have the paper's sizes (dense 500-250-50-250-500,
 conv 64-128-256-128-64 with stride-2 4x4 kernels, LeakyReLU 0.2; Adam 1e-3,
-minibatches of 100); see :mod:`~neuronedit_tf.baselines.networks`.
+minibatches of 100; Adam's beta_1 = 0.5 as usual for GANs, since the paper
+does not give it); see :mod:`~neuronedit_tf.baselines.networks`.
 
 The adversarial losses are TF-GAN's (``tfgan.losses.wargs.*``, through
 :mod:`~neuronedit_tf.baselines.tfgan_compat`), called eagerly inside a
 ``tf.function`` training step with ``tf.GradientTape``; TF-GAN's own
 ``gan_model``/``gan_train`` are graph-mode only and are not used. Every epoch
-records the mean generator and discriminator losses and the Fréchet distance
-between G(S) and T on standardised values (``tfgan.eval``).
+records the mean generator and discriminator losses, and how far G(S) is from
+T on standardised values: the Fréchet distance (``tfgan.eval``) and the
+squared distance of the means (entry 0: before training).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class GAN(NetworkBaseline):
     description = "GAN whose generator maps source points to target points (TF-GAN losses)"
     residual = False
     default_loss = "modified"
+    beta_1 = 0.5
 
     def __init__(self, loss=None, **kwargs):
         super().__init__(**kwargs)
@@ -104,7 +107,8 @@ class GAN(NetworkBaseline):
     def _train(self, s, t, generator):
         discriminator = self.discriminator(1)
         generator_loss, discriminator_loss = adversarial_losses(self.loss)
-        g_optimizer, d_optimizer = self.optimizer(), self.optimizer()
+        g_optimizer = self.optimizer(generator.trainable_variables)
+        d_optimizer = self.optimizer(discriminator.trainable_variables)
 
         @tf.function
         def step(source_batch, target_batch):
@@ -126,15 +130,22 @@ class GAN(NetworkBaseline):
     def _loop(self, step, s, t, generator):
         rng = np.random.default_rng(self.seed)
         history = {}
-        self.record(history, -1, frechet_distance=frechet_distance(models.run(generator, s), t))
+        self.record(history, -1, **self._distances(generator, s, t))
         for epoch in range(self.epochs):
             losses = np.array([[float(v) for v in step(*batch)]
                                for batch in self.batches(rng, s, t)])
             values = dict(zip(self._loss_names, losses.mean(axis=0)))
-            values["frechet_distance"] = frechet_distance(models.run(generator, s), t)
-            self.record(history, epoch, **values)
-        # history[k][0] is before training for frechet_distance; losses start at epoch 1.
+            self.record(history, epoch, **values, **self._distances(generator, s, t))
+        # The distances' first entry is before training; the losses' first is epoch 1.
         return history
+
+    @staticmethod
+    def _distances(generator, s, t):
+        """How far G(S) is from T (standardised): Fréchet distance and squared mean distance."""
+        generated = models.run(generator, s)
+        mean_gap = generated.reshape(len(s), -1).mean(0) - t.reshape(len(t), -1).mean(0)
+        return {"frechet_distance": frechet_distance(generated, t),
+                "mean_distance": float(np.sum(mean_gap.astype(np.float64) ** 2))}
 
     _loss_names = ("generator_loss", "discriminator_loss")
 
@@ -184,10 +195,11 @@ class CycleGAN(GAN):
         d_target, d_source = self.discriminator(1), self.discriminator(3, "discriminator_source")
         generator_loss, discriminator_loss = adversarial_losses(self.loss)
         cycle_consistency = tfgan.losses.wargs.cycle_consistency_loss
-        g_optimizer, d_optimizer = self.optimizer(), self.optimizer()
         weight = tf.constant(self.cycle_weight, tf.float32)
         generators = [generator, backward]
         discriminators = [d_target, d_source]
+        g_optimizer = self.optimizer([v for g in generators for v in g.trainable_variables])
+        d_optimizer = self.optimizer([v for d in discriminators for v in d.trainable_variables])
 
         @tf.function
         def step(source_batch, target_batch):

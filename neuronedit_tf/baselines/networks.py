@@ -114,8 +114,14 @@ class NetworkBaseline(Baseline):
         logit = keras.layers.Dense(1, kernel_initializer=init(seed + 99), name="logit")(x)
         return keras.Model(inputs, logit, name=name)
 
-    def optimizer(self):
-        return keras.optimizers.Adam(self.learning_rate)
+    #: Adam's first-moment decay; GANs use 0.5 (DCGAN, CycleGAN), the rest Keras' 0.9.
+    beta_1 = 0.9
+
+    def optimizer(self, variables):
+        """Adam for ``variables``, its slots created now so the training step traces once."""
+        optimizer = keras.optimizers.Adam(self.learning_rate, beta_1=self.beta_1)
+        optimizer.build(variables)
+        return optimizer
 
     # ------------------------------------------------------------ training
     def batches(self, rng, *arrays):

@@ -89,7 +89,7 @@ class RegAE(NetworkBaseline):
         autoencoder = self.autoencoder()
         both = keras.Model(autoencoder.input,
                            [autoencoder.get_layer(models.BOTTLENECK).output, autoencoder.output])
-        optimizer = self.optimizer()
+        optimizer = self.optimizer(both.trainable_variables)
         weight = tf.constant(self.mmd_weight, tf.float32)
 
         @tf.function
