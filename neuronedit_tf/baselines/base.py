@@ -26,6 +26,7 @@ config, columns, sample shape, training history), plus ``state.npz`` and/or
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -46,6 +47,22 @@ FORMAT = 1
 
 #: Layers our graphs may contain; passed to ``keras.saving.load_model`` (safe mode stays on).
 CUSTOM_OBJECTS = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh}
+
+
+def optional(module, extra):
+    """Import an optional dependency, or raise a NeuronEditError naming the extra that brings it.
+
+    Example:
+        >>> optional("sklearn.decomposition", "baselines").PCA.__name__
+        'PCA'
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise NeuronEditError(
+            f"This method needs {module.split('.')[0]} ({error}); install it with "
+            f"pip install 'neuronedit_tf[{extra}]'."
+        ) from None
 
 
 class Baseline(Estimator):

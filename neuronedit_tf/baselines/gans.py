@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf import models
+from neuronedit_tf.baselines.base import optional
 from neuronedit_tf.baselines.networks import NetworkBaseline, frechet_distance
 from neuronedit_tf.errors import NeuronEditError
 
@@ -37,7 +38,7 @@ LOSSES = {
 
 def adversarial_losses(loss):
     """``(generator_loss(fake_logits), discriminator_loss(real_logits, fake_logits))`` from TF-GAN."""
-    from neuronedit_tf.baselines.tfgan_compat import tfgan
+    tfgan = optional("neuronedit_tf.baselines.tfgan_compat", "gan").tfgan
 
     generator_name, discriminator_name = LOSSES[loss]
     wargs = tfgan.losses.wargs
@@ -189,7 +190,7 @@ class CycleGAN(GAN):
     _loss_names = ("generator_loss", "discriminator_loss", "cycle_loss")
 
     def _train(self, s, t, generator):
-        from neuronedit_tf.baselines.tfgan_compat import tfgan
+        tfgan = optional("neuronedit_tf.baselines.tfgan_compat", "gan").tfgan
 
         backward = self.generator(2, name="generator_backward")
         d_target, d_source = self.discriminator(1), self.discriminator(3, "discriminator_source")

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from neuronedit_tf import models
-from neuronedit_tf.baselines.base import Baseline
+from neuronedit_tf.baselines.base import Baseline, optional
 from neuronedit_tf.baselines.networks import NetworkBaseline
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
@@ -133,8 +133,7 @@ class PCAEdit(Baseline):
         return config
 
     def _fit_values(self, source, target, extra=None):
-        from sklearn.decomposition import PCA
-
+        PCA = optional("sklearn.decomposition", "baselines").PCA
         given = [v for v in (source, target, extra) if v is not None]
         pre, post = self._processing(np.concatenate(given))
         flat = int(np.prod(self.sample_shape))

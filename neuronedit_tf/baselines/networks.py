@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf import models
-from neuronedit_tf.baselines.base import Baseline
+from neuronedit_tf.baselines.base import Baseline, optional
 from neuronedit_tf.errors import NeuronEditError
 
 LEAK = 0.2
@@ -157,7 +157,7 @@ def frechet_distance(a, b):
     ``tfgan.eval.frechet_classifier_distance_from_activations`` on the rows
     themselves (flattened): the FID formula with the data as "activations".
     """
-    from neuronedit_tf.baselines.tfgan_compat import tfgan
+    tfgan = optional("neuronedit_tf.baselines.tfgan_compat", "gan").tfgan
 
     a = tf.reshape(tf.cast(a, tf.float64), [tf.shape(a)[0], -1])
     b = tf.reshape(tf.cast(b, tf.float64), [tf.shape(b)[0], -1])
