@@ -151,21 +151,31 @@ def test_tfgan_compat_imports_in_a_fresh_interpreter():
     assert result.stdout.split()[-2:] == ["0.6931", "3.0"]
 
 
-def test_inputs_are_handled_like_neuron_editor(fitted, cytof):
-    method = fitted("mean_shift")
+@pytest.fixture(scope="module")
+def sample_frame(cytof):
     frame = cytof["sample"].to_frame()
     frame.index = [f"cell{i}" for i in range(len(frame))]
-    corrected = method.transform(frame[list(reversed(frame.columns))])
-    assert list(corrected.columns) == list(frame.columns)
-    assert list(corrected.index) == list(frame.index)
-    np.testing.assert_allclose(corrected.to_numpy(), method.transform(frame.to_numpy()),
+    return frame
+
+
+def test_dataframe_columns_are_matched_by_name_and_index_kept(fitted, sample_frame):
+    method = fitted("mean_shift")
+    corrected = method.transform(sample_frame[list(reversed(sample_frame.columns))])
+    assert list(corrected.columns) == list(sample_frame.columns)
+    assert list(corrected.index) == list(sample_frame.index)
+    np.testing.assert_allclose(corrected.to_numpy(), method.transform(sample_frame.to_numpy()),
                                rtol=1e-6)
+
+
+def test_bad_inputs_get_the_same_clear_errors_as_neuron_editor(fitted, sample_frame):
     with pytest.raises(NeuronEditError, match="columns do not match"):
-        method.transform(frame.iloc[:, 1:])
+        fitted("mean_shift").transform(sample_frame.iloc[:, 1:])
     with pytest.raises(NeuronEditError, match="NaN"):
         baselines.get("mean_shift").fit(np.full((5, 2), np.nan), np.zeros((5, 2)))
     with pytest.raises(NeuronEditError, match="not fitted"):
-        baselines.get("combat").transform(frame)
+        baselines.get("combat").transform(sample_frame)
+    with pytest.raises(NeuronEditError, match="needs at least 101"):
+        baselines.get("quantile_map").fit(np.zeros((50, 2)), np.ones((50, 2)))
 
 
 def test_quantile_map_sends_source_percentiles_onto_target_percentiles(fitted, cytof):

@@ -58,7 +58,7 @@ class TrainMean(Baseline):
         self.state = {"target_mean": target.mean(axis=0)}
 
     def _transform_array(self, values):
-        return np.broadcast_to(self.state["target_mean"], values.shape)
+        return np.repeat(self.state["target_mean"][None, :], len(values), axis=0)
 
 
 class MeanShift(Baseline):
