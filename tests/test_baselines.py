@@ -237,9 +237,10 @@ def test_mnn_recovers_a_pure_translation_exactly():
                                np.broadcast_to(shift, sample.shape), atol=1e-5)
 
 
-def test_a_neuron_editor_folder_loads_through_the_registry(small_editor, cytof, tmp_path):
-    path = small_editor.save(tmp_path / "editor")
-    method = baselines.load(path)
+def test_a_neuron_editor_folder_loads_through_the_registry(fitted, cytof, tmp_path):
+    editor = fitted("neuron_edit").editor
+    assert isinstance(editor, NeuronEditor)
+    method = baselines.load(editor.save(tmp_path / "editor"))
     assert method.name == "neuron_edit" and isinstance(method.editor, NeuronEditor)
     np.testing.assert_array_equal(method.transform(cytof["sample"].values),
-                                  small_editor.transform(cytof["sample"].values))
+                                  editor.transform(cytof["sample"].values))
