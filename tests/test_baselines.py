@@ -143,8 +143,8 @@ def test_tfgan_compat_imports_in_a_fresh_interpreter():
         "fd = tfgan.eval.frechet_classifier_distance_from_activations(a, a + 1.0)\n"
         "print(round(float(loss), 4), round(float(fd), 4))\n"
     )
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+    path = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=path)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -37,7 +37,7 @@ LOSSES = {
 
 
 def adversarial_losses(loss):
-    """``(generator_loss(fake_logits), discriminator_loss(real_logits, fake_logits))`` from TF-GAN."""
+    """TF-GAN's ``(generator_loss(fake_logits), discriminator_loss(real_logits, fake_logits))``."""
     tfgan = optional("neuronedit_tf.baselines.tfgan_compat", "gan").tfgan
 
     generator_name, discriminator_name = LOSSES[loss]

@@ -12,16 +12,17 @@ weights and cannot run offline here); ``tensorflow_hub`` 0.16 imports
 ``pkg_resources``, which setuptools >= 81 no longer ships.
 
 This module is the one place that knows this: during the import it puts a stub
-``tf.estimator`` (and ``tf.compat.v1.estimator``) on the ``tensorflow`` module (placeholder classes that raise
-when used, and the real ``ModeKeys`` strings) and, only if ``tensorflow_hub``
-does not import, a stub ``tensorflow_hub`` whose every attribute raises;
-then it imports ``tensorflow_gan`` and removes both stubs again, so nothing
-else sees them.
+``tf.estimator`` (and ``tf.compat.v1.estimator``) on the ``tensorflow`` module
+(placeholder classes that raise when used, and the real ``ModeKeys`` strings)
+and, only if ``tensorflow_hub`` does not import, a stub ``tensorflow_hub`` whose
+every attribute raises; then it imports ``tensorflow_gan`` and removes both
+stubs again, so nothing else sees them.
 
 Example:
-    >>> from neuronedit_tf.baselines.tfgan_compat import tfgan   # doctest: +SKIP
-    >>> float(tfgan.losses.wargs.modified_generator_loss(tf.zeros([4, 1])))  # doctest: +SKIP
-    0.6931...
+    >>> import tensorflow as tf
+    >>> from neuronedit_tf.baselines.tfgan_compat import tfgan
+    >>> round(float(tfgan.losses.wargs.modified_generator_loss(tf.zeros([4, 1]))), 4)
+    0.6931
 """
 
 from __future__ import annotations
