@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import keras
@@ -13,8 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf import distribute, methods, models, streaming
-from neuronedit_tf.data.tables import (Table, align, as_table, match_names, names_of,
-                                       replace_columns, select)
+from neuronedit_tf.data.atomic import atomic_folder
+from neuronedit_tf.estimator import Estimator, named_inputs
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
 
@@ -22,42 +19,7 @@ CONFIG_FILE = "neuronedit.json"
 MODEL_FILE = "model.keras"
 
 
-def _as_images(data, name):
-    """Validate an image batch: ``(n, H, W)`` or ``(n, H, W, C)`` finite numbers."""
-    values = np.asarray(data)
-    if values.dtype.kind not in "biuf":
-        raise NeuronEditError(f"{name} is not numeric; pass an array of images.")
-    if values.ndim == 3:
-        values = values[..., None]
-    if values.ndim != 4 or len(values) == 0:
-        raise NeuronEditError(
-            f"{name} must be a non-empty batch of images (n, H, W[, C]); got shape {values.shape}."
-        )
-    values = values.astype(np.float32)
-    if not np.all(np.isfinite(values)):
-        raise NeuronEditError(f"{name} contains NaN/inf values; remove or impute them first.")
-    return Table(values)
-
-
-def _load(data):
-    """A file path becomes its content (FCSData, DataFrame, AnnData, ...); anything else is kept."""
-    if isinstance(data, (str, os.PathLike)):
-        from neuronedit_tf.data.formats import read
-
-        return read(data)
-    return data
-
-
-def _is_collection(data):
-    """True for a list/tuple of data sets (files, arrays, frames), not a nested list of numbers."""
-    return isinstance(data, (list, tuple)) and len(data) > 0 and all(
-        isinstance(d, (str, os.PathLike)) or len(getattr(d, "shape", ())) >= 2
-        or hasattr(d, "channels")
-        for d in data
-    )
-
-
-class NeuronEditor:
+class NeuronEditor(Estimator):
     """Transform data the way a source set became a target set (neuron editing).
 
     Trains an autoencoder on S, T and X together, maps the percentiles of S's
@@ -143,7 +105,7 @@ class NeuronEditor:
         NeuronEdit(quantiles=quantiles, extrapolation=extrapolation)  # validates both
         self.architecture = model
         if method is None:
-            method = "paper" if self._images else methods.DEFAULT_METHOD
+            method = "paper" if self.images else methods.DEFAULT_METHOD
         self.method = methods.check_method(method)
         self.layer = layer
         self.quantiles = tuple(float(q) for q in quantiles)
@@ -176,7 +138,7 @@ class NeuronEditor:
 
     # ------------------------------------------------------------------ inputs
     @property
-    def _images(self):
+    def images(self):
         if isinstance(self.architecture, keras.Model):
             return len(self.architecture.input.shape) == 4
         return self.architecture == "conv"
@@ -184,8 +146,8 @@ class NeuronEditor:
     def _stream(self, data, name, columns=None):
         """A streamed input (dataset, memory map) -> :class:`~neuronedit_tf.streaming.Rows`,
         read lazily and checked chunk by chunk."""
-        stream = streaming.Rows(data, name, images=self._images)
-        if columns is not None and not self._images:
+        stream = streaming.Rows(data, name, images=self.images)
+        if columns is not None and not self.images:
             stream.check_width((len(columns),))
         return stream
 
@@ -235,11 +197,7 @@ class NeuronEditor:
         Returns:
             self.
         """
-        inputs = [("source", source), ("target", target)]
-        if _is_collection(extra):
-            inputs += [(f"extra[{i}]", e) for i, e in enumerate(extra)]
-        elif extra is not None:
-            inputs.append(("extra", extra))
+        inputs = named_inputs(source, target, extra)
         if any(streaming.is_stream(data) for _, data in inputs):
             if self.channels is not None:
                 raise NeuronEditError(
@@ -249,12 +207,13 @@ class NeuronEditor:
             columns, passthrough = None, []
         else:
             # In memory: validated whole, named features matched by name (any order).
-            tables, columns, passthrough = self._training_tables(inputs)
-            streams = [streaming.Rows(t.values, n, columns=columns, images=self._images)
+            tables, columns = self._fit_tables(source, target, extra)
+            passthrough = self.passthrough
+            streams = [streaming.Rows(t.values, n, columns=columns, images=self.images)
                        for t, (n, _) in zip(tables, inputs)]
         sample_shape = streams[0].sample_shape
         for stream in streams[1:]:
-            if self._images and stream.sample_shape != sample_shape:
+            if self.images and stream.sample_shape != sample_shape:
                 raise NeuronEditError(
                     f"source, target and extra differ in image shape: {stream.name} has "
                     f"{stream.sample_shape[:2]}, source {sample_shape[:2]}."
@@ -299,8 +258,6 @@ class NeuronEditor:
         )
 
         encoder, decoder = models.split_at(autoencoder, self.layer)
-        features = keras.Input(sample_shape, name="features")
-        encode = keras.Model(features, encoder(pre(features)))
         edit = NeuronEdit(self.quantiles, self.extrapolation, name="neuron_edit")
         # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
         # calibrated method's per-feature maps are fitted on it.
@@ -321,31 +278,6 @@ class NeuronEditor:
                 f"{name} has {rows} rows, fewer than the {n_knots} quantiles of the map; "
                 "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
             )
-    def _training_tables(self, inputs):
-        """Validated S, T (, X) tables, the edited column names and the pass-through names.
-
-        Named inputs are matched by name (any order); with ``channels`` every
-        file must hold the same full set of channels as the source (e.g. the
-        same FCS panel), and only ``channels`` are used for training.
-        """
-        inputs = [(name, _load(data)) for name, data in inputs]
-        if self._images:
-            tables = [_as_images(data, name) for name, data in inputs]
-            shapes = {t.values.shape[1:] for t in tables}
-            if len(shapes) != 1:
-                raise NeuronEditError(f"source, target and extra differ in image shape: {shapes}.")
-            return tables, None, []
-        if self.channels is None:
-            tables = [as_table(data, name) for name, data in inputs]
-            columns = tables[0].columns
-            return [align(t, columns, n) for t, (n, _) in zip(tables, inputs)], columns, []
-        reference = names_of(inputs[0][1])
-        for name, data in inputs[1:]:
-            names = names_of(data)
-            if names is not None and reference is not None:
-                match_names(names, reference, name, against="the source's")
-        tables = [select(data, self.channels, name) for name, data in inputs]
-        return tables, list(self.channels), [c for c in reference if c not in self.channels]
 
     def _build_autoencoder(self, sample_shape, fresh=False):
         if isinstance(self.architecture, keras.Model):
@@ -366,38 +298,11 @@ class NeuronEditor:
         self._require_fitted()
         return self.model.get_layer(name)
 
-    def _input_table(self, data, name, sample_shape):
-        """``data`` (not a stream) checked for a graph taking samples of ``sample_shape``:
-        named columns matched to ``self.columns`` (with ``channels``, the rest must be
-        the pass-through channels), or the image shape checked."""
-        data = _load(data)
-        if self._images:
-            table = _as_images(data, name)
-            if table.values.shape[1:] != tuple(sample_shape):
-                raise NeuronEditError(
-                    f"{name} has image shape {table.values.shape[1:]}; the model expects "
-                    f"{tuple(sample_shape)}."
-                )
-            return table
-        if self.channels is not None:
-            names = names_of(data)
-            if names is not None:
-                match_names(names, self.columns + self.passthrough, name)
-            return select(data, self.columns, name)
-        return align(as_table(data, name), self.columns, name)
-
-    def _like(self, data, table, values):
-        """``values`` (edited ``table``) in the caller's form: the input's kind, with every
-        other column, channel and keyword of ``data`` kept."""
-        if self._images:
-            return values
-        return replace_columns(_load(data), table.columns, values)
-
     def _predict(self, data, name, graph, out=None):
         self._require_fitted()
         expected = tuple(self.model.input.shape[1:])
         if streaming.is_stream(data):
-            stream = streaming.Rows(data, name, images=self._images)
+            stream = streaming.Rows(data, name, images=self.images)
             stream.check_width(expected)
             if isinstance(data, tf.data.Dataset) and out is None:
                 return stream.dataset().map(
@@ -410,13 +315,12 @@ class NeuronEditor:
                 out = np.empty((stream.n_rows,) + expected, np.float32)
             chunks = (models.run(graph, chunk) for chunk in stream.checked_chunks())
             return streaming.write_chunks(chunks, out)
-        data = _load(data)
-        table = self._input_table(data, name, expected)
         if out is not None:
+            table = self._input_table(data, name, expected)
             chunks = (models.run(graph, table.values[i : i + streaming.CHUNK_ROWS])
                       for i in range(0, len(table), streaming.CHUNK_ROWS))
             return streaming.write_chunks(chunks, out)
-        return self._like(data, table, models.run(graph, table.values))
+        return self._apply(data, name, lambda values: models.run(graph, values), expected)
 
     def transform(self, data, out=None):
         """Edit ``data`` (X, or any later data) without retraining.
@@ -484,11 +388,7 @@ class NeuronEditor:
         """
         self._require_fitted()
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise NeuronEditError(f"{path} exists; pass overwrite=True or choose another path.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_folder(path, overwrite) as scratch:
             self.model.save(scratch / MODEL_FILE)
             state = {
                 "format": 1,
@@ -499,12 +399,6 @@ class NeuronEditor:
                 "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
             }
             (scratch / CONFIG_FILE).write_text(json.dumps(state, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(scratch, path)
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
         return path
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Atomic writes: write to a temporary name beside the target, then rename."""
+"""Atomic writes: write to a temporary name beside the target (a file or a folder), then rename."""
 
 from __future__ import annotations
 
@@ -25,4 +25,30 @@ def atomic_path(path):
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path, overwrite=False):
+    """Yield a temporary folder beside ``path``; on success it replaces ``path``.
+
+    An existing ``path`` is refused unless ``overwrite``. On any error the
+    temporary folder is removed and ``path`` is left as it was.
+    """
+    import shutil
+
+    from neuronedit_tf.errors import NeuronEditError
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise NeuronEditError(f"{path} exists; pass overwrite=True or choose another path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield scratch
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(scratch, path)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
         raise

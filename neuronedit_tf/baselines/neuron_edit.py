@@ -1,0 +1,99 @@
+"""Neuron editing itself in the registry, so benchmarks iterate over every method alike."""
+
+from __future__ import annotations
+
+import json
+
+from neuronedit_tf import models
+from neuronedit_tf.baselines.networks import NetworkBaseline
+from neuronedit_tf.layers import DEFAULT_QUANTILES
+
+
+class NeuronEditMethod(NetworkBaseline):
+    """:class:`~neuronedit_tf.NeuronEditor` behind the baseline interface.
+
+    ``fit`` trains a NeuronEditor on S, T and X with these settings (its fit
+    options are constructor arguments here, as for every baseline) and
+    ``transform`` is the editor's. The fitted editor is ``self.editor``;
+    ``self.model`` is its raw -> raw graph, saved as ``model.keras``.
+
+    Args:
+        layer, quantiles, extrapolation: NeuronEditor's.
+        validation_split, patience: its early stopping.
+        model, hidden, filters, epochs, batch_size, learning_rate, verbose,
+        deterministic, transform, cofactor, seed: see
+            :class:`~neuronedit_tf.baselines.networks.NetworkBaseline`.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> s = rng.normal(size=(300, 4)); x = rng.normal(size=(300, 4)) + 1
+        >>> fitted = NeuronEditMethod(hidden=(16, 8), epochs=2).fit(s, s + 1, extra=x)
+        >>> fitted.transform(x).shape
+        (300, 4)
+    """
+
+    name = "neuron_edit"
+    description = "neuron editing: percentile map S -> T on an autoencoder's neurons (the paper)"
+
+    def __init__(self, layer=models.BOTTLENECK, quantiles=DEFAULT_QUANTILES,
+                 extrapolation="shift", validation_split=0.1, patience=10, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = layer
+        self.quantiles = tuple(float(q) for q in quantiles)
+        self.extrapolation = extrapolation
+        self.validation_split = float(validation_split)
+        self.patience = int(patience)
+        self.editor = None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(layer=self.layer, quantiles=list(self.quantiles),
+                      extrapolation=self.extrapolation, validation_split=self.validation_split,
+                      patience=self.patience)
+        return config
+
+    @property
+    def min_rows(self):
+        return len(self.quantiles)
+
+    def _editor(self):
+        from neuronedit_tf.editor import NeuronEditor
+
+        model = self.autoencoder() if self.architecture == "conv" else "dense"
+        return NeuronEditor(model=model, layer=self.layer, quantiles=self.quantiles,
+                            extrapolation=self.extrapolation, transform=self.transform_name,
+                            cofactor=self.cofactor, hidden=self.hidden, seed=self.seed,
+                            learning_rate=self.learning_rate)
+
+    def _fit_network(self, source, target, extra):
+        self.editor = self._editor().fit(
+            source, target, extra=extra, epochs=self.epochs, batch_size=self.batch_size,
+            validation_split=self.validation_split, patience=self.patience,
+            verbose=2 if self.verbose else 0, deterministic=self.deterministic,
+        )
+        self.history = self.editor.history
+        self.model = self.editor.model
+
+    def _after_load(self):
+        self.editor = self._editor()
+        self.editor.model, self.editor.columns = self.model, self.columns
+        self.editor.history = self.history
+
+    @classmethod
+    def from_editor_folder(cls, path):
+        """Wrap a folder written by ``NeuronEditor.save``."""
+        from neuronedit_tf.editor import CONFIG_FILE, NeuronEditor
+
+        editor = NeuronEditor.load(path)
+        config = json.loads((path / CONFIG_FILE).read_text())["config"]
+        wrapped = cls(layer=config["layer"], quantiles=config["quantiles"],
+                      extrapolation=config["extrapolation"], transform=config["transform"],
+                      cofactor=config["cofactor"], hidden=config["hidden"],
+                      seed=config["seed"], learning_rate=config["learning_rate"],
+                      model="conv" if len(editor.model.input.shape) == 4 else "dense")
+        wrapped.editor, wrapped.model = editor, editor.model
+        wrapped.columns, wrapped.history = editor.columns, editor.history
+        wrapped.sample_shape = tuple(editor.model.input.shape[1:])
+        wrapped._image_input = len(editor.model.input.shape) == 4
+        return wrapped
