@@ -63,6 +63,10 @@ def _parser():
     fit.add_argument("--epochs", type=int, default=200)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--overwrite", action="store_true")
+    fit.add_argument("--method", default="neuron_edit",
+                     help="neuron_edit (default) or a comparison method of "
+                          "neuronedit_tf.baselines (e.g. quantile_map, combat, cyclegan); "
+                          "the baselines take --transform/--cofactor/--seed")
 
     apply = command("apply", "Edit files with a fitted editor.")
     apply.add_argument("--model", required=True, help="a folder written by `neuronedit fit`")
@@ -138,6 +142,9 @@ def _fit(args):
     from neuronedit_tf.data.formats import read
     from neuronedit_tf.editor import NeuronEditor
 
+    if args.method != "neuron_edit":
+        _fit_baseline(args)
+        return
     editor = NeuronEditor(
         transform=args.transform, cofactor=args.cofactor, logicle=_logicle(args.logicle),
         channels=_names(args.channels), hidden=_hidden(args.hidden), seed=args.seed,
@@ -147,6 +154,46 @@ def _fit(args):
     editor.fit(source, target, extra=extra, epochs=args.epochs)
     path = editor.save(args.model, overwrite=args.overwrite)
     print(f"saved the fitted editor to {path}")
+
+
+def _fit_baseline(args):
+    """``neuronedit fit --method NAME``: a comparison method, saved for ``apply``."""
+    from neuronedit_tf import baselines
+    from neuronedit_tf.data.formats import read
+    from neuronedit_tf.errors import NeuronEditError
+
+    if args.method not in baselines.names():
+        raise NeuronEditError(
+            f"Unknown --method {args.method!r}; choose one of {', '.join(baselines.names())}."
+        )
+    if args.channels or args.logicle:
+        raise NeuronEditError(
+            "--channels and --logicle work with --method neuron_edit only; select the channels "
+            "in the files first."
+        )
+    method = baselines.get(args.method, transform=args.transform, cofactor=args.cofactor,
+                           seed=args.seed)
+    source, target = read(args.source, args.format), read(args.target, args.format)
+    extra = [read(path, args.format) for path in args.extra]
+    if len(extra) > 1:
+        raise NeuronEditError("A comparison method takes one --extra file.")
+    method.fit(source, target, extra=extra[0] if extra else None)
+    path = method.save(args.model, overwrite=args.overwrite)
+    print(f"saved the fitted {args.method} to {path}")
+
+
+def _load_model(path):
+    """A saved NeuronEditor, or a saved comparison method (``fit --method``)."""
+    from pathlib import Path
+
+    from neuronedit_tf.baselines.base import CONFIG_FILE as BASELINE_CONFIG
+    from neuronedit_tf.editor import NeuronEditor
+
+    if (Path(path) / BASELINE_CONFIG).exists():
+        from neuronedit_tf import baselines
+
+        return baselines.load(path)
+    return NeuronEditor.load(path)
 
 
 def _destinations(files, out_dir, out_format):
@@ -183,9 +230,8 @@ def _apply(args):
 
     from neuronedit_tf import __version__
     from neuronedit_tf.data.formats import infer_format, read, resolve_dataset, split_dataset, write
-    from neuronedit_tf.editor import NeuronEditor
 
-    editor = NeuronEditor.load(args.model)
+    editor = _load_model(args.model)
     destinations = _destinations(args.files, args.out_dir, args.out_format)
     edited_what = ",".join(editor.columns) if editor.columns else "all features"
     note = (f"neuronedit {__version__}: edited {edited_what} with the model {args.model} "

@@ -239,3 +239,28 @@ def test_bad_option_values_exit_1_with_the_expected_form(tmp_path, capsys):
         assert main(["fit", "--source", "a.csv", "--target", "b.csv", "--model", "m",
                      option, value]) == 1
         assert "like" in capsys.readouterr().err
+
+
+def test_fit_with_a_comparison_method_then_apply(cytof, tmp_path):
+    for name in ("source", "target", "sample"):
+        cytof[name].to_frame().to_csv(tmp_path / f"{name}.csv", index=False)
+    model = tmp_path / "quantile_map"
+    assert main(["fit", "--method", "quantile_map", "--transform", "arcsinh",
+                 "--source", str(tmp_path / "source.csv"), "--target", str(tmp_path / "target.csv"),
+                 "--model", str(model)]) == 0
+    assert main(["apply", "--model", str(model), str(tmp_path / "sample.csv"),
+                 "--out-dir", str(tmp_path / "out")]) == 0
+    import pandas as pd
+
+    from neuronedit_tf import baselines
+
+    edited = pd.read_csv(tmp_path / "out" / "sample.csv")
+    expected = baselines.get("quantile_map", transform="arcsinh").fit(
+        cytof["source"].to_frame(), cytof["target"].to_frame()).transform(cytof["sample"].to_frame())
+    np.testing.assert_allclose(edited.to_numpy(), expected.to_numpy(), rtol=1e-5, atol=1e-3)
+
+
+def test_unknown_method_is_a_data_error_listing_the_methods(tmp_path, capsys):
+    code = main(["fit", "--method", "magic", "--source", "a.csv", "--target", "b.csv",
+                 "--model", str(tmp_path / "m")])
+    assert code == 1 and "quantile_map" in capsys.readouterr().err
