@@ -160,11 +160,13 @@ def sample_frame(cytof):
 
 def test_dataframe_columns_are_matched_by_name_and_index_kept(fitted, sample_frame):
     method = fitted("mean_shift")
-    corrected = method.transform(sample_frame[list(reversed(sample_frame.columns))])
-    assert list(corrected.columns) == list(sample_frame.columns)
+    reversed_columns = list(reversed(sample_frame.columns))
+    corrected = method.transform(sample_frame[reversed_columns])
+    # Like NeuronEditor.transform: the input's column order and index come back.
+    assert list(corrected.columns) == reversed_columns
     assert list(corrected.index) == list(sample_frame.index)
-    np.testing.assert_allclose(corrected.to_numpy(), method.transform(sample_frame.to_numpy()),
-                               rtol=1e-6)
+    np.testing.assert_allclose(corrected[list(sample_frame.columns)].to_numpy(),
+                               method.transform(sample_frame.to_numpy()), rtol=1e-6)
 
 
 def test_bad_inputs_get_the_same_clear_errors_as_neuron_editor(fitted, sample_frame):
