@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,3 +69,30 @@ def summarise(rows, metrics):
         entry["fit+transform s"] = f"{np.mean([r['seconds'] for r in mine]):.1f}"
         summary.append(entry)
     return summary
+
+
+@dataclass
+class Section:
+    """One experiment's part of ``benchmarks/RESULTS.md``, as its ``run`` returns it.
+
+    Attributes:
+        name: the experiment's key (``"batch"``, ``"drugs"``, ``"images"``).
+        title: the section heading.
+        markdown: the section body: what the data are, the table(s), figure links
+            (relative to the output folder), the seeds, what we learned.
+        figures: file names of the figures written into the output folder.
+        seconds: wall time of the experiment.
+        command: the exact command that regenerates it.
+    """
+
+    name: str
+    title: str
+    markdown: str
+    figures: list = field(default_factory=list)
+    seconds: float = 0.0
+    command: str = ""
+
+    def render(self):
+        """The section as markdown, heading, command and wall time included."""
+        return (f"## {self.title}\n\nRegenerate with `{self.command}` "
+                f"(wall time {self.seconds / 60:.1f} min).\n\n{self.markdown.strip()}\n")
