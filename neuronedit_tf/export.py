@@ -129,13 +129,16 @@ def _edit_graph(editor, edit, part="neuron_edit"):
     raise NeuronEditError(f"edit must be 'lookup', 'search' or 'plain'; got {edit!r}.")
 
 
-def write_saved_model(editor, path, edit="lookup"):
+def write_saved_model(editor, path, edit="lookup", method=None):
     """Write the SavedModel with its four signatures to ``path`` (a new folder).
 
     Args:
         editor: a fitted ``NeuronEditor``.
         path: the folder to create.
         edit: how the edit is computed in the graph; see ``_edit_graph``.
+        method: the graph's method (default: the editor's); ``"paper"`` on a
+            calibrated editor drops the residual form and the calibration (the
+            speed benchmark compares both graphs).
     """
     pre, encoder = editor.part("preprocessing"), editor.part("encoder")
     decoder, post = editor.part("decoder"), editor.part("postprocessing")
@@ -143,7 +146,7 @@ def write_saved_model(editor, path, edit="lookup"):
     feature_shape = tuple(editor.model.input.shape[1:])
     latent_shape = tuple(encoder.output.shape[1:])
     # The plain autoencoder (benchmark baseline) has neither edit nor calibration.
-    method = "paper" if edit == "plain" else editor.method
+    method = "paper" if edit == "plain" else (method or editor.method)
     calibration = None if method == "paper" else _edit_graph(editor, edit, "calibration")
     serving = methods.assemble(method, feature_shape, pre, encoder, edit_layer, decoder, post,
                                calibration, name="neuron_editor_serving")

@@ -19,8 +19,12 @@ import tensorflow as tf
 from neuronedit_tf.export import write_saved_model, write_tflite
 from neuronedit_tf.lookup import LookupEdit, lookup_edit
 
-#: The graphs compared: the same autoencoder without the edit, and with it.
-GRAPHS = ("plain", "lookup", "search")
+#: The graphs compared: ``name -> (edit, method)``: the same autoencoder without the
+#: edit, the paper's graph with the edit as exported (lookup) and as the layer's
+#: binary search, and the calibrated method's graph (residual form: a second
+#: decoder pass, plus the per-feature calibration) as exported.
+GRAPHS = {"plain": ("plain", "paper"), "lookup": ("lookup", "paper"),
+          "search": ("search", "paper"), "calibrated": ("lookup", "calibrated")}
 #: Speed goals of the export (issue 6): the edit's cost and TFLite against SavedModel.
 MAX_EDIT_OVERHEAD = 0.15
 MIN_TFLITE_RATIO = 0.9
@@ -82,10 +86,12 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
                  threads=None, epochs=5, seed=0):
     """Measure rows/s of the exported graph (raw -> edited raw) in both formats.
 
-    Three graphs are exported the way ``export_editor`` does it: ``"plain"`` (the
-    same autoencoder and pre/post-processing without the edit), ``"lookup"``
-    (the edit as exported: ``LookupEdit``, one gather per activation) and
-    ``"search"`` (the layer's binary search, ``ceil(log2 Q)`` gathers). Each is
+    The graphs of ``GRAPHS`` are exported the way ``export_editor`` does it:
+    ``"plain"`` (the same autoencoder and pre/post-processing without the edit),
+    ``"lookup"`` (the paper's graph with the edit as exported: ``LookupEdit``, one
+    gather per activation), ``"search"`` (the layer's binary search,
+    ``ceil(log2 Q)`` gathers) and, for a calibrated editor, ``"calibrated"`` (its
+    whole exported graph). Each is
     timed as a SavedModel (``tf.saved_model.load``, ``serving_default``) and as
     a TFLite file (``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``)
     over ``n_rows // batch_size`` full batches; the passes are interleaved
@@ -136,9 +142,11 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
     frozen = lookup_edit(editor.part("neuron_edit"))
     with tempfile.TemporaryDirectory() as scratch:
         runners = {}
-        for graph in GRAPHS:
+        for graph, (edit, method) in GRAPHS.items():
+            if method == "calibrated" and editor.method != "calibrated":
+                continue
             folder = Path(scratch) / graph
-            write_saved_model(editor, folder, edit=graph)
+            write_saved_model(editor, folder, edit=edit, method=method)
             write_tflite(folder, folder / "model.tflite")
             runners[graph] = {
                 "saved_model": _SavedModelRunner(folder),
@@ -164,8 +172,9 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
         "tflite_runtime": _interpreter()[1],
         "rows_per_second": best,
         "rows_per_cpu_second": best_cpu,
-        "edit_overhead": {g: {f: plain[f] / best[g][f] - 1.0 for f in plain} for g in GRAPHS[1:]},
-        "tflite_vs_saved_model": {g: best[g]["tflite"] / best[g]["saved_model"] for g in GRAPHS},
+        "edit_overhead": {g: {f: plain[f] / best[g][f] - 1.0 for f in plain}
+                          for g in best if g != "plain"},
+        "tflite_vs_saved_model": {g: best[g]["tflite"] / best[g]["saved_model"] for g in best},
         "goals": {"max_edit_overhead": MAX_EDIT_OVERHEAD, "min_tflite_ratio": MIN_TFLITE_RATIO},
         "lookup": ({"bins": frozen.bins, "width": frozen.width}
                    if isinstance(frozen, LookupEdit) else None),

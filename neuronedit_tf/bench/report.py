@@ -29,7 +29,7 @@ def mean_sd(values):
     return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
 
 
-def run_methods(case, methods, fit, score, seeds=(0,)):
+def run_methods(case, methods, fit, score, seeds=(0,), predictions=None):
     """Fit and score every method on one case over seeds.
 
     Args:
@@ -37,15 +37,18 @@ def run_methods(case, methods, fit, score, seeds=(0,)):
         methods: ``{name: factory(seed) -> object with fit/transform}``; a factory
             may instead be a function ``(case, seed) -> prediction`` marked with
             ``direct=True`` attribute for closed-form baselines.
-        fit: keyword arguments for ``fit`` (e.g. epochs).
+            A factory with a ``seeds`` attribute runs over those seeds instead
+            (e.g. one seed for deterministic methods).
+        fit: ``{name: keyword arguments for fit}`` (e.g. epochs).
         score: ``prediction -> dict`` of metrics.
+        predictions: a dict to receive each method's first prediction (for figures).
 
     Returns:
         list of rows ``{"method", "seed", "seconds", **metrics}``.
     """
     rows = []
     for name, factory in methods.items():
-        for seed in seeds:
+        for seed in getattr(factory, "seeds", seeds):
             started = time.time()
             if getattr(factory, "direct", False):
                 prediction = factory(case, seed)
@@ -53,6 +56,8 @@ def run_methods(case, methods, fit, score, seeds=(0,)):
                 method = factory(seed)
                 method.fit(case.source, case.target, extra=case.extra, **fit.get(name, {}))
                 prediction = method.transform(case.extra)
+            if predictions is not None:
+                predictions.setdefault(name, np.asarray(prediction))
             rows.append({"method": name, "seed": seed, "seconds": time.time() - started,
                          **score(np.asarray(prediction))})
     return rows
@@ -96,3 +101,75 @@ class Section:
         """The section as markdown, heading, command and wall time included."""
         return (f"## {self.title}\n\nRegenerate with `{self.command}` "
                 f"(wall time {self.seconds / 60:.1f} min).\n\n{self.markdown.strip()}\n")
+
+
+def comparison_methods(names=None, exclude=("neuron_edit",), network=None, seeds=(0,), **common):
+    """Factories of the registry's comparison methods for :func:`run_methods`.
+
+    Args:
+        names: registry names (default: all of :func:`neuronedit_tf.baselines.names`).
+        exclude: names left out (neuron editing is run as ``NeuronEditor`` itself).
+        network: extra constructor arguments of the trained methods (e.g. ``epochs``).
+        seeds: the seeds of the trained methods; the others are deterministic and run once.
+        common: constructor arguments of every method (e.g. ``transform``, ``cofactor``).
+
+    Returns:
+        ``{name: factory(seed) -> unfitted method}``, each factory with a ``seeds`` attribute.
+    """
+    from neuronedit_tf import baselines
+    from neuronedit_tf.baselines.networks import NetworkBaseline
+
+    factories = {}
+    for name in names or baselines.names():
+        if name in exclude:
+            continue
+        trained = issubclass(baselines.method_class(name), NetworkBaseline)
+        options = dict(common, **(network or {})) if trained else dict(common)
+
+        def factory(seed, name=name, options=options):
+            return baselines.get(name, seed=seed, **options)
+
+        factory.seeds = tuple(seeds) if trained else tuple(seeds)[:1]
+        factories[name] = factory
+    return factories
+
+
+def editor_factory(seeds=(0,), **options):
+    """A :func:`run_methods` factory of ``NeuronEditor(seed=seed, **options)``."""
+    from neuronedit_tf.editor import NeuronEditor
+
+    def factory(seed):
+        return NeuronEditor(seed=seed, **options)
+
+    factory.seeds = tuple(seeds)
+    return factory
+
+
+def direct(function, seeds=(0,)):
+    """Mark ``function(case, seed) -> prediction`` as a closed-form method for :func:`run_methods`."""
+    function.direct = True
+    function.seeds = tuple(seeds)
+    return function
+
+
+def write_results(out_dir, sections, preamble=""):
+    """Store each section under ``out_dir/sections/NAME.md`` and rebuild ``out_dir/RESULTS.md``.
+
+    RESULTS.md is every stored section in the order batch, drugs, images (then any
+    other), so running one experiment updates its part and keeps the others.
+    """
+    from pathlib import Path
+
+    from neuronedit_tf.data.atomic import atomic_path
+
+    out = Path(out_dir)
+    (out / "sections").mkdir(parents=True, exist_ok=True)
+    for section in sections:
+        with atomic_path(out / "sections" / f"{section.name}.md") as path:
+            Path(path).write_text(section.render())
+    order = {"batch": 0, "drugs": 1, "images": 2}
+    stored = sorted((out / "sections").glob("*.md"), key=lambda p: (order.get(p.stem, 9), p.stem))
+    text = preamble.strip() + "\n\n" + "\n".join(p.read_text() for p in stored)
+    with atomic_path(out / "RESULTS.md") as path:
+        Path(path).write_text(text)
+    return out / "RESULTS.md"

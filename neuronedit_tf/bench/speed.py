@@ -271,13 +271,28 @@ def _cytof_files(folder):
     return paths
 
 
+def _export_in_child(rows):
+    """``export_speed`` in a fresh process (TensorFlow's thread settings apply there)."""
+    code = ("import json, sys; from neuronedit_tf.bench.export_speed import export_speed; "
+            f"print(json.dumps(export_speed(n_rows={int(rows)}, threads=os.cpu_count())))")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-c", "import os; " + code], capture_output=True,
+                          text=True, check=False, env=env)
+    if done.returncode:
+        raise RuntimeError(f"export speed failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _exponent(sizes, values):
     return float(np.polyfit(np.log(sizes), np.log(values), 1)[0])
 
 
 # ---------------------------------------------------------------------- report
 def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 200_000),
-              percentile_shape=(10**6, 50), command=None, scratch=None, log=print):
+              percentile_shape=(10**6, 50), command=None, scratch=None, log=print,
+              export_rows=10**6, demo_epochs=200):
     """Measure everything and write ``out_dir/SPEED.md``; returns the figures.
 
     Args:
@@ -288,6 +303,9 @@ def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 
         command: the command line to print in the report.
         scratch: folder for the temporary NPY files (default: a temporary folder).
         log: progress messages.
+        demo_epochs: the most epochs of the CyTOF demo run (as ``neuronedit demo``).
+        export_rows: rows per pass of the exported-graph timing
+            (:func:`neuronedit_tf.bench.export_speed.export_speed`); 0 skips it.
     """
     from neuronedit_tf.data.atomic import atomic_path
 
@@ -317,9 +335,10 @@ def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 
     with tempfile.TemporaryDirectory(dir=scratch) as folder:
         log("end to end: CyTOF demo ...")
         spec = dict(_cytof_files(folder), out=str(Path(folder) / "edited.npy"),
-                    fit={"verbose": 0})
+                    fit={"verbose": 0, "epochs": demo_epochs})
         end_to_end.append(dict(_run_child(spec), rows=3000, label="CyTOF demo (3 x 1000 cells, "
-                               "up to 200 epochs, early stopping, batch 100)", load=_load()))
+                               f"up to {demo_epochs} epochs, early stopping, batch 100)",
+                               load=_load()))
         for rows in sizes:
             log(f"end to end: {rows} synthetic rows ...")
             paths = _synthetic(folder, rows)
@@ -330,6 +349,9 @@ def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 
             for path in paths.values():
                 os.remove(path)
     figures["end_to_end"] = end_to_end
+    if export_rows:
+        log(f"exported graphs: {export_rows} rows per pass ...")
+        figures["export"] = _export_in_child(export_rows)
     figures["load_end"] = os.getloadavg()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -450,7 +472,55 @@ def render(figures):
             f"Largest run's peak RSS: {memory[-1] / 2**30:.2f} GiB = "
             f"{memory[-1] / GOAL_MEMORY_BYTES:.1%} of the 24 GiB goal.",
         ]
+    if "export" in figures:
+        lines += _render_export(figures["export"])
     return "\n".join(lines) + "\n"
+
+
+EXPORT_LABELS = {
+    "plain": "plain autoencoder (no edit; the yardstick)",
+    "lookup": "paper: D(NeuronEdit(E(x))), edit as exported (lookup table)",
+    "search": "paper, edit as the layer's binary search",
+    "calibrated": "calibrated (default): residual form + calibration, as exported",
+}
+
+
+def _render_export(e):
+    """The exported-graph section of SPEED.md from ``export_speed``'s figures."""
+    goals = e["goals"]
+    lines = [
+        "",
+        f"## Exported graph inference ({e['rows']:,} rows of the demo's width, batch "
+        f"{e['batch_size']})",
+        "",
+        "Raw rows in, edited raw rows out, through the exported SavedModel "
+        "(`tf.saved_model.load`, `serving_default`) and the TFLite file "
+        f"({e['tflite_runtime']}, {e['tflite_threads']} threads); the graphs run interleaved, "
+        "best of 3 rounds. The editor is the demo's (real CyTOF, 37 markers), trained 5 epochs.",
+        "",
+        "| graph | SavedModel rows/s | TFLite rows/s | cost over plain AE (SavedModel / TFLite) "
+        "| TFLite ÷ SavedModel |",
+        "|---|---|---|---|---|",
+    ]
+    for graph, rates in e["rows_per_second"].items():
+        cost = e["edit_overhead"].get(graph)
+        cost_text = "–" if cost is None else f"{cost['saved_model']:+.0%} / {cost['tflite']:+.0%}"
+        lines.append(f"| {EXPORT_LABELS.get(graph, graph)} | {rates['saved_model']:,.0f} | "
+                     f"{rates['tflite']:,.0f} | {cost_text} | "
+                     f"{e['tflite_vs_saved_model'][graph]:.2f} |")
+    lookup = e.get("lookup") or {}
+    lines += [
+        "",
+        f"Goals: the edit costs at most {goals['max_edit_overhead']:.0%} over the plain "
+        f"autoencoder; TFLite at least {goals['min_tflite_ratio']:.0%} of SavedModel's rate. "
+        f"The lookup table has {lookup.get('bins', '–')} bins; lookup and binary search agree "
+        f"to {e['lookup_vs_search_max_rel']:.1e} (relative). The calibrated graph runs the "
+        "decoder twice (`x + D(edit(E x)) - D(E x)`), so its cost over the plain autoencoder is "
+        "mostly a second decoder pass, not the edit.",
+        f"Load average before/after: {e['machine']['load_average_before'][0]:.2f} / "
+        f"{e['machine']['load_average_after'][0]:.2f}.",
+    ]
+    return lines
 
 
 def main(argv=None, prog="python -m neuronedit_tf.bench.speed"):
@@ -462,12 +532,17 @@ def main(argv=None, prog="python -m neuronedit_tf.bench.speed"):
     parser.add_argument("--sizes", type=lambda s: tuple(int(float(x)) for x in s.split(",")),
                         default=DEFAULT_SIZES, help="comma-separated total rows, e.g. 1e4,1e5")
     parser.add_argument("--scratch", help="folder for temporary NPY files (default: system temp)")
+    parser.add_argument("--export-rows", type=lambda s: int(float(s)), default=10**6,
+                        help="rows per pass of the exported-graph timing (0 skips it)")
     args = parser.parse_args(argv)
     command = prog + (f" --out {args.out}" if args.out != "benchmarks" else "")
     if args.sizes != DEFAULT_SIZES:
         command += " --sizes " + ",".join(f"{s:.0e}".replace("+0", "") for s in args.sizes)
+    if args.export_rows != 10**6:
+        command += f" --export-rows {args.export_rows:.0e}".replace("+0", "")
     figures = run_speed(args.out, args.sizes, command=command, scratch=args.scratch,
-                        log=lambda m: print(m, file=sys.stderr, flush=True))
+                        log=lambda m: print(m, file=sys.stderr, flush=True),
+                        export_rows=args.export_rows)
     print(render(figures))
     return 0
 

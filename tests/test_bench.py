@@ -1,0 +1,73 @@
+"""The benchmark harness end to end, in its quick configuration (`neuronedit bench ... --quick`)."""
+
+import re
+
+import numpy as np
+import pytest
+
+from neuronedit_tf import cli, metrics
+from neuronedit_tf.bench import drugs, report
+
+
+def _table(markdown, first_column):
+    """Rows of the markdown table whose header starts with ``first_column``: {name: [cells]}."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_drugs_and_images_write_results(tmp_path, capsys):
+    assert cli.main(["bench", "drugs", "--quick", "--out", str(tmp_path)]) == 0
+    assert cli.main(["bench", "images", "--quick", "--out", str(tmp_path)]) == 0
+    results = (tmp_path / "RESULTS.md").read_text()
+    # Both sections are kept, in order, each with its own command.
+    assert results.index("## Drug combinations") < results.index("## Images")
+    assert "`neuronedit bench drugs --out" in results and "--quick`" in results
+    for figure in ("drugs_moments.png", "images_grid.png"):
+        assert (tmp_path / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({figure})" in results
+    # The no-correction row equals the metric computed independently on X vs the truth.
+    case = drugs.drug_case(n_per_part=500, seed=0)
+    rows = _table(results[results.index("## Drug"):], "method")
+    truth, extra = drugs.to_scale(case.truth), drugs.to_scale(case.extra)
+    assert float(rows["none"][4]) == pytest.approx(metrics.rmse(extra, truth), abs=1e-3)
+    assert float(rows["linear additive"][0]) == pytest.approx(
+        metrics.moment_r(drugs.to_scale(drugs.linear_additive(case)), truth)[0], abs=1e-3)
+    image_rows = _table(results[results.index("## Images"):], "method")
+    assert set(image_rows) == {"neuron editing (paper, conv)", "none", "mean_shift"}
+    for cells in list(rows.values()) + list(image_rows.values()):
+        assert all(np.isfinite(float(c.split(" ")[0])) for c in cells)
+
+
+def test_rerunning_one_experiment_keeps_the_others(tmp_path):
+    first = report.Section("drugs", "Drugs", "| a |", command="x")
+    second = report.Section("batch", "Batch", "| b |", command="y")
+    report.write_results(tmp_path, [first], "# R")
+    text = report.write_results(tmp_path, [second], "# R").read_text()
+    assert text.index("## Batch") < text.index("## Drugs")
+    replaced = report.write_results(tmp_path, [report.Section("drugs", "Drugs", "new", command="x")],
+                                    "# R").read_text()
+    assert "new" in replaced and "| a |" not in replaced
+
+
+def test_speed_quick_writes_speed_md(tmp_path):
+    assert cli.main(["bench", "speed", "--quick", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "SPEED.md").read_text()
+    for heading in ("## Training throughput", "## Percentile fitting", "## End to end",
+                    "## Exported graph inference"):
+        assert heading in text
+    assert "neuronedit bench speed --out" in text
+    # Every rate in the tables is a positive number that was measured, not a placeholder.
+    rates = re.findall(r"\| ([\d,]+) \|", text)
+    assert rates and all(int(r.replace(",", "")) > 0 for r in rates)
+
+
+def test_bench_rejects_bad_seeds(capsys):
+    assert cli.main(["bench", "drugs", "--seeds", "a,b", "--out", "unused"]) == 1
+    assert "--seeds takes comma-separated integers" in capsys.readouterr().err
