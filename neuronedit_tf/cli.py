@@ -18,6 +18,7 @@ EXAMPLES = {
            "--channels @markers.txt --transform arcsinh --cofactor 5 --model edit_model/",
     "apply": "neuronedit apply --model edit_model/ sample_A.fcs other_A.fcs --out-dir edited/",
     "export": "neuronedit export --model edit_model/ --out served --name neuronedit --format both",
+    "zoo": "neuronedit zoo list | neuronedit zoo info cytof_spikein | neuronedit zoo pull NAME",
 }
 FORMAT_HELP = ("file format, overriding the extension: fcs, csv, tsv, parquet, npy, npz, hdf5, "
                "h5ad (HDF5/NPZ arrays are named as FILE.h5:/path)")
@@ -43,6 +44,8 @@ def _parser():
     demo.add_argument("--out", default="neuronedit_demo", help="output folder")
     demo.add_argument("--epochs", type=int, default=200, help="maximum training epochs")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--preset", nargs="?", const="cytof_spikein", default=None,
+                      help="use a zoo preset instead of training (default cytof_spikein)")
 
     fit = command("fit", "Train an editor from source/target (and extra) files; save it.")
     fit.add_argument("--source", required=True, help="S: the data before the change")
@@ -87,6 +90,24 @@ def _parser():
     export.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip the fresh-process parity check")
     export.add_argument("--overwrite", action="store_true")
+
+    zoo = command("zoo", "Presets: list, describe, download or retrain fitted editors.")
+    actions = zoo.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
+    actions.add_parser("list", help="the registry's presets")
+    info = actions.add_parser("info", help="a preset's registry entry and metadata (JSON)")
+    info.add_argument("name", help="a preset name or folder")
+    pull = actions.add_parser("pull", help="download a preset (sha256 checked) into the cache")
+    pull.add_argument("name")
+    pull.add_argument("--force-download", action="store_true")
+    for action in (info, pull):
+        action.add_argument("--index", help="a registry index.json (path or URL; default: shipped)")
+    pull.add_argument("--cache-dir", help="cache folder (default $NEURONEDIT_HOME/zoo)")
+    train = actions.add_parser("train", help="retrain a preset from its recipe")
+    train.add_argument("name")
+    train.add_argument("--out", required=True, help="the preset folder to write")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--overwrite", action="store_true")
     return parser
 
 
@@ -253,7 +274,13 @@ def _apply(args):
 def _demo(args):
     from neuronedit_tf.demo import run_demo, summary
 
-    print(summary(run_demo(args.out, epochs=args.epochs, seed=args.seed)))
+    editor = None
+    if args.preset:
+        from neuronedit_tf import zoo
+
+        editor = zoo.load(args.preset)
+        print(f"using the preset {args.preset} (no training)")
+    print(summary(run_demo(args.out, epochs=args.epochs, seed=args.seed, editor=editor)))
 
 
 def _export(args):
@@ -268,7 +295,30 @@ def _export(args):
         print(f"  {artifact}: max abs difference to the Keras model {figures['max_abs']:.3g}")
 
 
-HANDLERS = {"demo": _demo, "fit": _fit, "apply": _apply, "export": _export}
+def _zoo(args):
+    import json
+
+    from neuronedit_tf import zoo
+
+    if args.zoo_command == "list":
+        for row in zoo.list():
+            where = "shipped" if row["shipped"] else "download"
+            print(f"{row['name']:<18} {row['size'] / 1e6:5.2f} MB  {where:<8}  {row['description']}")
+    elif args.zoo_command == "info":
+        print(json.dumps(zoo.info(args.name, index=args.index), indent=2))
+    elif args.zoo_command == "pull":
+        path = zoo.pull(args.name, index=args.index, cache=args.cache_dir,
+                        force_download=args.force_download)
+        print(f"pulled {args.name} to {path}")
+    elif args.zoo_command == "train":
+        metadata = zoo.train(args.name, args.out, epochs=args.epochs, seed=args.seed,
+                             overwrite=args.overwrite)
+        print(f"wrote the preset {args.name} to {args.out}")
+        for key, value in metadata["metrics"].items():
+            print(f"  {key}: {value:.4f}")
+
+
+HANDLERS = {"demo": _demo, "fit": _fit, "apply": _apply, "export": _export, "zoo": _zoo}
 
 
 def main(argv=None):
