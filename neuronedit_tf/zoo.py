@@ -77,6 +77,7 @@ def sha256(path) -> str:
 def _write_text(path, text):
     with atomic_path(path) as temporary:
         Path(temporary).write_text(text)
+        os.chmod(temporary, 0o644)  # a registry is public (mkstemp makes 0600)
 
 
 def _read_json(path, what):
