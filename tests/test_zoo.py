@@ -259,3 +259,27 @@ def test_demo_with_the_preset_skips_training(tmp_path, capsys):
     assert "using the preset cytof_spikein" in out and "Epoch" not in out
     metrics = zoo.info("cytof_spikein")["metadata"]["metrics"]
     assert f"{metrics['r']:.3f}" in out
+
+
+def test_a_conv_preset_round_trips_as_an_image_editor(tmp_path):
+    from neuronedit_tf.bench.images import image_case
+
+    editor = zoo.load("digits_thicken")
+    images = image_case(seed=0).extra[:64]
+    path = zoo.save(editor, tmp_path / "digits", "digits", "a copy")
+    loaded = zoo.load(path)
+    assert loaded.images
+    np.testing.assert_array_equal(loaded.transform(images), editor.transform(images))
+
+
+def test_train_writes_a_preset_with_its_command_and_leaves_the_registry_alone(tmp_path, capsys):
+    before = (zoo.PRESETS_DIR / "index.json").read_bytes()
+    out = tmp_path / "digits"
+    assert zoo.main(["train", "digits_thicken", "--out", str(out), "--epochs", "2"]) == 0
+    assert "rmse_per_image" in capsys.readouterr().out
+    metadata = zoo.info(out)["metadata"]
+    assert metadata["command"] == f"python -m neuronedit_tf.zoo train digits_thicken --out {out} --epochs 2"
+    assert metadata["data"]["epochs_max"] == 2
+    assert set(metadata["metrics"]) >= {"rmse_per_image", "frechet", "class_kept"}
+    zoo.load(out)
+    assert (zoo.PRESETS_DIR / "index.json").read_bytes() == before
