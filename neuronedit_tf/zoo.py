@@ -435,10 +435,12 @@ def load(name_or_path_or_url, index=None, cache=None, force_download=False):
 
 
 # ------------------------------------------------------------------ recipes
-def _command(name, out, epochs):
+def _command(name, out, epochs, overwrite):
     parts = ["python -m neuronedit_tf.zoo train", name, "--out", str(out)]
     if epochs is not None:
         parts += ["--epochs", str(epochs)]
+    if overwrite:
+        parts.append("--overwrite")
     return " ".join(parts)
 
 
@@ -537,7 +539,7 @@ def train(name, out, epochs=None, seed=0, overwrite=False, verbose="auto"):
     recipe, description = RECIPES[name]
     started = time.time()
     editor, metadata, card = recipe(epochs=epochs, seed=seed, verbose=verbose)
-    metadata["command"] = _command(name, out, epochs)
+    metadata["command"] = _command(name, out, epochs, overwrite)
     metadata["train_seconds"] = round(time.time() - started, 1)
     path = save(editor, out, name, description, metadata=metadata, card=card, overwrite=overwrite)
     if Path(out).resolve().parent == PRESETS_DIR:
