@@ -5,10 +5,9 @@ import sys
 import time
 from pathlib import Path
 
+import nbclient  # the test extra installs nbclient, nbformat and ipykernel
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat", reason="the test extra installs nbformat")
-nbclient = pytest.importorskip("nbclient", reason="the test extra installs nbclient")
 
 REPO = Path(__file__).resolve().parent.parent
 FOLDER = REPO / "notebooks"
