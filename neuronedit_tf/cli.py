@@ -19,6 +19,7 @@ EXAMPLES = {
     "apply": "neuronedit apply --model edit_model/ sample_A.fcs other_A.fcs --out-dir edited/",
     "export": "neuronedit export --model edit_model/ --out served --name neuronedit --format both",
     "bench": "neuronedit bench all --out benchmarks",
+    "zoo": "neuronedit zoo list | neuronedit zoo info cytof_spikein | neuronedit zoo pull NAME",
 }
 FORMAT_HELP = ("file format, overriding the extension: fcs, csv, tsv, parquet, npy, npz, hdf5, "
                "h5ad (HDF5/NPZ arrays are named as FILE.h5:/path)")
@@ -44,6 +45,8 @@ def _parser():
     demo.add_argument("--out", default="neuronedit_demo", help="output folder")
     demo.add_argument("--epochs", type=int, default=200, help="maximum training epochs")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--preset", nargs="?", const="cytof_spikein", default=None,
+                      help="use a zoo preset instead of training (default cytof_spikein)")
 
     fit = command("fit", "Train an editor from source/target (and extra) files; save it.")
     fit.add_argument("--source", required=True, help="S: the data before the change")
@@ -99,6 +102,23 @@ def _parser():
                             "experiment: batch and drugs 0,1,2; images 0)")
     bench.add_argument("--quick", action="store_true",
                        help="a tiny configuration that proves the harness works (seconds)")
+    zoo = command("zoo", "Presets: list, describe, download or retrain fitted editors.")
+    actions = zoo.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
+    actions.add_parser("list", help="the registry's presets")
+    info = actions.add_parser("info", help="a preset's registry entry and metadata (JSON)")
+    info.add_argument("name", help="a preset name or folder")
+    pull = actions.add_parser("pull", help="download a preset (sha256 checked) into the cache")
+    pull.add_argument("name")
+    pull.add_argument("--force-download", action="store_true")
+    for action in (info, pull):
+        action.add_argument("--index", help="a registry index.json (path or URL; default: shipped)")
+    pull.add_argument("--cache-dir", help="cache folder (default $NEURONEDIT_HOME/zoo)")
+    train = actions.add_parser("train", help="retrain a preset from its recipe")
+    train.add_argument("name")
+    train.add_argument("--out", required=True, help="the preset folder to write")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--overwrite", action="store_true")
     return parser
 
 
@@ -265,7 +285,13 @@ def _apply(args):
 def _demo(args):
     from neuronedit_tf.demo import run_demo, summary
 
-    print(summary(run_demo(args.out, epochs=args.epochs, seed=args.seed)))
+    editor = None
+    if args.preset:
+        from neuronedit_tf import zoo
+
+        editor = zoo.load(args.preset)
+        print(f"using the preset {args.preset} (no training)")
+    print(summary(run_demo(args.out, epochs=args.epochs, seed=args.seed, editor=editor)))
 
 
 def _export(args):
@@ -342,7 +368,31 @@ def _seeds(text):
     return seeds
 
 
-HANDLERS = {"demo": _demo, "fit": _fit, "apply": _apply, "export": _export, "bench": _bench}
+def _zoo(args):
+    import json
+
+    from neuronedit_tf import zoo
+
+    if args.zoo_command == "list":
+        for row in zoo.list():
+            where = "shipped" if row["shipped"] else "download"
+            print(f"{row['name']:<18} {row['size'] / 1e6:5.2f} MB  {where:<8}  {row['description']}")
+    elif args.zoo_command == "info":
+        print(json.dumps(zoo.info(args.name, index=args.index), indent=2))
+    elif args.zoo_command == "pull":
+        path = zoo.pull(args.name, index=args.index, cache=args.cache_dir,
+                        force_download=args.force_download)
+        print(f"pulled {args.name} to {path}")
+    elif args.zoo_command == "train":
+        metadata = zoo.train(args.name, args.out, epochs=args.epochs, seed=args.seed,
+                             overwrite=args.overwrite)
+        print(f"wrote the preset {args.name} to {args.out}")
+        for key, value in metadata["metrics"].items():
+            print(f"  {key}: {value:.4f}")
+
+
+HANDLERS = {"demo": _demo, "fit": _fit, "apply": _apply, "export": _export, "bench": _bench,
+            "zoo": _zoo}
 
 
 def main(argv=None):

@@ -423,6 +423,8 @@ class NeuronEditor(Estimator):
 
         custom = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Logicle": Logicle}
         editor.model = keras.saving.load_model(model_file, custom_objects=custom, safe_mode=True)
+        if state["config"]["model"] == "custom":
+            editor.architecture = editor.model  # a custom (e.g. conv) graph: images or tables
         editor.columns = state.get("columns")
         editor.passthrough = state.get("passthrough") or []
         editor.history = state.get("history")

@@ -249,7 +249,7 @@ def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantiz
     Raises:
         NeuronEditError: an artifact failed to run or differs beyond its tolerance.
     """
-    folder = Path(folder)
+    folder = Path(folder).resolve()  # the check runs in another working directory
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
     inputs = np.asarray(inputs, np.float32)
     with tempfile.TemporaryDirectory() as scratch:
