@@ -188,6 +188,10 @@ truth itself scores {clean["class_kept"]:.3f}).
 
 {report.markdown_table(summary, ["method", *METRICS, "fit+transform s"])}
 
+Best by each metric (mean over seeds):
+
+{report.leaders(rows, {"rmse_per_image": "lower", "frechet": "lower", "class_kept": "higher"})}
+
 ![X, truth and edits of unseen digits]({figure})
 
 The paper's Table 1 (FID on CelebA, its own data; only the ranking is comparable):

@@ -173,3 +173,30 @@ def write_results(out_dir, sections, preamble=""):
     with atomic_path(out / "RESULTS.md") as path:
         Path(path).write_text(text)
     return out / "RESULTS.md"
+
+
+def leaders(rows, metrics):
+    """One markdown line per metric naming the best method by its mean over seeds (and cases).
+
+    Args:
+        rows: :func:`run_methods` rows.
+        metrics: ``{metric: "lower"|"higher"}`` (which way is better).
+
+    Example:
+        >>> rows = [{"method": "a", "emd": 0.2}, {"method": "b", "emd": 0.1}]
+        >>> leaders(rows, {"emd": "lower"})
+        '- emd (lower is better): **b** 0.100, then a 0.200'
+    """
+    lines = []
+    for metric, better in metrics.items():
+        means = {}
+        for name in dict.fromkeys(r["method"] for r in rows):
+            values = [r[metric] for r in rows if r["method"] == name and np.isfinite(r[metric])]
+            if values:
+                means[name] = float(np.mean(values))
+        ranked = sorted(means, key=means.get, reverse=better == "higher")
+        if ranked:
+            rest = ", ".join(f"{n} {means[n]:.3f}" for n in ranked[1:3])
+            lines.append(f"- {metric} ({better} is better): **{ranked[0]}** "
+                         f"{means[ranked[0]]:.3f}" + (f", then {rest}" if rest else ""))
+    return "\n".join(lines)
