@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from neuronedit_tf import distribute, methods, models, streaming, validation
+from neuronedit_tf import distribute, methods, models, streaming
+from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.estimator import Estimator, named_inputs
 from neuronedit_tf.errors import NeuronEditError
@@ -112,11 +113,11 @@ class NeuronEditor(Estimator):
         self.extrapolation = extrapolation
         self.transform_name = transform
         self.cofactor = float(cofactor)
-        self.hidden = validation.widths(hidden)
-        self.seed = validation.integer(seed, "seed")
-        self.learning_rate = validation.positive_finite(learning_rate, "learning_rate")
+        self.hidden = checks.widths(hidden)
+        self.seed = checks.integer(seed, "seed")
+        self.learning_rate = checks.positive_finite(learning_rate, "learning_rate")
         if transform == "arcsinh":
-            validation.positive_finite(cofactor, "The arcsinh cofactor")
+            checks.positive_finite(cofactor, "The arcsinh cofactor")
         if logicle is not None and transform != "logicle":
             raise NeuronEditError("logicle= parameters need transform='logicle'.")
         if transform == "logicle":
@@ -225,9 +226,9 @@ class NeuronEditor(Estimator):
             self._check_rows(stream.name, stream.n_rows)
         if not isinstance(validation_split, (int, float)) or not 0 < validation_split < 1:
             raise NeuronEditError(f"validation_split must be in (0, 1); got {validation_split}.")
-        epochs = validation.positive_int(epochs, "epochs")
-        batch_size = validation.positive_int(batch_size, "batch_size")
-        patience = validation.positive_int(patience, "patience")
+        epochs = checks.positive_int(epochs, "epochs")
+        batch_size = checks.positive_int(batch_size, "batch_size")
+        patience = checks.integer(patience, "patience")
 
         keras.utils.set_random_seed(self.seed)
         if deterministic:
@@ -316,12 +317,12 @@ class NeuronEditor(Estimator):
                 ).prefetch(tf.data.AUTOTUNE)
             if out is None:
                 out = np.empty((stream.n_rows,) + expected, np.float32)
-            chunks = (validation.check_output(models.run(graph, chunk), f"The edited {name}")
+            chunks = (checks.check_output(models.run(graph, chunk), f"The edited {name}")
                       for chunk in stream.checked_chunks())
             return streaming.write_chunks(chunks, out)
         if out is not None:
             table = self._input_table(data, name, expected)
-            chunks = (validation.check_output(
+            chunks = (checks.check_output(
                           models.run(graph, table.values[i : i + streaming.CHUNK_ROWS]),
                           f"The edited {name}")
                       for i in range(0, len(table), streaming.CHUNK_ROWS))
@@ -416,7 +417,7 @@ class NeuronEditor(Estimator):
             raise NeuronEditError(
                 f"{path} is not a saved NeuronEditor (needs {CONFIG_FILE} and {MODEL_FILE})."
             )
-        validation.check_saved_folder(path)
+        checks.check_saved_folder(path)
         try:
             state = json.loads(config_file.read_text())
             config = dict(state["config"])
@@ -437,7 +438,7 @@ class NeuronEditor(Estimator):
         from neuronedit_tf.transforms import Logicle
 
         custom = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Logicle": Logicle}
-        editor.model = validation.load_keras_model(model_file, custom)
+        editor.model = checks.load_keras_model(model_file, custom)
         editor.columns = state.get("columns")
         editor.passthrough = state.get("passthrough") or []
         editor.history = state.get("history")
