@@ -187,6 +187,7 @@ def main(argv=None):
             engine = "random"
     run = run_atheris if engine == "atheris" else run_random
     summary = run(args.seconds, args.artifacts)
+    summary["budget"] = args.seconds
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:
