@@ -437,7 +437,8 @@ class NeuronEditor(Estimator):
                                   f"{error}.") from None
         from neuronedit_tf.transforms import Logicle
 
-        custom = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Logicle": Logicle}
+        custom = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Logicle": Logicle,
+                  "Saturate": models.Saturate}
         editor.model = checks.load_keras_model(model_file, custom)
         editor.columns = state.get("columns")
         editor.passthrough = state.get("passthrough") or []

@@ -46,7 +46,7 @@ MODEL_FILE = "model.keras"
 FORMAT = 1
 
 #: Layers our graphs may contain; passed to ``keras.saving.load_model`` (safe mode stays on).
-CUSTOM_OBJECTS = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh}
+CUSTOM_OBJECTS = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Saturate": models.Saturate}
 
 
 def optional(module, extra):
