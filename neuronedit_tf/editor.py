@@ -428,7 +428,7 @@ class NeuronEditor(Estimator):
                 f"{config_file} is not a NeuronEditor configuration (no 'config' object)."
             ) from None
         config.setdefault("method", "paper")  # saved before methods existed
-        if config["model"] == "custom":
+        if config.get("model") == "custom":
             config["model"] = "dense"  # the trained graph is loaded below; the name is moot
         try:
             editor = cls(**config)

@@ -7,11 +7,11 @@ payload would leave a marker file if it ever ran. Counts go to ``docs/RELIABILIT
 """
 
 import errno
+import io
 import json
 import os
 import pickle
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +27,6 @@ import neuronedit_tf
 from neuronedit_tf import NeuronEditError, NeuronEditor
 from neuronedit_tf.cli import main
 from neuronedit_tf.data import read, write
-from neuronedit_tf.data.datasets import cytof_fcs_bytes
 from neuronedit_tf.reliability_report import record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +126,7 @@ def _library_writers(monkeypatch, fail):
     def partial(real=None):
         def broken(*args, **kwargs):
             for arg in args:  # write a little first, like a disk that fills up mid-file
-                if hasattr(arg, "write"):
+                if isinstance(arg, io.IOBase):
                     arg.write(b"partial")
                     break
                 if isinstance(arg, (str, os.PathLike)) and str(arg).endswith(".part"):
@@ -212,11 +211,10 @@ def test_a_failed_save_leaves_the_previous_editor_intact(small_editor, cytof, tm
     record("faults: disk full while saving an editor", "survived")
 
 
-def test_cli_reports_a_full_disk_as_an_error_and_leaves_nothing(small_editor, tmp_path,
+def test_cli_reports_a_full_disk_as_an_error_and_leaves_nothing(small_editor, cytof, tmp_path,
                                                                 monkeypatch, capsys):
     model = small_editor.save(tmp_path / "model")
-    source = tmp_path / "in.fcs"
-    source.write_bytes(cytof_fcs_bytes("021", 2))
+    source = write(tmp_path / "in.fcs", cytof["sample"])  # the editor's 37 markers
     import neuronedit_tf.data.atomic as atomic
 
     def full(*_):
@@ -236,11 +234,7 @@ def many_files(tmp_path_factory, cytof):
     editor = NeuronEditor(transform="arcsinh", hidden=(8, 4, 2), seed=0)
     editor.fit(cytof["source"], cytof["target"], epochs=1, verbose=0)
     model = editor.save(folder / "model")
-    content = cytof_fcs_bytes("021", 2)
-    files = []
-    for i in range(40):
-        files.append(folder / f"sample{i:02d}.fcs")
-        files[-1].write_bytes(content)
+    files = [write(folder / f"sample{i:02d}.fcs", cytof["sample"]) for i in range(40)]
     return model, files, editor
 
 
