@@ -61,14 +61,16 @@ def seeds():
 
 
 def check_one(data: bytes):
-    """Read ``data`` as FCS; return normally or raise NeuronEditError (the contract)."""
+    """Read ``data`` as FCS: True if it reads, False if it is refused with a
+    NeuronEditError (the contract); any other exception propagates (a finding)."""
     from neuronedit_tf.data.fcs import read_fcs
     from neuronedit_tf.errors import NeuronEditError
 
     try:
         read_fcs(bytes(data))
     except NeuronEditError:
-        pass
+        return False
+    return True
 
 
 def _worker(argv):
@@ -136,7 +138,7 @@ def run_random(seconds, artifacts, seed=0):
     artifacts.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     pool = list(seeds().values())
-    executions, findings = 0, []
+    executions, findings, read = 0, [], 0
     stop = time.monotonic() + seconds
     start = time.monotonic()
     while time.monotonic() < stop:
@@ -153,13 +155,14 @@ def run_random(seconds, artifacts, seed=0):
                 data = data[: int(rng.integers(len(data) + 1))] + other[cut:]
         executions += 1
         try:
-            check_one(bytes(data))
+            read += check_one(bytes(data))
         except Exception as error:  # a finding: save the input
             name = f"crash-{executions}-{type(error).__name__}"
             (artifacts / name).write_bytes(bytes(data))
             findings.append(name)
     return {"engine": "random mutation (no atheris; not coverage-guided)", "target": "read_fcs",
             "seconds": round(time.monotonic() - start, 1), "executions": executions,
+            "read": read, "refused": executions - read - len(findings),
             "findings": findings, "corpus_seeds": len(pool)}
 
 

@@ -116,7 +116,7 @@ def test_transform_any_array_is_an_error_or_finite(editor, values, dtype):
             expect_error=expected)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=25)
 @given(values=hnp.arrays(np.int64, st.tuples(st.integers(1, 5), st.just(37)),
                          elements=st.integers(-(2**62), 2**62)))
 def test_integer_input_of_any_size_gives_a_finite_edit(editor, values):
@@ -272,7 +272,7 @@ def test_tl_edit_bad_input(cytof):
 FINITE32 = st.floats(-F32, F32, allow_nan=False, allow_infinity=False, width=32)
 
 
-@settings(SETTINGS, max_examples=40)
+@settings(SETTINGS, max_examples=25)
 @given(values=hnp.arrays(np.float32, st.tuples(st.integers(1, 6), st.just(37)),
                          elements=st.one_of(FINITE32, st.sampled_from(
                              [0.0, 1e-45, -1e-45, 1e30, -1e30, F32, -F32, 1e4, -1e4]))))
@@ -281,6 +281,17 @@ def test_edit_is_finite_for_any_finite_float32_input(plain_editors, editor, valu
         out = outcome("numerical safety: finite float32 inputs", lambda: model.transform(values),
                       expect_error=False)
         assert out.shape == values.shape
+
+
+def test_far_values_saturate_instead_of_overflowing(editor, plain_editors):
+    """Regression: arcsinh's inverse (sinh) overflowed to inf past ~89 on the arcsinh scale
+    (a 3e34 input), and standardising a value near float32's limit overflowed the network."""
+    far = np.stack([np.full(37, 2.9674633e34), np.full(37, F32), np.full(37, -F32),
+                    np.where(np.arange(37) % 2, F32, -F32)]).astype(np.float32)
+    for model in (editor, *plain_editors.values()):
+        out = outcome("numerical safety: finite float32 inputs", lambda: model.transform(far),
+                      expect_error=False)
+        assert np.all(np.abs(out) <= F32)
 
 
 @pytest.mark.parametrize("method", ["paper", "calibrated"])
@@ -499,3 +510,18 @@ def test_cli_bad_models_and_options_exit_1(cli_files, args, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "error:" in err, err
     record("bad input: CLI", "typed error")
+
+
+def test_fuzz_harness_runs_and_finds_nothing_in_a_short_random_run(tmp_path):
+    """The fuzzing command itself (its random engine, a few seconds; the atheris run is separate)."""
+    import json
+
+    from neuronedit_tf import fuzz
+
+    with alarm(120):
+        code = fuzz.main(["fcs", "--seconds", "3", "--engine", "random", "--artifacts",
+                          str(tmp_path / "artifacts"), "--json", str(tmp_path / "summary.json")])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert code == 0 and summary["findings"] == [] and summary["executions"] > 0
+    record("bad files: random FCS mutations", "typed error", summary["refused"])
+    record("bad files: random FCS mutations", "correct result", summary["read"])
