@@ -126,7 +126,11 @@ def render(counts, tests, seconds, fuzz, command):
         lines.append(f"| {promise} | {row[0]} | {row[1]} | {row[2]} | {sum(row)} |")
     lines.append(f"| **all** | {totals['typed error']} | {totals['correct result']} | "
                  f"{totals['survived']} | {sum(totals.values())} |")
-    lines += ["", "A case fails its test if it ends any other way (a foreign exception, a hang,",
+    lines += ["", "*typed error*: refused with a ``NeuronEditError`` (the CLI: exit code 1 and a",
+              "message); *correct result*: accepted, and the output is finite and of the right",
+              "shape (for damaged files: read, and the table passed validation; for the random",
+              "FCS mutations: read); *survived*: a fault was injected and nothing was lost.",
+              "A case fails its test if it ends any other way (a foreign exception, a hang,",
               "a NaN output, a partial or damaged file); the table counts only cases that ran.",
               "", "## Fuzzing the FCS reader", ""]
     if fuzz:
