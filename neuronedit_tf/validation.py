@@ -132,7 +132,7 @@ def _code_in_config(node, trail="config"):
     if isinstance(node, dict):
         if node.get("class_name") in CODE_LAYERS:
             return f"{trail}: a {node['class_name']} layer"
-        if node.get("class_name") in ("__lambda__", "function") or "__lambda__" in node:
+        if node.get("class_name") == "__lambda__" or "__lambda__" in node:
             return f"{trail}: a Python function"
         for key, value in node.items():
             found = _code_in_config(value, f"{trail}.{key}")

@@ -113,8 +113,8 @@ def as_table(data, name="input") -> Table:
     kind = getattr(values, "dtype", np.dtype(object)).kind
     if kind in "cmMSUV":  # complex, times, text and raw bytes are not measurements
         raise NeuronEditError(
-            f"{name} has dtype {values.dtype}, not real numbers; convert it first "
-            "(e.g. values.real, or a numeric column)."
+            f"{name} has dtype {values.dtype}, not real numbers; convert it to real numbers "
+            "first (e.g. values.astype('float32'), or values.real for complex data)."
         )
     if not isinstance(values, np.ndarray) or values.dtype.kind not in "biuf":
         try:
