@@ -116,7 +116,7 @@ def render(counts, tests, seconds, fuzz, command):
         f"pytest: {tests['tests']} tests, {tests['failures']} failed, {tests['errors']} errors, "
         f"{tests['skipped']} skipped, in {seconds:.0f} s (2-core CPU).",
         "",
-        "| Promise / case family | typed error | correct result | survived (fault injected) | total |",
+        "| Promise / case family | typed error | accepted, valid result | survived (fault injected) | total |",
         "|---|---:|---:|---:|---:|",
     ]
     totals = collections.Counter()
@@ -127,15 +127,23 @@ def render(counts, tests, seconds, fuzz, command):
     lines.append(f"| **all** | {totals['typed error']} | {totals['correct result']} | "
                  f"{totals['survived']} | {sum(totals.values())} |")
     lines += ["", "*typed error*: refused with a ``NeuronEditError`` (the CLI: exit code 1 and a",
-              "message); *correct result*: accepted, and the output is finite and of the right",
-              "shape (for damaged files: read, and the table passed validation; for the random",
-              "FCS mutations: read); *survived*: a fault was injected and nothing was lost.",
+              "message); *accepted, valid result*: the output is finite and of the right shape",
+              "(where the expected value is known, e.g. reordered channels or chunked input, it",
+              "is compared too); for damaged files: the file was read and its table passed",
+              "validation (for the random FCS mutations: read). A flipped byte inside an FCS,",
+              "NPY or HDF5 data segment changes numbers and no checksum in those formats can",
+              "tell (FCS files carry CRC 00000000), so such a file reads as the numbers it now",
+              "holds. *survived*: a fault was injected and nothing was lost.",
               "A case fails its test if it ends any other way (a foreign exception, a hang,",
               "a NaN output, a partial or damaged file); the table counts only cases that ran.",
               "", "## Fuzzing the FCS reader", ""]
     if fuzz:
+        budget = fuzz.get("budget", "?")
         lines += [
-            f"Command: ``python -m neuronedit_tf.fuzz fcs --seconds {fuzz.get('budget', '?')}``. "
+            f"From ``docs/fuzz_fcs.json``, written by ``python -m neuronedit_tf.reliability_report "
+            f"--fuzz-seconds {budget}`` (or ``python -m neuronedit_tf.fuzz fcs --seconds {budget} "
+            "--json docs/fuzz_fcs.json``). The target is ``read_fcs``; flowio and the package's "
+            "data modules are instrumented for coverage. "
             f"Engine: {fuzz['engine']}; {fuzz['executions']:,} inputs in {fuzz['seconds']} s"
             + (f", {fuzz['coverage_edges']} coverage edges" if "coverage_edges" in fuzz else "")
             + f", seeded with {fuzz['corpus_seeds']} files (the real shipped CyTOF/FACSDiva files "
