@@ -192,7 +192,9 @@ class NeuronEditor(Estimator):
             patience: epochs without validation improvement before stopping.
             verbose: Keras verbosity (``"auto"`` shows a progress bar).
             checkpoint_dir: if given, training resumes from here after a crash
-                (``keras.callbacks.BackupAndRestore``).
+                (``keras.callbacks.BackupAndRestore`` with the early stopping's state
+                and the data position): call ``fit`` again with the same arguments and
+                it ends with the uninterrupted run's result. Removed when training ends.
             deterministic: make TensorFlow's ops deterministic (slower).
             shuffle_rows: the training shuffle buffer, in rows; data up to this
                 size is shuffled exactly, larger data through the buffer.
