@@ -408,6 +408,11 @@ def main(argv=None):
     except NeuronEditError as error:
         print(f"neuronedit {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # disk full, permission denied, ...: the environment, not a bug
+        print(f"neuronedit {args.command}: error: {error.strerror or error} "
+              f"({error.filename or 'a file'}); nothing partial was left behind.",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         # Every write goes to a temporary file renamed on success, so nothing partial is left.
         print(f"neuronedit {args.command}: interrupted; no partial file was written.",

@@ -94,6 +94,83 @@ def is_chief(strategy):
                                        and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def completed_epochs(checkpoint_dir):
+    """How many epochs a ``BackupAndRestore`` backup in ``checkpoint_dir`` has finished (0: none)."""
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        path = os.path.join(os.fspath(checkpoint_dir), name)
+        try:
+            with open(path) as handle:
+                return int(json.load(handle)["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """``EarlyStopping`` whose state (best loss and weights, epochs waited, history) is
+    saved to ``folder`` after every epoch and restored when training resumes there, so a
+    resumed run stops and keeps the same best weights as an uninterrupted one.
+
+    Example:
+        >>> import tempfile
+        >>> ResumableEarlyStopping(tempfile.mkdtemp(), patience=3).patience
+        3
+    """
+
+    STATE = "early_stopping.json"
+    WEIGHTS = "early_stopping_best.npz"
+
+    def __init__(self, folder, **kwargs):
+        super().__init__(**kwargs)
+        self.folder = os.fspath(folder)
+        self.history = {}
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.history = {}
+        state_file = os.path.join(self.folder, self.STATE)
+        done = completed_epochs(self.folder)
+        if not (done and os.path.exists(state_file)):
+            return
+        with open(state_file) as handle:
+            state = json.load(handle)
+        if state["epoch"] != done:  # killed between the two backups: redo that epoch cleanly
+            state = state.get("previous") or {}
+        if not state:
+            return
+        self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        weights = os.path.join(self.folder, self.WEIGHTS)
+        if state.get("has_weights") and os.path.exists(weights):
+            with np.load(weights, allow_pickle=False) as arrays:
+                self.best_weights = [arrays[f"w{i}"] for i in range(len(arrays.files))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        before = self.best_weights
+        super().on_epoch_end(epoch, logs)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        os.makedirs(self.folder, exist_ok=True)
+        from neuronedit_tf.data.atomic import atomic_path
+
+        if self.best_weights is not None and self.best_weights is not before:
+            with atomic_path(os.path.join(self.folder, self.WEIGHTS)) as temporary:
+                with open(temporary, "wb") as handle:
+                    np.savez(handle, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
+        state_file = os.path.join(self.folder, self.STATE)
+        previous = None
+        if os.path.exists(state_file):
+            with open(state_file) as handle:
+                previous = json.load(handle)
+                previous.pop("previous", None)
+        state = {"epoch": epoch + 1, "wait": int(self.wait), "best": float(self.best),
+                 "best_epoch": int(self.best_epoch), "history": self.history,
+                 "has_weights": self.best_weights is not None, "previous": previous}
+        with atomic_path(state_file) as temporary:
+            with open(temporary, "w") as handle:
+                json.dump(state, handle)
+
+
 def train(build, strategy, training, steps, validation, epochs, patience, learning_rate,
           verbose="auto", checkpoint_dir=None, jit_compile="auto"):
     """Build and train an autoencoder under ``strategy``; return it and its history.
@@ -127,16 +204,28 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
     else:
         with strategy.scope():
             model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile)
-        callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                                   restore_best_weights=True)]
+        stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                                 restore_best_weights=True)
+        callbacks = [stopping]
         if checkpoint_dir is not None:
-            callbacks.append(keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir)))
+            # The early stopping's state is backed up first, then weights, optimiser and epoch
+            # (double checkpoint: a kill while writing falls back to the previous epoch's).
+            stopping = ResumableEarlyStopping(checkpoint_dir, monitor="val_loss",
+                                              patience=patience, restore_best_weights=True)
+            callbacks = [stopping, keras.callbacks.BackupAndRestore(
+                os.fspath(checkpoint_dir), double_checkpoint=True)]
+            # A resumed run continues the shuffle where the interrupted one was: the batches
+            # of the epochs already done are skipped, so epoch k sees the same rows in the
+            # same order as in an uninterrupted run.
+            training = training.skip(completed_epochs(checkpoint_dir) * int(steps))
         pairs = training.map(lambda x: (x, x))
         result = model.fit(pairs, validation_data=validation.map(lambda x: (x, x)),
                            epochs=int(epochs), steps_per_epoch=int(steps),
                            callbacks=callbacks, verbose=verbose,
                            shuffle=False)  # the pipeline shuffles
         history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
+        if isinstance(stopping, ResumableEarlyStopping):
+            history = stopping.history
     if not default:
         # Plain variables for everything after training (edit, transform, save, export).
         plain = build()

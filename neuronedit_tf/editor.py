@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf import distribute, methods, models, streaming
+from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.estimator import Estimator, named_inputs
 from neuronedit_tf.errors import NeuronEditError
@@ -112,9 +113,11 @@ class NeuronEditor(Estimator):
         self.extrapolation = extrapolation
         self.transform_name = transform
         self.cofactor = float(cofactor)
-        self.hidden = tuple(int(h) for h in hidden)
-        self.seed = int(seed)
-        self.learning_rate = float(learning_rate)
+        self.hidden = checks.widths(hidden)
+        self.seed = checks.integer(seed, "seed")
+        self.learning_rate = checks.positive_finite(learning_rate, "learning_rate")
+        if transform == "arcsinh":
+            checks.positive_finite(cofactor, "The arcsinh cofactor")
         if logicle is not None and transform != "logicle":
             raise NeuronEditError("logicle= parameters need transform='logicle'.")
         if transform == "logicle":
@@ -189,7 +192,9 @@ class NeuronEditor(Estimator):
             patience: epochs without validation improvement before stopping.
             verbose: Keras verbosity (``"auto"`` shows a progress bar).
             checkpoint_dir: if given, training resumes from here after a crash
-                (``keras.callbacks.BackupAndRestore``).
+                (``keras.callbacks.BackupAndRestore`` with the early stopping's state
+                and the data position): call ``fit`` again with the same arguments and
+                it ends with the uninterrupted run's result. Removed when training ends.
             deterministic: make TensorFlow's ops deterministic (slower).
             shuffle_rows: the training shuffle buffer, in rows; data up to this
                 size is shuffled exactly, larger data through the buffer.
@@ -221,10 +226,11 @@ class NeuronEditor(Estimator):
             stream.check_width(sample_shape)
         for stream in streams[:2]:
             self._check_rows(stream.name, stream.n_rows)
-        if not 0 < validation_split < 1:
+        if not isinstance(validation_split, (int, float)) or not 0 < validation_split < 1:
             raise NeuronEditError(f"validation_split must be in (0, 1); got {validation_split}.")
-        if not (int(epochs) >= 1 and int(batch_size) >= 1):
-            raise NeuronEditError("epochs and batch_size must be positive integers.")
+        epochs = checks.positive_int(epochs, "epochs")
+        batch_size = checks.positive_int(batch_size, "batch_size")
+        patience = checks.integer(patience, "patience")
 
         keras.utils.set_random_seed(self.seed)
         if deterministic:
@@ -313,11 +319,14 @@ class NeuronEditor(Estimator):
                 ).prefetch(tf.data.AUTOTUNE)
             if out is None:
                 out = np.empty((stream.n_rows,) + expected, np.float32)
-            chunks = (models.run(graph, chunk) for chunk in stream.checked_chunks())
+            chunks = (checks.check_output(models.run(graph, chunk), f"The edited {name}")
+                      for chunk in stream.checked_chunks())
             return streaming.write_chunks(chunks, out)
         if out is not None:
             table = self._input_table(data, name, expected)
-            chunks = (models.run(graph, table.values[i : i + streaming.CHUNK_ROWS])
+            chunks = (checks.check_output(
+                          models.run(graph, table.values[i : i + streaming.CHUNK_ROWS]),
+                          f"The edited {name}")
                       for i in range(0, len(table), streaming.CHUNK_ROWS))
             return streaming.write_chunks(chunks, out)
         return self._apply(data, name, lambda values: models.run(graph, values), expected)
@@ -410,20 +419,30 @@ class NeuronEditor(Estimator):
             raise NeuronEditError(
                 f"{path} is not a saved NeuronEditor (needs {CONFIG_FILE} and {MODEL_FILE})."
             )
+        checks.check_saved_folder(path)
         try:
             state = json.loads(config_file.read_text())
-        except json.JSONDecodeError as error:
+            config = dict(state["config"])
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise NeuronEditError(f"{config_file} is not valid JSON: {error}.") from None
-        config = dict(state["config"])
+        except (KeyError, TypeError, ValueError):
+            raise NeuronEditError(
+                f"{config_file} is not a NeuronEditor configuration (no 'config' object)."
+            ) from None
         config.setdefault("method", "paper")  # saved before methods existed
-        if config["model"] == "custom":
+        if config.get("model") == "custom":
             config["model"] = "dense"  # the trained graph is loaded below; the name is moot
-        editor = cls(**config)
+        try:
+            editor = cls(**config)
+        except TypeError as error:  # unknown or missing settings: another version or a damaged file
+            raise NeuronEditError(f"{config_file} holds settings this version cannot use: "
+                                  f"{error}.") from None
         from neuronedit_tf.transforms import Logicle
 
-        custom = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Logicle": Logicle}
-        editor.model = keras.saving.load_model(model_file, custom_objects=custom, safe_mode=True)
-        if state["config"]["model"] == "custom":
+        custom = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Logicle": Logicle,
+                  "Saturate": models.Saturate}
+        editor.model = checks.load_keras_model(model_file, custom)
+        if config.get("model") == "dense" and state["config"].get("model") == "custom":
             editor.architecture = editor.model  # a custom (e.g. conv) graph: images or tables
         editor.columns = state.get("columns")
         editor.passthrough = state.get("passthrough") or []

@@ -17,6 +17,7 @@ import numpy as np
 from neuronedit_tf.data.tables import (Table, align, as_table, match_names, names_of,
                                        replace_columns, select)
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.validation import check_output
 
 def as_images(data, name="input") -> Table:
     """Validate an image batch: ``(n, H, W)`` or ``(n, H, W, C)`` finite numbers.
@@ -157,4 +158,5 @@ class Estimator:
         (``(n, d)`` or ``(n, H, W, C)`` float32) and return the result like the input."""
         data = load(data)
         table = self._input_table(data, name, sample_shape)
-        return self._like(data, table, np.asarray(function(table.values), np.float32))
+        values = check_output(np.asarray(function(table.values), np.float32), f"The edited {name}")
+        return self._like(data, table, values)

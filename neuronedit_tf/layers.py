@@ -195,7 +195,7 @@ class NeuronEdit(keras.layers.Layer):
         quantiles = tuple(float(q) for q in quantiles)
         if len(quantiles) < 2:
             raise NeuronEditError("NeuronEdit needs at least two quantiles, e.g. (0, 50, 100).")
-        if any(q < 0 or q > 100 for q in quantiles) or any(
+        if any(not 0 <= q <= 100 for q in quantiles) or any(
             b <= a for a, b in zip(quantiles, quantiles[1:])
         ):
             raise NeuronEditError(

@@ -58,6 +58,37 @@ class Arcsinh(keras.layers.Layer):
         return config
 
 
+#: Standardised values are held within this many standard deviations of the mean, so
+#: that no layer of the network can overflow float32 (a far value saturates, never NaN).
+STANDARD_LIMIT = 1e12
+
+
+@keras.saving.register_keras_serializable(package="neuronedit")
+class Saturate(keras.layers.Layer):
+    """Clip values to ``[-limit, limit]`` (inf becomes ``±limit``): far inputs saturate.
+
+    Example:
+        >>> import numpy as np
+        >>> Saturate(10.0)(np.array([[-np.inf, 3.0, 1e30]], "float32")).numpy().tolist()
+        [[-10.0, 3.0, 10.0]]
+    """
+
+    def __init__(self, limit=float(np.finfo(np.float32).max), **kwargs):
+        super().__init__(**kwargs)
+        self.limit = float(limit)
+
+    def call(self, inputs):
+        return tf.clip_by_value(inputs, -self.limit, self.limit)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(limit=self.limit)
+        return config
+
+
 _LN2 = float(np.log(2.0))
 
 
@@ -75,7 +106,8 @@ def _sinh(y):
     a = tf.abs(y)
     m = tf.math.expm1(tf.minimum(a, 20.0))
     near = 0.5 * (m + m / (1.0 + m))
-    far = tf.exp(a - _LN2)
+    # Past |y| ~ 89.4 sinh overflows float32: saturate at float32's largest value instead.
+    far = tf.minimum(tf.exp(a - _LN2), float(np.finfo(np.float32).max))
     return tf.sign(y) * tf.where(a > 20.0, far, near)
 
 
@@ -127,6 +159,7 @@ def preprocessing(shape, mean, variance, transform="none", cofactor=5.0, logicle
     if layer is not None:
         x = layer(x)
     x = keras.layers.Normalization(mean=mean, variance=variance, name="standardise")(x)
+    x = Saturate(STANDARD_LIMIT, name="saturate")(x)
     return keras.Model(inputs, x, name="preprocessing")
 
 
@@ -139,6 +172,7 @@ def postprocessing(shape, mean, variance, transform="none", cofactor=5.0, logicl
     layer = _transform_layer(transform, cofactor, True, "untransform", logicle)
     if layer is not None:
         x = layer(x)
+    x = Saturate(name="saturate")(x)  # an inverse that overflows float32 ends at its limit
     return keras.Model(inputs, x, name="postprocessing")
 
 

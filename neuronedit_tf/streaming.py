@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.validation import check_variance
 
 #: Rows per chunk read, standardised, encoded or edited at a time (~10 MB at 37 features).
 CHUNK_ROWS = 65536
@@ -224,6 +225,7 @@ def moments(streams, transform):
             raise NeuronEditError(f"{stream.name} is empty: it yielded no rows.")
         counts.append(rows)
     variance = m2 / total
+    check_variance(variance, streams[0].name if len(streams) == 1 else "source, target and extra")
     variance[~(variance > 1e-12)] = 1.0
     return mean.astype(np.float32), variance.astype(np.float32), counts
 

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from neuronedit_tf import models
+from neuronedit_tf import models, validation
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.estimator import Estimator
@@ -46,7 +46,7 @@ MODEL_FILE = "model.keras"
 FORMAT = 1
 
 #: Layers our graphs may contain; passed to ``keras.saving.load_model`` (safe mode stays on).
-CUSTOM_OBJECTS = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh}
+CUSTOM_OBJECTS = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Saturate": models.Saturate}
 
 
 def optional(module, extra):
@@ -257,6 +257,7 @@ class Baseline(Estimator):
         config_file = path / CONFIG_FILE
         if not config_file.exists():
             raise NeuronEditError(f"{path} is not a saved baseline (no {CONFIG_FILE}).")
+        validation.check_saved_folder(path)
         try:
             record = json.loads(config_file.read_text())
         except json.JSONDecodeError as error:
@@ -274,12 +275,15 @@ class Baseline(Estimator):
         baseline._image_input = bool(record["images"])
         baseline.history = record["history"]
         if (path / STATE_FILE).exists():
-            with np.load(path / STATE_FILE, allow_pickle=False) as arrays:
-                baseline.state = {k: arrays[k] for k in arrays.files}
+            try:
+                with np.load(path / STATE_FILE, allow_pickle=False) as arrays:
+                    baseline.state = {k: arrays[k] for k in arrays.files}
+            except ValueError as error:  # an object array: it would need unpickling
+                raise NeuronEditError(
+                    f"{path / STATE_FILE} cannot be read without unpickling ({error}); refused."
+                ) from None
         if (path / MODEL_FILE).exists():
-            baseline.model = keras.saving.load_model(
-                path / MODEL_FILE, custom_objects=CUSTOM_OBJECTS, safe_mode=True
-            )
+            baseline.model = validation.load_keras_model(path / MODEL_FILE, CUSTOM_OBJECTS)
         baseline._after_load()
         return baseline
 

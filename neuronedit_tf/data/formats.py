@@ -492,6 +492,18 @@ def iter_chunks(path, chunk_size=65536, format=None, *, dataset=None):
         >>> [len(chunk) for chunk in iter_chunks(path, chunk_size=4)]
         [4, 4, 2]
     """
+    try:
+        yield from _iter_chunks(path, chunk_size, format, dataset)
+    except NeuronEditError:
+        raise
+    except Exception as error:  # each library raises its own types for damaged files
+        raise NeuronEditError(
+            f"{path} is not a readable file ({type(error).__name__}: {error}). "
+            "Check that it is complete and of the right kind."
+        ) from None
+
+
+def _iter_chunks(path, chunk_size, format, dataset):
     from neuronedit_tf.data.tables import Table, as_table, check_unique
 
     if int(chunk_size) < 1:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.validation import check_float32_range
 
 
 @dataclass
@@ -109,9 +110,15 @@ def as_table(data, name="input") -> Table:
     else:
         table = Table(data)
     values = table.values
+    kind = getattr(values, "dtype", np.dtype(object)).kind
+    if kind in "cmMSUV":  # complex, times, text and raw bytes are not measurements
+        raise NeuronEditError(
+            f"{name} has dtype {values.dtype}, not real numbers; convert it to real numbers "
+            "first (e.g. values.astype('float32'), or values.real for complex data)."
+        )
     if not isinstance(values, np.ndarray) or values.dtype.kind not in "biuf":
         try:
-            values = np.asarray(values, dtype=np.float32)
+            values = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
             raise NeuronEditError(
                 f"{name} is not numeric; pass a numeric array or DataFrame."
@@ -123,6 +130,7 @@ def as_table(data, name="input") -> Table:
         )
     if values.shape[0] == 0 or values.shape[1] == 0:
         raise NeuronEditError(f"{name} is empty (shape {values.shape}).")
+    check_float32_range(values, name)
     values = values.astype(np.float32)
     bad = ~np.isfinite(values)
     if bad.any():

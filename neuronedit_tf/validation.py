@@ -1,0 +1,215 @@
+"""Guards shared by every public entry point: argument checks, float32 range, finite
+outputs, and what a saved model may contain before it is loaded.
+
+Each guard raises one :class:`~neuronedit_tf.errors.NeuronEditError` that names
+the problem and the fix; none of them executes anything from the data it checks.
+
+Example:
+    >>> positive_int(3, "epochs")
+    3
+    >>> positive_int("a", "epochs")
+    Traceback (most recent call last):
+    ...
+    neuronedit_tf.errors.NeuronEditError: epochs must be a positive integer; got 'a'.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from neuronedit_tf.errors import NeuronEditError
+
+#: The largest finite float32; every value is computed in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+#: Files Keras writes into a ``.keras`` archive (zip); anything else is refused.
+KERAS_MEMBERS = ("config.json", "metadata.json", "model.weights.h5", "model.weights.npz")
+#: Layer classes that carry Python code (bytecode) in their config.
+CODE_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")
+#: Leading bytes of Python pickles (protocol 2 to 5) and of ``marshal``-ed code.
+_PICKLE_MAGIC = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
+
+
+def positive_int(value, name):
+    """``value`` as an ``int`` >= 1, or a NeuronEditError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, numbers.Real)):
+        raise NeuronEditError(f"{name} must be a positive integer; got {value!r}.")
+    if isinstance(value, numbers.Real) and not float(value).is_integer():
+        raise NeuronEditError(f"{name} must be a positive integer; got {value!r}.")
+    if int(value) < 1:
+        raise NeuronEditError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def integer(value, name):
+    """``value`` as an ``int`` (any sign), or a NeuronEditError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(
+            value).is_integer():
+        raise NeuronEditError(f"{name} must be an integer; got {value!r}.")
+    return int(value)
+
+
+def widths(values, name="hidden"):
+    """A non-empty tuple of positive layer widths, e.g. ``(500, 250, 50)``."""
+    try:
+        result = tuple(values)
+    except TypeError:
+        raise NeuronEditError(f"{name} must be a list of positive widths, e.g. (500, 250, 50); "
+                              f"got {values!r}.") from None
+    if not result:
+        raise NeuronEditError(f"{name} is empty; give at least one width, e.g. (500, 250, 50).")
+    return tuple(positive_int(v, f"every width in {name}") for v in result)
+
+
+def positive_finite(value, name):
+    """``value`` as a finite float > 0 (a cofactor, a learning rate)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise NeuronEditError(f"{name} must be a positive number; got {value!r}.") from None
+    if not (np.isfinite(number) and number > 0):
+        raise NeuronEditError(f"{name} must be a positive finite number; got {value!r}.")
+    return number
+
+
+def check_float32_range(values, name="input"):
+    """Refuse finite values too large for float32 (they would silently become inf).
+
+    ``values`` is any numeric array; float32 and smaller types always pass.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind != "f" or values.dtype.itemsize <= 4:
+        return
+    with np.errstate(invalid="ignore", over="ignore"):
+        too_large = np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)
+    if too_large.any():
+        rows, cols = np.nonzero(too_large.reshape(len(values), -1))
+        raise NeuronEditError(
+            f"{name} has {int(too_large.sum())} value(s) beyond float32's range (|x| > 3.4e38; "
+            f"first at row {rows[0]}, column {cols[0]}); every computation is in float32. "
+            "Rescale the data (e.g. divide by a constant) first."
+        )
+
+
+def check_variance(variance, name="the data"):
+    """Refuse per-feature variances that overflow float32 (features spread beyond ~1.8e19)."""
+    variance = np.asarray(variance, np.float64)
+    if not np.all(variance <= FLOAT32_MAX):
+        column = int(np.argmax(~(variance <= FLOAT32_MAX)))
+        raise NeuronEditError(
+            f"{name}: feature {column} varies too widely to standardise in float32 (variance "
+            f"{variance[column]:.3g} > 3.4e38, i.e. values beyond ~1e19). Rescale the data, or "
+            "use transform='arcsinh' for cytometry intensities."
+        )
+
+
+def check_output(values, name="the result"):
+    """Raise instead of returning NaN/inf: a non-finite output is never handed back silently."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        raise NeuronEditError(
+            f"{name} came out with NaN/inf values although the input was finite; the model "
+            "is unusable on this data (e.g. it diverged in training). Refit it with a smaller "
+            "learning rate or rescaled data."
+        )
+    return values
+
+
+# --------------------------------------------------------------------- saved files
+def _is_pickle(path):
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    return head in _PICKLE_MAGIC or Path(path).suffix.lower() in (".pkl", ".pickle", ".joblib")
+
+
+def _code_in_config(node, trail="config"):
+    """The first place in a Keras config that names a code-carrying layer or function."""
+    if isinstance(node, dict):
+        if node.get("class_name") in CODE_LAYERS:
+            return f"{trail}: a {node['class_name']} layer"
+        if node.get("class_name") == "__lambda__" or "__lambda__" in node:
+            return f"{trail}: a Python function"
+        for key, value in node.items():
+            found = _code_in_config(value, f"{trail}.{key}")
+            if found:
+                return found
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found = _code_in_config(value, f"{trail}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def check_keras_archive(path):
+    """Refuse a ``.keras`` file that holds code (a Lambda layer, a function) or a pickle.
+
+    Run before ``keras.saving.load_model(..., safe_mode=True)``, which refuses
+    the same things with a Keras ``ValueError``; this names the file and the
+    layer in a :class:`NeuronEditError` and also refuses files a ``.keras``
+    archive never holds.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
+            unexpected = [m for m in members if m not in KERAS_MEMBERS
+                          and not m.startswith("assets/")]
+            if unexpected:
+                raise NeuronEditError(
+                    f"{path} holds files a Keras model never has ({unexpected}); refusing to "
+                    "load it. Re-save the model with this package."
+                )
+            if "config.json" not in members:
+                raise NeuronEditError(f"{path} has no config.json; it is not a Keras model file.")
+            config = json.loads(archive.read("config.json"))
+    except zipfile.BadZipFile:
+        raise NeuronEditError(
+            f"{path} is not a Keras model file (not a zip archive); it may be truncated."
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise NeuronEditError(f"{path} has an unreadable config.json ({error}).") from None
+    found = _code_in_config(config)
+    if found:
+        raise NeuronEditError(
+            f"{path} contains Python code ({found}); loading it would run that code, so it is "
+            "refused (Keras safe_mode). Only load models you made, or rebuild the model "
+            "without Lambda layers."
+        )
+
+
+def check_saved_folder(path):
+    """Refuse a saved editor/method folder that holds a pickle or an unsafe ``.keras`` file."""
+    path = Path(path)
+    for item in sorted(path.rglob("*")):
+        if not item.is_file():
+            continue
+        if _is_pickle(item):
+            raise NeuronEditError(
+                f"{item} is a Python pickle; loading pickles can run arbitrary code, so this "
+                "folder is refused. Saved editors hold only JSON, NPZ and .keras files."
+            )
+        if item.suffix == ".keras":
+            check_keras_archive(item)
+
+
+def load_keras_model(path, custom_objects):
+    """``keras.saving.load_model`` with ``safe_mode=True``, after :func:`check_keras_archive`;
+    any failure is one NeuronEditError naming the file."""
+    import keras
+
+    check_keras_archive(path)
+    try:
+        return keras.saving.load_model(path, custom_objects=custom_objects, safe_mode=True)
+    except NeuronEditError:
+        raise
+    except Exception as error:  # Keras raises many types for damaged or foreign files
+        raise NeuronEditError(
+            f"Could not load the model {path} ({type(error).__name__}: {str(error)[:300]}). "
+            "Check that the folder was written by this package's save() and is complete."
+        ) from None
