@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.errors import NeuronEditError, foreign_errors
 
 #: The largest finite float32; every value is computed in float32.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -204,12 +204,6 @@ def load_keras_model(path, custom_objects):
     import keras
 
     check_keras_archive(path)
-    try:
+    with foreign_errors(f"Could not load the model {path} ({{kind}}: {{error}}). Check that the "
+                        "folder was written by this package's save() and is complete."):
         return keras.saving.load_model(path, custom_objects=custom_objects, safe_mode=True)
-    except NeuronEditError:
-        raise
-    except Exception as error:  # Keras raises many types for damaged or foreign files
-        raise NeuronEditError(
-            f"Could not load the model {path} ({type(error).__name__}: {str(error)[:300]}). "
-            "Check that the folder was written by this package's save() and is complete."
-        ) from None

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from neuronedit_tf.data.atomic import atomic_path
-from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.errors import NeuronEditError, foreign_errors
 
 EXTENSIONS = {
     ".fcs": "fcs", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv",
@@ -134,15 +134,9 @@ def read(path, format=None, *, dataset=None, mmap=True):
     format = infer_format(path, format)
     _check_content(path, format)
     reader = _READERS[format]
-    try:
+    with foreign_errors(f"{path} is not a readable {format.upper()} file ({{kind}}: {{error}}). "
+                        "Check that it is complete and of the right kind."):
         return reader(path, dataset=dataset, mmap=mmap)
-    except NeuronEditError:
-        raise
-    except Exception as error:  # each library raises its own types for damaged files
-        raise NeuronEditError(
-            f"{path} is not a readable {format.upper()} file ({type(error).__name__}: {error}). "
-            "Check that it is complete and of the right kind."
-        ) from None
 
 
 def _read_fcs(path, **_):
@@ -492,15 +486,9 @@ def iter_chunks(path, chunk_size=65536, format=None, *, dataset=None):
         >>> [len(chunk) for chunk in iter_chunks(path, chunk_size=4)]
         [4, 4, 2]
     """
-    try:
+    with foreign_errors(f"{path} is not a readable file ({{kind}}: {{error}}). "
+                        "Check that it is complete and of the right kind."):
         yield from _iter_chunks(path, chunk_size, format, dataset)
-    except NeuronEditError:
-        raise
-    except Exception as error:  # each library raises its own types for damaged files
-        raise NeuronEditError(
-            f"{path} is not a readable file ({type(error).__name__}: {error}). "
-            "Check that it is complete and of the right kind."
-        ) from None
 
 
 def _iter_chunks(path, chunk_size, format, dataset):
