@@ -13,7 +13,7 @@ from neuronedit_tf import distribute, methods, models, streaming
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.estimator import Estimator, named_inputs
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
+from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit, SupportGate
 
 CONFIG_FILE = "neuronedit.json"
 MODEL_FILE = "model.keras"
@@ -28,7 +28,7 @@ class NeuronEditor(Estimator):
     model (``self.model``), saved, loaded and exported as one graph.
 
     Args:
-        method: ``"paper"`` or ``"calibrated"``; see :mod:`neuronedit_tf.methods`.
+        method: ``"paper"``, ``"calibrated"`` or ``"gated"``; see :mod:`neuronedit_tf.methods`.
             ``"paper"`` is exactly the paper's ``D(NeuronEdit(E(X)))``;
             ``"calibrated"`` adds the decoded edit to X and calibrates each
             feature on the spike-in pair (tabular data only). Default (None):
@@ -268,6 +268,7 @@ class NeuronEditor(Estimator):
         self.model = methods.build_edit_graph(
             self.method, sample_shape, pre, encoder, decoder, post, edit,
             source_standardised, target_standardised, extrapolation=self.extrapolation,
+            seed=self.seed,
         )
         return self
 
@@ -421,7 +422,8 @@ class NeuronEditor(Estimator):
         editor = cls(**config)
         from neuronedit_tf.transforms import Logicle
 
-        custom = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Logicle": Logicle}
+        custom = {"NeuronEdit": NeuronEdit, "SupportGate": SupportGate, "Arcsinh": models.Arcsinh,
+                  "Logicle": Logicle}
         editor.model = keras.saving.load_model(model_file, custom_objects=custom, safe_mode=True)
         editor.columns = state.get("columns")
         editor.passthrough = state.get("passthrough") or []
