@@ -66,3 +66,17 @@ def test_cv_scores_average_families_then_families():
             {"candidate": "b", "family": "cytof", "ratio": 0.9},
             {"candidate": "b", "family": "spillover", "ratio": 0.5}]
     assert batch.cv_scores(rows) == pytest.approx({"a": 0.8, "b": 0.7})
+
+
+def test_select_method_scores_held_out_spike_ins_only():
+    case = next(iter(spillover_cases(n_cells=400)))
+    messages = []
+    # The truth is never read: selection runs the same with the truth replaced by garbage.
+    blind = type(case)(**{**case.__dict__, "truth": None})
+    choice, rows = batch.select_method([blind], epochs=2, log=messages.append,
+                                       candidates=(("paper", None), ("calibrated", None)))
+    assert choice in {"paper", "calibrated"}
+    assert {r["split"] for r in rows} <= {"random", "population"} and rows
+    assert all(np.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
+    scores = batch.cv_scores(rows)
+    assert scores[choice] == min(scores.values())
