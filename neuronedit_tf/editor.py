@@ -31,8 +31,10 @@ class NeuronEditor(Estimator):
         method: ``"paper"``, ``"calibrated"`` or ``"gated"``; see :mod:`neuronedit_tf.methods`.
             ``"paper"`` is exactly the paper's ``D(NeuronEdit(E(X)))``;
             ``"calibrated"`` adds the decoded edit to X and calibrates each
-            feature on the spike-in pair (tabular data only). Default (None):
-            ``"calibrated"`` for tables, ``"paper"`` for images.
+            feature on the spike-in pair (tabular data only); ``"gated"``
+            applies that calibration only to cells within the spike-ins' support.
+            Default (None): ``methods.DEFAULT_METHOD`` (``"gated"``, chosen by
+            cross-validation on spike-ins) for tables, ``"paper"`` for images.
         model: ``"dense"`` (the paper's 500-250-50 autoencoder), ``"conv"``
             (stride-2 4x4 convolutions, for images), or a chain ``keras.Model``
             mapping standardised inputs to their reconstruction.

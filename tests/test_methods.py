@@ -1,4 +1,5 @@
-"""NeuronEditor methods: "paper" is exactly the paper's graph; "calibrated" is calibrated."""
+"""NeuronEditor methods: "paper" is exactly the paper's graph; "calibrated" is calibrated;
+"gated" calibrates within the spike-ins' support."""
 
 import json
 
@@ -106,8 +107,8 @@ def test_editor_saved_without_a_method_loads_as_paper(editors, tmp_path):
     assert NeuronEditor.load(path).method == "paper"
 
 
-def test_default_method_is_calibrated_for_tables_and_paper_for_images():
-    assert NeuronEditor().method == "calibrated"
+def test_default_method_is_gated_for_tables_and_paper_for_images():
+    assert NeuronEditor().method == "gated"
     assert NeuronEditor(model="conv").method == "paper"
 
 
