@@ -480,16 +480,33 @@ def _learned(rows, cytof, spill):
         values = [v for v in values if np.isfinite(v)]
         return float(np.mean(values)) if values else float("nan")
 
+    def best(family, metric):
+        names = dict.fromkeys(r["method"] for r in rows if r["family"] == family)
+        scored = {n: mean(n, family, metric) for n in names}
+        scored = {n: v for n, v in scored.items() if np.isfinite(v)}
+        name = min(scored, key=scored.get)
+        return name, scored[name]
+
     default = f"neuron editing ({ne_methods.DEFAULT_METHOD})"
     lines = ["### What we learned\n"]
     if cytof:
-        d, p, q = (mean(m, "cytof", "emd") for m in (default, "neuron editing (paper)",
-                                                     "quantile_map"))
-        lines.append(f"* CyTOF: the default method's EMD {d:.3f} vs the paper's setting {p:.3f} "
-                     f"and the per-feature quantile map {q:.3f}.")
+        d, p, q, c = (mean(m, "cytof", "emd") for m in (
+            default, "neuron editing (paper)", "quantile_map", "neuron editing (calibrated)"))
+        name, value = best("cytof", "emd")
+        lines.append(
+            f"* CyTOF: the default ({default}) reaches EMD {d:.3f} (r "
+            f"{mean(default, 'cytof', 'r'):.3f}) vs {p:.3f} for the paper's setting and {q:.3f} "
+            f"for the per-feature quantile map; best: {name} {value:.3f}. Any per-feature "
+            f"calibration ends up matching each marker's spike-in change, so it ties the quantile "
+            f"map (calibrated {c:.3f}); the gap to the floor is the part of the batch effect "
+            "that differs between the spike-in donor and the sample donor.")
     if spill:
-        d, p, q = (mean(m, "spillover", "rmse") for m in (default, "neuron editing (paper)",
-                                                          "quantile_map"))
-        lines.append(f"* Cross-channel: per-cell RMSE {d:.3f} (default) vs {p:.3f} (paper's "
-                     f"setting) and {q:.3f} (quantile map).")
+        d, p, q, c = (mean(m, "spillover", "rmse") for m in (
+            default, "neuron editing (paper)", "quantile_map", "neuron editing (calibrated)"))
+        name, value = best("spillover", "rmse")
+        lines.append(
+            f"* Cross-channel: per-cell RMSE {d:.3f} (default) vs {p:.3f} (paper's setting), "
+            f"{c:.3f} (calibrated without the gate) and {q:.3f} (quantile map); best: {name} "
+            f"{value:.3f}. The gate returns most of what the ungated calibration gives away, "
+            "but not all: some of the sample's cells lie within the spike-ins' support.")
     return "\n".join(lines) + "\n"
