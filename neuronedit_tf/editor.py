@@ -14,7 +14,7 @@ from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.estimator import Estimator, named_inputs
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
+from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit, SupportGate
 
 CONFIG_FILE = "neuronedit.json"
 MODEL_FILE = "model.keras"
@@ -29,11 +29,13 @@ class NeuronEditor(Estimator):
     model (``self.model``), saved, loaded and exported as one graph.
 
     Args:
-        method: ``"paper"`` or ``"calibrated"``; see :mod:`neuronedit_tf.methods`.
+        method: ``"paper"``, ``"calibrated"`` or ``"gated"``; see :mod:`neuronedit_tf.methods`.
             ``"paper"`` is exactly the paper's ``D(NeuronEdit(E(X)))``;
             ``"calibrated"`` adds the decoded edit to X and calibrates each
-            feature on the spike-in pair (tabular data only). Default (None):
-            ``"calibrated"`` for tables, ``"paper"`` for images.
+            feature on the spike-in pair (tabular data only); ``"gated"``
+            applies that calibration only to cells within the spike-ins' support.
+            Default (None): ``methods.DEFAULT_METHOD`` (``"gated"``, chosen by
+            cross-validation on spike-ins) for tables, ``"paper"`` for images.
         model: ``"dense"`` (the paper's 500-250-50 autoencoder), ``"conv"``
             (stride-2 4x4 convolutions, for images), or a chain ``keras.Model``
             mapping standardised inputs to their reconstruction.
@@ -274,6 +276,7 @@ class NeuronEditor(Estimator):
         self.model = methods.build_edit_graph(
             self.method, sample_shape, pre, encoder, decoder, post, edit,
             source_standardised, target_standardised, extrapolation=self.extrapolation,
+            seed=self.seed,
         )
         return self
 
@@ -439,8 +442,8 @@ class NeuronEditor(Estimator):
                                   f"{error}.") from None
         from neuronedit_tf.transforms import Logicle
 
-        custom = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Logicle": Logicle,
-                  "Saturate": models.Saturate}
+        custom = {"NeuronEdit": NeuronEdit, "SupportGate": SupportGate, "Arcsinh": models.Arcsinh,
+                  "Logicle": Logicle, "Saturate": models.Saturate}
         editor.model = checks.load_keras_model(model_file, custom)
         if config.get("model") == "dense" and state["config"].get("model") == "custom":
             editor.architecture = editor.model  # a custom (e.g. conv) graph: images or tables

@@ -148,8 +148,9 @@ def write_saved_model(editor, path, edit="lookup", method=None):
     # The plain autoencoder (benchmark baseline) has neither edit nor calibration.
     method = "paper" if edit == "plain" else (method or editor.method)
     calibration = None if method == "paper" else _edit_graph(editor, edit, "calibration")
+    gate = editor.part("support_gate") if method == "gated" else None
     serving = methods.assemble(method, feature_shape, pre, encoder, edit_layer, decoder, post,
-                               calibration, name="neuron_editor_serving")
+                               calibration, name="neuron_editor_serving", gate=gate)
     archive = keras.export.ExportArchive()
     archive.track(serving)
     archive.add_endpoint(

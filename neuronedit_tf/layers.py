@@ -339,3 +339,132 @@ class NeuronEdit(keras.layers.Layer):
             max_samples=self.max_samples,
         )
         return config
+
+
+#: Reference codes a :class:`SupportGate` keeps (a seeded subsample of the spike-ins' codes).
+DEFAULT_GATE_REFERENCE = 1000
+
+
+@keras.saving.register_keras_serializable(package="neuronedit")
+class SupportGate(keras.layers.Layer):
+    """Blend two versions of each row by how far the row lies from reference codes.
+
+    ``call([codes, inside, outside])`` returns ``outside + w * (inside - outside)``
+    per row, with ``w = clip((high - r) / (high - low), 0, 1)`` and ``r`` the
+    distance from the row's code to its ``k``-th nearest reference code, divided
+    by the median of the reference codes' own (leave-one-out) ``k``-th nearest
+    distances. So ``w = 1`` for rows as close to the reference as the reference's
+    typical member (``r <= low``), ``w = 0`` far outside it (``r >= high``).
+
+    Used by the ``"gated"`` method (:mod:`neuronedit_tf.methods`): the
+    per-feature calibration learned on the spike-ins is applied only to cells
+    whose autoencoder codes lie within the spike-ins' support; cells of other
+    populations keep the decoded edit alone.
+
+    The distances are one matrix product with the stored reference (``MatMul``,
+    ``TopKV2``: TFLite builtins), ``(reference, n_neurons)`` float32 weights.
+
+    Args:
+        k: the neighbour whose distance is used.
+        low, high: the ratio band over which ``w`` falls from 1 to 0.
+        max_reference: reference codes kept by ``adapt`` (seeded subsample).
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> reference = rng.normal(size=(500, 2)).astype("float32")
+        >>> gate = SupportGate(k=5, low=1.5, high=3.0)
+        >>> gate.adapt(reference)
+        >>> codes = np.array([[0.0, 0.0], [50.0, 50.0]], "float32")
+        >>> inside, outside = np.ones((2, 3), "float32"), np.zeros((2, 3), "float32")
+        >>> gate([codes, inside, outside]).numpy()[:, 0].tolist()
+        [1.0, 0.0]
+    """
+
+    def __init__(self, k=10, low=1.5, high=3.0, max_reference=DEFAULT_GATE_REFERENCE, **kwargs):
+        super().__init__(**kwargs)
+        if int(k) < 1:
+            raise NeuronEditError(f"SupportGate needs k >= 1; got {k}.")
+        if not 0 < float(low) < float(high):
+            raise NeuronEditError(f"SupportGate needs 0 < low < high; got low={low}, high={high}.")
+        self.k = int(k)
+        self.low = float(low)
+        self.high = float(high)
+        self.max_reference = int(max_reference)
+
+    def build_reference(self, n_reference, n_neurons):
+        self.reference = self.add_weight(name="reference", shape=(n_reference, n_neurons),
+                                         initializer="zeros", trainable=False)
+        self.scale = self.add_weight(name="scale", shape=(), initializer="ones",
+                                     trainable=False)
+
+    def build(self, input_shape):
+        if not hasattr(self, "reference"):
+            raise NeuronEditError("SupportGate is not adapted; call adapt(reference_codes) first.")
+        self.built = True
+
+    def adapt(self, reference, seed=0):
+        """Keep (a seeded subsample of) ``reference`` codes ``(rows, n_neurons)`` and
+        the median of their leave-one-out ``k``-th nearest distances."""
+        reference = np.asarray(reference, np.float32)
+        if reference.ndim != 2 or len(reference) <= self.k:
+            raise NeuronEditError(
+                f"SupportGate.adapt needs more than k={self.k} rows of codes (rows, neurons); "
+                f"got shape {reference.shape}."
+            )
+        if len(reference) > self.max_reference:
+            rows = np.random.default_rng(seed).choice(len(reference), self.max_reference,
+                                                      replace=False)
+            reference = reference[np.sort(rows)]
+        from scipy.spatial import cKDTree
+
+        distance = cKDTree(reference).query(reference, self.k + 1)[0][:, -1]
+        scale = float(np.median(distance))
+        if not scale > 0:
+            raise NeuronEditError("The reference codes are (nearly) all equal; the gate needs spread.")
+        if not hasattr(self, "reference"):
+            self.build_reference(*reference.shape)
+        elif tuple(self.reference.shape) != reference.shape:
+            raise NeuronEditError(
+                f"This gate holds {tuple(self.reference.shape)} reference codes; adapt got "
+                f"{reference.shape}."
+            )
+        self.reference.assign(reference)
+        self.scale.assign(scale)
+        self.built = True
+
+    def weight(self, codes):
+        """``w`` per row, shape ``(rows, 1)``."""
+        codes = tf.cast(codes, tf.float32)
+        reference = tf.convert_to_tensor(self.reference)
+        squared = (tf.reduce_sum(codes * codes, axis=1, keepdims=True)
+                   - 2.0 * tf.matmul(codes, reference, transpose_b=True)
+                   + tf.reduce_sum(reference * reference, axis=1)[None, :])
+        nearest = -tf.math.top_k(-squared, k=self.k).values[:, -1:]
+        ratio = tf.sqrt(tf.maximum(nearest, 0.0)) / self.scale
+        return tf.clip_by_value((self.high - ratio) / (self.high - self.low), 0.0, 1.0)
+
+    def call(self, inputs):
+        codes, inside, outside = inputs
+        return outside + self.weight(codes) * (inside - outside)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(k=self.k, low=self.low, high=self.high, max_reference=self.max_reference,
+                      n_reference=None if not hasattr(self, "reference") else
+                      int(self.reference.shape[0]),
+                      n_neurons=None if not hasattr(self, "reference") else
+                      int(self.reference.shape[1]))
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        n_reference, n_neurons = config.pop("n_reference", None), config.pop("n_neurons", None)
+        layer = cls(**config)
+        if n_reference is not None:
+            layer.build_reference(n_reference, n_neurons)
+        return layer

@@ -38,7 +38,7 @@ from neuronedit_tf import models, validation
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.estimator import Estimator
-from neuronedit_tf.layers import NeuronEdit
+from neuronedit_tf.layers import NeuronEdit, SupportGate
 
 CONFIG_FILE = "baseline.json"
 STATE_FILE = "state.npz"
@@ -46,7 +46,8 @@ MODEL_FILE = "model.keras"
 FORMAT = 1
 
 #: Layers our graphs may contain; passed to ``keras.saving.load_model`` (safe mode stays on).
-CUSTOM_OBJECTS = {"NeuronEdit": NeuronEdit, "Arcsinh": models.Arcsinh, "Saturate": models.Saturate}
+CUSTOM_OBJECTS = {"NeuronEdit": NeuronEdit, "SupportGate": SupportGate, "Arcsinh": models.Arcsinh,
+                  "Saturate": models.Saturate}
 
 
 def optional(module, extra):

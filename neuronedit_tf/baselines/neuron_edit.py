@@ -18,6 +18,7 @@ class NeuronEditMethod(NetworkBaseline):
     ``self.model`` is its raw -> raw graph, saved as ``model.keras``.
 
     Args:
+        method: NeuronEditor's method (None: its default; ``"paper"``: the paper's graph).
         layer, quantiles, extrapolation: NeuronEditor's.
         validation_split, patience: its early stopping.
         model, hidden, filters, epochs, batch_size, learning_rate, verbose,
@@ -37,8 +38,13 @@ class NeuronEditMethod(NetworkBaseline):
     description = "neuron editing: percentile map S -> T on an autoencoder's neurons (the paper)"
 
     def __init__(self, layer=models.BOTTLENECK, quantiles=DEFAULT_QUANTILES,
-                 extrapolation="shift", validation_split=0.1, patience=10, **kwargs):
+                 extrapolation="shift", validation_split=0.1, patience=10, method=None, **kwargs):
         super().__init__(**kwargs)
+        if method is not None:
+            from neuronedit_tf.methods import check_method
+
+            check_method(method)
+        self.method = method
         self.layer = layer
         self.quantiles = tuple(float(q) for q in quantiles)
         self.extrapolation = extrapolation
@@ -50,7 +56,7 @@ class NeuronEditMethod(NetworkBaseline):
         config = super().get_config()
         config.update(layer=self.layer, quantiles=list(self.quantiles),
                       extrapolation=self.extrapolation, validation_split=self.validation_split,
-                      patience=self.patience)
+                      patience=self.patience, method=self.method)
         return config
 
     @property
@@ -61,7 +67,7 @@ class NeuronEditMethod(NetworkBaseline):
         from neuronedit_tf.editor import NeuronEditor
 
         model = self.autoencoder() if self.architecture == "conv" else "dense"
-        return NeuronEditor(model=model, layer=self.layer, quantiles=self.quantiles,
+        return NeuronEditor(model=model, method=self.method, layer=self.layer, quantiles=self.quantiles,
                             extrapolation=self.extrapolation, transform=self.transform_name,
                             cofactor=self.cofactor, hidden=self.hidden, seed=self.seed,
                             learning_rate=self.learning_rate)
@@ -87,7 +93,7 @@ class NeuronEditMethod(NetworkBaseline):
 
         editor = NeuronEditor.load(path)
         config = json.loads((path / CONFIG_FILE).read_text())["config"]
-        wrapped = cls(layer=config["layer"], quantiles=config["quantiles"],
+        wrapped = cls(method=config.get("method", "paper"), layer=config["layer"], quantiles=config["quantiles"],
                       extrapolation=config["extrapolation"], transform=config["transform"],
                       cofactor=config["cofactor"], hidden=config["hidden"],
                       seed=config["seed"], learning_rate=config["learning_rate"],
