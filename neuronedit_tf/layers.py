@@ -419,9 +419,11 @@ class SupportGate(keras.layers.Layer):
         from scipy.spatial import cKDTree
 
         distance = cKDTree(reference).query(reference, self.k + 1)[0][:, -1]
-        scale = float(np.median(distance))
-        if not scale > 0:
-            raise NeuronEditError("The reference codes are (nearly) all equal; the gate needs spread.")
+        # The distances in ``weight`` are computed as |c|^2 - 2 c.r + |r|^2 in float32, so
+        # below ~1e-3 of the codes' magnitude they are rounding noise: the scale's floor.
+        # (Codes all equal, e.g. constant data, then give a gate around that one point.)
+        floor = 1e-3 * (1.0 + float(np.abs(reference).max()))
+        scale = max(float(np.median(distance)), floor)
         if not hasattr(self, "reference"):
             self.build_reference(*reference.shape)
         elif tuple(self.reference.shape) != reference.shape:

@@ -311,7 +311,7 @@ def _figures(out_dir, rows, family, floor, example, predictions):
 
 
 # ------------------------------------------------------------------ run
-def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print):
+def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
     """Run the Table 2 analogue, write its figures into ``out_dir``, return its Section.
 
     Args:
@@ -321,6 +321,7 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print):
         seeds: seeds of neuron editing (the network baselines, ``ONE_SEED``, run
             with the first seed only; deterministic baselines run once).
         log: progress messages.
+        command: the command written into the section.
 
     Returns:
         :class:`~neuronedit_tf.bench.report.Section` named ``"batch"``; the
@@ -461,7 +462,7 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print):
     section = Section(name="batch", title="Batch correction from spike-ins (Table 2 analogue)",
                       markdown="\n".join(parts), figures=figures,
                       seconds=time.time() - started,
-                      command=COMMAND + (" --quick" if quick else ""))
+                      command=command + (" --quick" if quick else ""))
     section.rows = rows
     return section
 

@@ -103,7 +103,8 @@ class Section:
                 f"(wall time {self.seconds / 60:.1f} min).\n\n{self.markdown.strip()}\n")
 
 
-def comparison_methods(names=None, exclude=("neuron_edit",), network=None, seeds=(0,), **common):
+def comparison_methods(names=None, exclude=("neuron_edit",), network=None, seeds=(0,),
+                       one_seed=(), **common):
     """Factories of the registry's comparison methods for :func:`run_methods`.
 
     Args:
@@ -111,6 +112,7 @@ def comparison_methods(names=None, exclude=("neuron_edit",), network=None, seeds
         exclude: names left out (neuron editing is run as ``NeuronEditor`` itself).
         network: extra constructor arguments of the trained methods (e.g. ``epochs``).
         seeds: the seeds of the trained methods; the others are deterministic and run once.
+        one_seed: trained methods run with the first seed only (a time budget).
         common: constructor arguments of every method (e.g. ``transform``, ``cofactor``).
 
     Returns:
@@ -129,7 +131,7 @@ def comparison_methods(names=None, exclude=("neuron_edit",), network=None, seeds
         def factory(seed, name=name, options=options):
             return baselines.get(name, seed=seed, **options)
 
-        factory.seeds = tuple(seeds) if trained else tuple(seeds)[:1]
+        factory.seeds = tuple(seeds) if trained and name not in one_seed else tuple(seeds)[:1]
         factories[name] = factory
     return factories
 
