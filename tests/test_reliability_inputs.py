@@ -21,6 +21,7 @@ from neuronedit_tf.data import iter_chunks, read, write
 from neuronedit_tf.data.datasets import CYTOF_BATCHES, cytof_fcs_bytes, facs_diva_bytes
 from neuronedit_tf.data.tables import as_table
 from neuronedit_tf.layers import NeuronEdit
+from neuronedit_tf.methods import METHODS
 from neuronedit_tf.reliability_report import record
 
 F32 = float(np.finfo(np.float32).max)
@@ -70,7 +71,7 @@ def data(cytof):
     return {k: v.values for k, v in cytof.items()}
 
 
-@pytest.fixture(scope="module", params=["paper", "calibrated"])
+@pytest.fixture(scope="module", params=METHODS)
 def editor(request, cytof):
     """A tiny editor of each method on the real spike-in pair (37 markers, arcsinh)."""
     return NeuronEditor(method=request.param, transform="arcsinh", hidden=(16, 8, 4),
@@ -80,10 +81,10 @@ def editor(request, cytof):
 
 @pytest.fixture(scope="module")
 def plain_editors(data):
-    """Both methods without a transform: the raw values reach the network directly."""
+    """Every method without a transform: the raw values reach the network directly."""
     return {m: NeuronEditor(method=m, hidden=(16, 8, 4), quantiles=range(0, 101, 5), seed=0)
             .fit(data["source"], data["target"], extra=data["sample"], epochs=2, verbose=0)
-            for m in ("paper", "calibrated")}
+            for m in METHODS}
 
 
 def _expected_error(values, width=37):
@@ -294,7 +295,7 @@ def test_far_values_saturate_instead_of_overflowing(editor, plain_editors):
         assert np.all(np.abs(out) <= F32)
 
 
-@pytest.mark.parametrize("method", ["paper", "calibrated"])
+@pytest.mark.parametrize("method", METHODS)
 def test_edit_does_not_depend_on_batch_size_or_row_order(plain_editors, data, method):
     model = plain_editors[method]
     rng = np.random.default_rng(1)
