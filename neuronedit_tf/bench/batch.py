@@ -31,7 +31,8 @@ import numpy as np
 from neuronedit_tf import methods as ne_methods
 from neuronedit_tf import metrics, models
 from neuronedit_tf.bench.cases import cytof_cases, spillover_cases
-from neuronedit_tf.bench.report import Section, markdown_table, mean_sd
+from neuronedit_tf.bench.report import (EXPENSIVE_METHODS, Section, markdown_table, mean_sd,
+                                        trained)
 
 COMMAND = "neuronedit bench batch"
 
@@ -41,12 +42,11 @@ PAPER_R = {"neuron editing (paper)": 0.963, "gan": 0.511, "cyclegan": 0.431, "re
            "regae": -0.051, "constant_shift": 0.882, "cca": 0.603, "mnn": 0.534,
            "combat": 0.557, "limma": 0.543}
 
-#: Baselines with a trained network (seeded).
-NETWORK_BASELINES = {"constant_shift", "regae", "gan", "cyclegan", "resnetgan"}
-#: Run with the first seed only (budget: each trains a network per case).
+#: Baselines with a trained network (``report.trained``) are seeded; these run with
+#: the first seed only (budget: each trains a network per case).
 ONE_SEED = {"constant_shift", "regae", "gan", "cyclegan", "resnetgan"}
 #: Expensive baselines: also at most ``EXPENSIVE_EPOCHS`` epochs in the full configuration.
-EXPENSIVE = {"regae", "gan", "cyclegan", "resnetgan"}
+EXPENSIVE = set(EXPENSIVE_METHODS)
 EXPENSIVE_EPOCHS = 50
 
 #: What :func:`select_method` chooses among: (method, gate settings or None).
@@ -199,7 +199,7 @@ def _baseline(name, case, seed, epochs):
     from neuronedit_tf.baselines import registry
 
     kwargs = {"transform": "arcsinh", "cofactor": case.cofactor, "seed": seed}
-    if name in NETWORK_BASELINES and epochs is not None:
+    if trained(name) and epochs is not None:
         kwargs["epochs"] = epochs
     method = registry.get(name, **kwargs)
     return method.fit(case.source.values, case.target.values,
@@ -225,7 +225,7 @@ def run_case(case, seeds, baselines, ne_epochs, baseline_epochs, expensive_epoch
             rows.append({**base, "method": label, "seed": seed,
                          "seconds": fitted + time.time() - started, **score(case, prediction)})
     for name in baselines:
-        seeded = name in NETWORK_BASELINES
+        seeded = trained(name)
         expensive = name in EXPENSIVE
         for seed in (seeds[:1] if (not seeded or name in ONE_SEED) else seeds):
             started = time.time()

@@ -110,8 +110,6 @@ PAPER_TABLE_3 = {
     "ResnetGAN": (0.945, 0.930), "RegAE": (0.920, 0.961), "constant shift": (0.967, 0.969),
 }
 METRICS = ("r_mean", "r_var", "energy", "mmd", "rmse_per_cell")
-#: Trained comparison methods run with the first seed only (time budget, as in the batch table).
-ONE_SEED = ("regae", "gan", "cyclegan", "resnetgan")
 BETTER = {"r_mean": "higher", "r_var": "higher", "energy": "lower", "mmd": "lower",
           "rmse_per_cell": "lower"}
 
@@ -149,7 +147,7 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), n_per_part=5_000, epochs=200,
     }
     names = ("none", "train_mean") if quick else None
     methods.update(report.comparison_methods(
-        names, seeds=seeds, network={"epochs": network_epochs}, one_seed=ONE_SEED, **common))
+        names, seeds=seeds, network={"epochs": network_epochs}, one_seed=report.EXPENSIVE_METHODS, **common))
     fit = {name: {"epochs": epochs, "verbose": 0} for name in methods if name.startswith("neuron")}
 
     rows, predictions = [], {}
@@ -168,7 +166,7 @@ Real cells as basal: the {len(case.source):,} × 3 cells of the FACSDiva file in
 drug B, known for every cell. Drug A lowers CD20 in proportion to CD19 and raises CD38 in
 CD34+ cells; drug B raises CD10 mostly in CD45-bright cells and widens CD19 (see
 `neuronedit_tf/bench/drugs.py`). Seeds of the trained methods: {", ".join(map(str, seeds))}
-(mean ± sd over seeds), except {", ".join(ONE_SEED)}: first seed only (time budget);
+(mean ± sd over seeds), except {", ".join(report.EXPENSIVE_METHODS)}: first seed only (time budget);
 deterministic methods run once. Neuron editing trains up to
 {epochs} epochs with early stopping; the trained comparison methods {network_epochs} epochs.
 All comparison methods work on arcsinh(x / 150).

@@ -103,6 +103,19 @@ class Section:
                 f"(wall time {self.seconds / 60:.1f} min).\n\n{self.markdown.strip()}\n")
 
 
+#: The comparison methods that train GANs or regularised autoencoders: the costliest,
+#: run with fewer seeds/epochs where a benchmark's time budget says so.
+EXPENSIVE_METHODS = ("regae", "gan", "cyclegan", "resnetgan")
+
+
+def trained(name):
+    """Whether registry method ``name`` trains a network (so its result depends on the seed)."""
+    from neuronedit_tf import baselines
+    from neuronedit_tf.baselines.networks import NetworkBaseline
+
+    return issubclass(baselines.method_class(name), NetworkBaseline)
+
+
 def comparison_methods(names=None, exclude=("neuron_edit",), network=None, seeds=(0,),
                        one_seed=(), **common):
     """Factories of the registry's comparison methods for :func:`run_methods`.
@@ -119,19 +132,18 @@ def comparison_methods(names=None, exclude=("neuron_edit",), network=None, seeds
         ``{name: factory(seed) -> unfitted method}``, each factory with a ``seeds`` attribute.
     """
     from neuronedit_tf import baselines
-    from neuronedit_tf.baselines.networks import NetworkBaseline
 
     factories = {}
     for name in names or baselines.names():
         if name in exclude:
             continue
-        trained = issubclass(baselines.method_class(name), NetworkBaseline)
-        options = dict(common, **(network or {})) if trained else dict(common)
+        seeded = trained(name)
+        options = dict(common, **(network or {})) if seeded else dict(common)
 
         def factory(seed, name=name, options=options):
             return baselines.get(name, seed=seed, **options)
 
-        factory.seeds = tuple(seeds) if trained and name not in one_seed else tuple(seeds)[:1]
+        factory.seeds = tuple(seeds) if seeded and name not in one_seed else tuple(seeds)[:1]
         factories[name] = factory
     return factories
 
