@@ -453,11 +453,14 @@ class NeuronEditor(Estimator):
         return editor
 
     def export(self, path, format="saved_model", name=None, version=None, overwrite=False,
-               verify=True, quantize=False):
+               verify=True, quantize=False, sample=None):
         """Write the fitted graph raw -> edited raw for serving (SavedModel for TF
-        Serving and/or TFLite) and verify it; see :func:`neuronedit_tf.export.export_editor`."""
+        Serving and/or TFLite) and verify it (on ``sample``, raw rows such as your own
+        cells, if given); see :func:`neuronedit_tf.export.export_editor`."""
         from neuronedit_tf.export import export_editor
 
         self._require_fitted()
+        if sample is not None:
+            sample = self._input_table(sample, "sample", tuple(self.model.input.shape[1:])).values
         return export_editor(self, path, format=format, name=name, version=version,
-                             overwrite=overwrite, verify=verify, quantize=quantize)
+                             overwrite=overwrite, verify=verify, quantize=quantize, sample=sample)

@@ -53,8 +53,8 @@ def test_dense_export_is_laid_out_for_tf_serving(served_root, dense_editor):
 def test_both_formats_match_keras_in_a_fresh_process(served_root):
     parity = served_root[1]["parity"]
     for key in ("saved_model", "saved_model_endpoints", "saved_model_cli", TFLITE_FILE):
-        assert parity[key]["max_rel"] <= TOLERANCE, (key, parity[key])
-    assert parity[QUANTIZED_FILE]["max_spread"] <= QUANTIZED_TOLERANCE
+        assert parity[key]["max_error"] <= TOLERANCE, (key, parity[key])
+    assert parity[QUANTIZED_FILE]["max_error"] <= QUANTIZED_TOLERANCE
     expected_runtime = "ai_edge_litert"
     try:
         import ai_edge_litert  # noqa: F401
@@ -211,3 +211,43 @@ def test_cli_exports_for_tf_serving(dense_editor, tmp_path, capsys):
     assert (tmp_path / "served" / "cells" / "1" / TFLITE_FILE).exists()
     assert main(command + ["--version", "1"]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def demo_editor():
+    """The demo's editor (real CyTOF, 37 markers, the default method), 20 epochs: it has
+    calibration maps 35x steeper than their input, which once failed its own parity check."""
+    from neuronedit_tf.bench.export_speed import demo_editor
+
+    return demo_editor(epochs=20, seed=0)
+
+
+def test_real_cytof_default_editor_exports_and_verifies_both_formats(demo_editor, tmp_path):
+    """The default method on real cells: steep calibration maps must not fail float parity."""
+    editor, sample = demo_editor
+    cells = sample.values[:600]
+    report = editor.export(tmp_path / "cytof", format="both", quantize=True, sample=cells)
+    parity = report["parity"]
+    for key in ("saved_model", "saved_model_cli", TFLITE_FILE):
+        assert parity[key]["max_error"] <= TOLERANCE, (key, parity[key])
+    assert parity[QUANTIZED_FILE]["max_error"] <= QUANTIZED_TOLERANCE
+    served = ServedEditor(tmp_path / "cytof", batch_size=128).transform(cells)
+    expected = editor.transform(cells)
+    pre = editor.part("preprocessing")
+    working = np.abs(np.asarray(pre(served)) - np.asarray(pre(expected)))
+    assert working.max() < 1e-3 and np.median(working) < 1e-6
+
+
+def test_output_gain_is_the_steepest_slope_of_the_calibration(demo_editor):
+    from neuronedit_tf.export import output_gain
+
+    gain = output_gain(demo_editor[0])
+    calibration = demo_editor[0].part("calibration")
+    knots = np.asarray(calibration.source_q)
+    middles, halves = (knots[1:] + knots[:-1]) / 2, (knots[1:] - knots[:-1]) / 4
+    halves = np.where(halves > 0, halves, 1.0).astype(np.float32)
+    ahead = np.asarray(calibration((middles + halves).astype(np.float32)))
+    behind = np.asarray(calibration((middles - halves).astype(np.float32)))
+    slopes = np.where(knots[1:] > knots[:-1], np.abs(ahead - behind) / (2 * halves), 0.0)
+    np.testing.assert_allclose(gain, np.maximum(slopes.max(axis=0), 1.0), rtol=1e-3)
+    assert gain.shape == (knots.shape[1],) and (gain > 1).any()

@@ -18,8 +18,8 @@ def test_conv_editor_exports_images_in_both_formats(tmp_path):
     )
     report = editor.export(tmp_path / "conv", format="both", quantize=True)
     for key in ("saved_model", "saved_model_cli", TFLITE_FILE):
-        assert report["parity"][key]["max_rel"] <= TOLERANCE, (key, report["parity"][key])
-    assert report["parity"][QUANTIZED_FILE]["max_spread"] <= QUANTIZED_TOLERANCE
+        assert report["parity"][key]["max_error"] <= TOLERANCE, (key, report["parity"][key])
+    assert report["parity"][QUANTIZED_FILE]["max_error"] <= QUANTIZED_TOLERANCE
     served = ServedEditor(tmp_path / "conv", batch_size=7)
     np.testing.assert_allclose(served.transform(images[:20, ..., 0]), editor.transform(images[:20]),
                                rtol=1e-4, atol=1e-5)

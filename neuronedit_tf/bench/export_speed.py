@@ -201,9 +201,11 @@ def export_parity(editor=None, rows=None, out=None, epochs=20, seed=0, name="neu
             folder, removed afterwards.
 
     Returns:
-        ``export_editor``'s report: ``parity[artifact]`` holds ``max_abs``,
-        ``max_rel`` (relative to max(|keras|, 1)) and ``max_spread`` /
-        ``mean_spread`` (relative to each input feature's standard deviation).
+        ``export_editor``'s report: ``parity[artifact]`` holds ``max_error`` (the
+        verified figure: relative, in the working space, per unit of the last
+        map's slope; see ``neuronedit_tf.export``), ``max_abs``, ``max_rel``
+        (relative to max(|keras|, 1)) and ``max_spread`` / ``mean_spread``
+        (relative to each input feature's standard deviation).
     """
     from neuronedit_tf.export import export_editor
 
