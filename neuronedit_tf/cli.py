@@ -91,6 +91,8 @@ def _parser():
     export.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip the fresh-process parity check")
     export.add_argument("--overwrite", action="store_true")
+    export.add_argument("--sample", help="verify on these raw rows (a data file, e.g. your own "
+                        "cells; default: rows drawn around the training data)")
 
     bench = command("bench", "Regenerate the benchmarks: the paper's tables on real data "
                              "(benchmarks/RESULTS.md) and speed (benchmarks/SPEED.md).")
@@ -299,11 +301,12 @@ def _export(args):
 
     report = NeuronEditor.load(args.model).export(
         args.out, format=args.format, name=args.name, version=args.version,
-        overwrite=args.overwrite, verify=args.verify, quantize=args.quantize,
+        overwrite=args.overwrite, verify=args.verify, quantize=args.quantize, sample=args.sample,
     )
     print(f"exported to {report['path']}: {', '.join(report['files'])}")
     for artifact, figures in (report["parity"] or {}).items():
-        print(f"  {artifact}: max abs difference to the Keras model {figures['max_abs']:.3g}")
+        print(f"  {artifact}: parity error {figures['max_error']:.3g} (max abs difference to "
+              f"the Keras model {figures['max_abs']:.3g})")
 
 
 BENCH_EXPERIMENTS = ("batch", "drugs", "images", "speed")
