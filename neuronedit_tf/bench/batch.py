@@ -31,7 +31,7 @@ import numpy as np
 from neuronedit_tf import methods as ne_methods
 from neuronedit_tf import metrics, models
 from neuronedit_tf.bench.cases import cytof_cases, spillover_cases
-from neuronedit_tf.bench.report import (EXPENSIVE_METHODS, Section, markdown_table, mean_sd,
+from neuronedit_tf.bench.report import (EXPENSIVE_METHODS, Section, markdown_table, summarise,
                                         trained)
 
 COMMAND = "neuronedit bench batch"
@@ -245,25 +245,12 @@ def run_case(case, seeds, baselines, ne_epochs, baseline_epochs, expensive_epoch
     return rows
 
 
-def _stat(values):
-    values = np.asarray([v for v in values if np.isfinite(v)], np.float64)
-    if not len(values):
-        return "–"
-    return mean_sd(values)
-
-
 def summary(rows, family, metric_names):
-    """One row per method of ``family``: each metric as mean ± sd over cases and seeds."""
+    """One row per method of ``family`` (``report.summarise``), with its mean EMD as ``_emd``."""
     mine = [r for r in rows if r["family"] == family]
-    table = []
-    for name in dict.fromkeys(r["method"] for r in mine):
-        entries = [r for r in mine if r["method"] == name]
-        row = {"method": name, "seeds": len({r["seed"] for r in entries}),
-               "s / case": f"{np.nanmean([r['seconds'] for r in entries]):.1f}"}
-        for metric in metric_names:
-            row[metric] = _stat([r[metric] for r in entries])
-        row["_emd"] = float(np.nanmean([r["emd"] for r in entries]))
-        table.append(row)
+    table = summarise(mine, metric_names, seconds="s / case")
+    for row in table:
+        row["_emd"] = float(np.nanmean([r["emd"] for r in mine if r["method"] == row["method"]]))
     return table
 
 

@@ -22,8 +22,12 @@ def markdown_table(rows, columns, digits=3):
 
 
 def mean_sd(values):
-    """``"0.123 ± 0.004"`` over seeds/cases (just the mean when there is one value)."""
+    """``"0.123 ± 0.004"`` over seeds/cases (just the mean when there is one value;
+    non-finite values, e.g. a metric a case does not have, are left out; "–" if none)."""
     values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return "–"
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
@@ -63,15 +67,17 @@ def run_methods(case, methods, fit, score, seeds=(0,), predictions=None):
     return rows
 
 
-def summarise(rows, metrics):
-    """One row per method: each metric as mean ± sd over its rows, plus mean seconds."""
+def summarise(rows, metrics, seconds="fit+transform s"):
+    """One row per method: each metric as mean ± sd over its rows (cases x seeds), the
+    number of seeds (``"seeds"``) and the mean seconds (column ``seconds``)."""
     summary = []
     for name in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == name]
         entry = {"method": name}
         for metric in metrics:
             entry[metric] = mean_sd([r[metric] for r in mine])
-        entry["fit+transform s"] = f"{np.mean([r['seconds'] for r in mine]):.1f}"
+        entry["seeds"] = len({r.get("seed") for r in mine})
+        entry[seconds] = f"{np.nanmean([r['seconds'] for r in mine]):.1f}"
         summary.append(entry)
     return summary
 
