@@ -36,9 +36,10 @@ from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import EXTRAPOLATIONS, NeuronEdit
 
 #: Bin counts tried, smallest first.
-BIN_CHOICES = (64, 128, 256, 512, 1024, 2048, 4096)
-#: Stop refining once every bin overlaps at most this many segments.
-TARGET_WIDTH = 3
+BIN_CHOICES = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+#: Stop refining once every bin overlaps at most this many segments (at most one
+#: knot inside a bin: the two-slope form, see ``table_columns``).
+TARGET_WIDTH = 2
 #: Beyond this many segments per bin the lookup is not used (binary search instead).
 MAX_WIDTH = 8
 #: Largest table (float32 bytes) the refinement may build.
@@ -88,6 +89,12 @@ def _bin_segments(source_q, origin, span, bins):
     return first, last
 
 
+def table_columns(width):
+    """Floats per table row: ``(value, knot, slope below, slope above)`` when a bin
+    holds at most one knot (``width <= 2``), else ``(base, starts, lengths, slopes)``."""
+    return 4 if width <= 2 else 1 + 3 * width
+
+
 def plan(source_q, bins=None):
     """Choose the grid for these knots: ``(inner, bins, width)``.
 
@@ -103,7 +110,7 @@ def plan(source_q, bins=None):
             origin, span = _grid(s, inner)
             first, last = _bin_segments(s, origin, span, bins)
             width = int((last - first).max()) + 1
-            if n * bins * (1 + 3 * width) * 4 > MAX_TABLE_BYTES:
+            if n * bins * table_columns(width) * 4 > MAX_TABLE_BYTES:
                 continue
             if best is None or width < best[2]:
                 best = (inner, bins, width)
@@ -118,8 +125,14 @@ def plan(source_q, bins=None):
 
 
 def build_table(source_q, tables, inner, bins, width):
-    """The lookup table: ``(n * bins, 1 + 3 * width)`` float32 rows
-    ``(base, starts[width], lengths[width], slopes[width])``, neuron-major.
+    """The lookup table: ``(n * bins, table_columns(width))`` float32 rows, neuron-major.
+
+    ``width <= 2`` (at most one knot inside each bin): rows ``(value, knot,
+    slope_below, slope_above)``, the map on the bin being
+    ``value + slope_below * min(a - knot, 0) + slope_above * max(a - knot, 0)``
+    (for a bin inside one segment ``j``: ``(t_j, s_j, m_j, m_j)``, eq. 1 as
+    ``NeuronEdit`` computes it). Wider: rows ``(base, starts[width],
+    lengths[width], slopes[width])`` of the clipped-ramp sum.
 
     ``tables`` is ``NeuronEdit._tables()`` as numpy: knots, collapsed target
     values and segment slopes, each ``(Q or Q-1, n)``.
@@ -128,12 +141,19 @@ def build_table(source_q, tables, inner, bins, width):
     n = s.shape[1]
     origin, span = _grid(s, inner)
     first, last = _bin_segments(s, origin, span, bins)
-    table = np.zeros((n, bins, 1 + 3 * width), np.float32)
+    table = np.zeros((n, bins, table_columns(width)), np.float32)
     slots = np.arange(width)
     for k in range(n):
         segments = _segments(s[:, k])
-        if len(segments) == 0:
-            table[k, :, 0] = t_eff[0, k]
+        if len(segments) == 0:  # every knot tied: a constant map
+            table[k, :, 0], table[k, :, 1] = t_eff[0, k], s[0, k]
+            continue
+        if width <= 2:
+            below, above = segments[first[k]], segments[last[k]]
+            table[k, :, 0] = t_eff[above, k]
+            table[k, :, 1] = s[above, k]
+            table[k, :, 2] = slope[below, k]
+            table[k, :, 3] = slope[above, k]
             continue
         count = last[k] - first[k] + 1
         used = slots[None, :] < count[:, None]  # (bins, width)
@@ -142,7 +162,7 @@ def build_table(source_q, tables, inner, bins, width):
         table[k, :, 1 : 1 + width] = np.where(used, s[chosen, k], 0.0)
         table[k, :, 1 + width : 1 + 2 * width] = np.where(used, s[chosen + 1, k] - s[chosen, k], 0.0)
         table[k, :, 1 + 2 * width :] = np.where(used, slope[chosen, k], 0.0)
-    return table.reshape(n * bins, 1 + 3 * width)
+    return table.reshape(n * bins, table_columns(width))
 
 
 @keras.saving.register_keras_serializable(package="neuronedit")
@@ -196,7 +216,7 @@ class LookupEdit(keras.layers.Layer):
         # The table holds float32 bit patterns as int32: TFLite's dynamic-range
         # quantisation turns large float constants into int8, which would move the knots.
         self.table = self.add_weight(
-            name="table", shape=(self.n_neurons * self.bins, 1 + 3 * self.width),
+            name="table", shape=(self.n_neurons * self.bins, table_columns(self.width)),
             initializer="zeros", trainable=False, dtype="int32",
         )
         self.built = True
@@ -234,16 +254,23 @@ class LookupEdit(keras.layers.Layer):
         n, bins, width = self.n_neurons, self.bins, self.width
         a = tf.reshape(tf.cast(inputs, tf.float32), [-1, n])
         inside = tf.clip_by_value(a, self.first, self.last)
-        position = tf.floor((inside - self.origin) * self.scale)
-        # Clamp after the cast as well: a NaN activation casts to an arbitrary integer.
-        position = tf.cast(tf.clip_by_value(position, 0.0, bins - 1.0), tf.int32)
-        position = tf.clip_by_value(position, 0, bins - 1) + tf.range(n, dtype=tf.int32) * bins
+        # The bin; cast truncates, which is floor here (position >= 0). A NaN position
+        # becomes bin 0 (casting NaN to an integer is undefined and would index anywhere).
+        position = tf.clip_by_value((inside - self.origin) * self.scale, 0.0, bins - 1.0)
+        position = tf.where(tf.equal(position, position), position, 0.0)
+        position = tf.cast(position, tf.int32) + tf.range(n, dtype=tf.int32) * bins
         rows = tf.bitcast(tf.gather(self.table, position), tf.float32)
         planes = tf.unstack(tf.transpose(rows, [2, 0, 1]), axis=0)
-        value = planes[0]
-        for c in range(width):
-            start, length, slope = planes[1 + c], planes[1 + width + c], planes[1 + 2 * width + c]
-            value += tf.clip_by_value(inside - start, 0.0, length) * slope
+        if width <= 2:
+            # At most one knot in the bin: one slope on each side of it.
+            value, knot, below, above = planes
+            offset = inside - knot
+            value += below * tf.minimum(offset, 0.0) + above * tf.maximum(offset, 0.0)
+        else:
+            value = planes[0]
+            for c in range(width):
+                start, length, slope = planes[1 + c], planes[1 + width + c], planes[1 + 2 * width + c]
+                value += tf.clip_by_value(inside - start, 0.0, length) * slope
         # Outside [s_0, s_last]: a - inside is a - s_0 (< 0) below, a - s_last (> 0) above.
         if self.extrapolation == "shift":
             value += a - inside
