@@ -366,7 +366,7 @@ class SupportGate(keras.layers.Layer):
     ``TopKV2`` rounds over column groups (exactly the one-TopK value; see
     ``_kth_largest``): TFLite builtins, ``(reference, n_neurons)`` float32 weights.
     On the demo's 1000 reference codes (50 wide, k = 5, 4096 rows) this took the
-    gate from ~16 ms to ~10 ms in TFLite (one thread) and from ~36 ms to ~16 ms
+    gate from ~16 to ~11 ms in TFLite (one thread) and from ~27 to ~16 ms of CPU
     in TensorFlow: TopK over all 1000 distances was most of it.
 
     Args:
