@@ -102,10 +102,21 @@ def _bin_segments(source_q, origin, span, bins):
     return first, last
 
 
-def table_columns(width):
-    """Floats per table row: ``(value, knot, slope below, slope above)`` when a bin
-    holds at most one knot (``width <= 2``), else ``(base, starts, lengths, slopes)``."""
-    return 4 if width <= 2 else 1 + 3 * width
+#: Table row layouts: ``"ramp"`` ``(base, starts[width], lengths[width], slopes[width])``,
+#: any width; ``"two_slope"`` ``(value, knot, slope_below, slope_above)``, width <= 2.
+#: (A layer saved before ``rows`` existed has ramp rows.)
+ROWS = ("ramp", "two_slope")
+
+
+def row_layout(width):
+    """The rows ``from_layer`` builds for this width: two-slope when at most one knot
+    lies inside a bin (``width <= 2``), else ramp."""
+    return "two_slope" if width <= 2 else "ramp"
+
+
+def table_columns(width, rows=None):
+    """Floats per table row (``rows`` default: ``row_layout(width)``)."""
+    return 4 if (rows or row_layout(width)) == "two_slope" else 1 + 3 * width
 
 
 def plan(source_q, bins=None):
@@ -137,7 +148,7 @@ def plan(source_q, bins=None):
     return best
 
 
-def build_table(source_q, tables, inner, bins, width):
+def build_table(source_q, tables, inner, bins, width, rows=None):
     """The lookup table: ``(n * bins, table_columns(width))`` float32 rows, neuron-major.
 
     ``width <= 2`` (at most one knot inside each bin): rows ``(value, knot,
@@ -148,20 +159,25 @@ def build_table(source_q, tables, inner, bins, width):
     lengths[width], slopes[width])`` of the clipped-ramp sum.
 
     ``tables`` is ``NeuronEdit._tables()`` as numpy: knots, collapsed target
-    values and segment slopes, each ``(Q or Q-1, n)``.
+    values and segment slopes, each ``(Q or Q-1, n)``. ``rows``: see ``ROWS``
+    (default ``row_layout(width)``).
     """
+    rows = rows or row_layout(width)
+    if rows not in ROWS or (rows == "two_slope" and width > 2):
+        raise NeuronEditError(f"rows must be one of {ROWS} ('two_slope' needs width <= 2); "
+                              f"got {rows!r} with width {width}.")
     s, t_eff, slope = (np.asarray(x, np.float32) for x in tables[:3])
     n = s.shape[1]
     origin, span = _grid(s, inner)
     first, last = _bin_segments(s, origin, span, bins)
-    table = np.zeros((n, bins, table_columns(width)), np.float32)
+    table = np.zeros((n, bins, table_columns(width, rows)), np.float32)
     slots = np.arange(width)
     for k in range(n):
         segments = _segments(s[:, k])
         if len(segments) == 0:  # every knot tied: a constant map
             table[k, :, 0], table[k, :, 1] = t_eff[0, k], s[0, k]
             continue
-        if width <= 2:
+        if rows == "two_slope":
             below, above = segments[first[k]], segments[last[k]]
             table[k, :, 0] = t_eff[above, k]
             table[k, :, 1] = s[above, k]
@@ -175,7 +191,7 @@ def build_table(source_q, tables, inner, bins, width):
         table[k, :, 1 : 1 + width] = np.where(used, s[chosen, k], 0.0)
         table[k, :, 1 + width : 1 + 2 * width] = np.where(used, s[chosen + 1, k] - s[chosen, k], 0.0)
         table[k, :, 1 + 2 * width :] = np.where(used, slope[chosen, k], 0.0)
-    return table.reshape(n * bins, table_columns(width))
+    return table.reshape(n * bins, table_columns(width, rows))
 
 
 @keras.saving.register_keras_serializable(package="neuronedit")
@@ -194,6 +210,8 @@ class LookupEdit(keras.layers.Layer):
         width: segments listed per bin.
         extrapolation: the source layer's mode (``"shift"``, ``"clip"`` or
             ``"linear"``; the end slopes of ``"linear"`` are in ``low``/``high``).
+        rows: the table's row layout, ``"ramp"`` or ``"two_slope"`` (see ``ROWS``;
+            ``from_layer`` picks ``row_layout(width)``).
 
     Input shape: ``(batch, ..., n_neurons)`` float32. Output shape: the same.
 
@@ -208,13 +226,17 @@ class LookupEdit(keras.layers.Layer):
         True
     """
 
-    def __init__(self, n_neurons, bins, width, extrapolation="shift", **kwargs):
+    def __init__(self, n_neurons, bins, width, extrapolation="shift", rows="ramp", **kwargs):
         super().__init__(**kwargs)
         if extrapolation not in EXTRAPOLATIONS:
             raise NeuronEditError(
                 f"extrapolation must be one of {EXTRAPOLATIONS}; got {extrapolation!r}."
             )
+        if rows not in ROWS or (rows == "two_slope" and int(width) > 2):
+            raise NeuronEditError(f"rows must be one of {ROWS} ('two_slope' needs width <= 2); "
+                                  f"got {rows!r} with width {width}.")
         self.n_neurons, self.bins, self.width = int(n_neurons), int(bins), int(width)
+        self.rows = rows
         self.extrapolation = extrapolation
 
     def build(self, input_shape=None):
@@ -229,14 +251,15 @@ class LookupEdit(keras.layers.Layer):
         # The table holds float32 bit patterns as int32: TFLite's dynamic-range
         # quantisation turns large float constants into int8, which would move the knots.
         self.table = self.add_weight(
-            name="table", shape=(self.n_neurons * self.bins, table_columns(self.width)),
+            name="table", shape=(self.n_neurons * self.bins, table_columns(self.width, self.rows)),
             initializer="zeros", trainable=False, dtype="int32",
         )
         self.built = True
 
     @classmethod
-    def from_layer(cls, edit, name=None, bins=None):
-        """Freeze an adapted ``NeuronEdit`` into a ``LookupEdit`` (``bins``: see ``plan``)."""
+    def from_layer(cls, edit, name=None, bins=None, rows=None):
+        """Freeze an adapted ``NeuronEdit`` into a ``LookupEdit`` (``bins``: see ``plan``;
+        ``rows``: see ``ROWS``, default ``row_layout(width)``)."""
         if not isinstance(edit, NeuronEdit):
             raise NeuronEditError(f"from_layer needs a NeuronEdit layer; got {type(edit).__name__}.")
         if not edit.built:
@@ -250,7 +273,7 @@ class LookupEdit(keras.layers.Layer):
                             -largest, largest).astype(np.float32)
         tables = (s, t_eff, slope)
         inner, bins, width = plan(source_q, bins)
-        layer = cls(source_q.shape[1], bins, width, edit.extrapolation,
+        layer = cls(source_q.shape[1], bins, width, edit.extrapolation, rows or row_layout(width),
                     name=name or f"{edit.name}_lookup")
         layer.build()
         origin, span = _grid(source_q, inner)
@@ -260,7 +283,8 @@ class LookupEdit(keras.layers.Layer):
         layer.scale.assign((bins / span).astype(np.float32))
         layer.low.assign(low)
         layer.high.assign(high)
-        layer.table.assign(build_table(source_q, tables, inner, bins, width).view(np.int32))
+        layer.table.assign(build_table(source_q, tables, inner, bins, width, layer.rows)
+                           .view(np.int32))
         return layer
 
     def call(self, inputs):
@@ -274,7 +298,7 @@ class LookupEdit(keras.layers.Layer):
         position = tf.cast(position, tf.int32) + tf.range(n, dtype=tf.int32) * bins
         rows = tf.bitcast(tf.gather(self.table, position), tf.float32)
         planes = tf.unstack(tf.transpose(rows, [2, 0, 1]), axis=0)
-        if width <= 2:
+        if self.rows == "two_slope":
             # At most one knot in the bin: one slope on each side of it.
             value, knot, below, above = planes
             offset = inside - knot
@@ -298,7 +322,7 @@ class LookupEdit(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(n_neurons=self.n_neurons, bins=self.bins, width=self.width,
+        config.update(n_neurons=self.n_neurons, bins=self.bins, width=self.width, rows=self.rows,
                       extrapolation=self.extrapolation)
         return config
 

@@ -170,3 +170,23 @@ def test_tflite_builtin_conversion_matches_keras_and_survives_nan(tmp_path):
     assert np.isnan(got[5, 2]) and np.isnan(expected[5, 2])
     probe[5, 2], expected[5, 2], got[5, 2] = 0.0, 0.0, 0.0
     assert_same_map(got, expected)
+
+
+def test_ramp_rows_still_compute_the_map_and_old_configs_read_as_ramp():
+    # A LookupEdit saved before the two-slope rows has no "rows" in its config: its
+    # table holds ramp rows, whatever its width.
+    source = np.random.default_rng(4).normal(size=(3000, 3)).astype(np.float32)
+    layer = adapted(source, source * 2.0 + np.cos(source), quantiles=tuple(range(101)))
+    two_slope = LookupEdit.from_layer(layer)
+    ramp = LookupEdit.from_layer(layer, rows="ramp")
+    assert (two_slope.rows, ramp.rows, ramp.width) == ("two_slope", "ramp", two_slope.width)
+    probe = knot_probes(layer, two_slope, np.random.default_rng(5))
+    assert_same_map(ramp(probe).numpy(), two_slope(probe).numpy())
+    config = ramp.get_config()
+    del config["rows"]
+    old = LookupEdit.from_config(config)
+    old.build()
+    old.set_weights(ramp.get_weights())
+    np.testing.assert_array_equal(old(probe).numpy(), ramp(probe).numpy())
+    with pytest.raises(NeuronEditError, match="two_slope"):
+        LookupEdit(3, 64, 3, rows="two_slope")
