@@ -115,7 +115,7 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
         dict with ``rows_per_second[graph][format]``, ``edit_overhead[graph][format]``
         (``plain rows/s / graph rows/s - 1``; goal <= ``MAX_EDIT_OVERHEAD``),
         ``tflite_vs_saved_model[graph]`` (goal >= ``MIN_TFLITE_RATIO``), the lookup
-        table's ``bins`` and ``width``, the largest difference between the lookup
+        table's ``bins``, ``width`` and ``rows`` (layout), the largest difference between the lookup
         and search graphs' outputs (relative to max(|output|, 1)), the machine
         (cores, load average) and ``rows_per_cpu_second`` (rows per CPU second
         of this process: less sensitive to other processes on the machine).
@@ -177,7 +177,7 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
                           for g in best if g != "plain"},
         "tflite_vs_saved_model": {g: best[g]["tflite"] / best[g]["saved_model"] for g in best},
         "goals": {"max_edit_overhead": MAX_EDIT_OVERHEAD, "min_tflite_ratio": MIN_TFLITE_RATIO},
-        "lookup": ({"bins": frozen.bins, "width": frozen.width}
+        "lookup": ({"bins": frozen.bins, "width": frozen.width, "rows": frozen.rows}
                    if isinstance(frozen, LookupEdit) else None),
         "lookup_vs_search_max_rel": float(max(
             (np.abs(check["lookup"][f] - check["search"][f])
