@@ -4,26 +4,38 @@
 the knots (``ceil(log2 Q)`` dependent gathers per activation). Once a model is
 exported the knots are constants, so the search can be replaced by arithmetic:
 per neuron, the clamped activation falls into one of ``bins`` equal-width bins,
-and the bin's row of a precomputed table lists the (at most ``width``) segments
-of the map that overlap the bin. The edited value is
+and the bin's row of a precomputed table describes the map on that bin.
 
-    base + sum_c slope_c * min(relu(a - start_c), length_c)
+The bins are refined until no bin holds more than one knot (``width <= 2``
+segments overlap it); then a row is ``(value, knot, slope_below, slope_above)``
+and the edited value is
 
-(a clipped-ramp sum over the bin's segments only), which is eq. 1 with equal
-source knots collapsed, up to float32 rounding; outside the knots the layer's
-``extrapolation`` is added as in ``NeuronEdit``.
+    value + slope_below * min(a - knot, 0) + slope_above * max(a - knot, 0)
 
-Cost per activation: one GATHER of a table row and about ``4 * width + 16``
-elementwise ops, all TFLite builtins. The gathered rows are transposed so that
-every later op runs on whole ``(rows, neurons)`` planes, the layout XNNPACK
-runs fast (a small innermost axis costs one kernel call per element).
+(for a bin inside one segment ``j``: ``t_j + (a - s_j) * m_j``, eq. 1 as
+``NeuronEdit`` computes it, equal source knots collapsed), up to float32
+rounding. Knots too clustered for that within ``MAX_TABLE_BYTES`` keep the
+general rows ``(base, starts, lengths, slopes)`` of ``width`` segments and the
+clipped-ramp sum ``base + sum_c slope_c * min(relu(a - start_c), length_c)``.
+Outside the knots the layer's ``extrapolation`` is added as in ``NeuronEdit``.
+
+Cost per activation (two-slope rows): one GATHER of a 4-float row and about 20
+elementwise ops, all TFLite builtins. The bin index is ``cast(clip((a - origin)
+* scale, 0, bins - 1))`` with a NaN mapped to bin 0 by one compare-and-select
+(casting NaN to an integer is undefined and would index anywhere); a clip in
+int32 after the cast, as before, cost TFLite more than the rest of the edit
+(its int32 MINIMUM/MAXIMUM with a broadcast scalar take a slow generic path).
+The gathered rows are transposed so that every later op runs on whole
+``(rows, neurons)`` planes, the layout XNNPACK runs fast (a small innermost
+axis costs one kernel call per element). What is left is mostly the GATHER
+itself (per index, ~1.3 ms for 4096 x 50 in TensorFlow and in TFLite on this
+machine) and, in TensorFlow, ~0.1-0.2 ms per elementwise op.
 
 The bins span ``[s_1, s_{Q-2}]`` (or ``[s_0, s_{Q-1}]``, whichever needs fewer
 segments per bin; the 0th and 100th percentiles are a sample's extremes and
-can stretch a grid); bins are refined until every bin overlaps at most
-``TARGET_WIDTH`` segments or the table reaches ``MAX_TABLE_BYTES``. A map whose
-knots are so clustered that a bin would still overlap more than ``MAX_WIDTH``
-segments is left to ``NeuronEdit``'s binary search (see ``lookup_edit``).
+can stretch a grid). A map whose knots are so clustered that a bin would still
+overlap more than ``MAX_WIDTH`` segments is left to ``NeuronEdit``'s binary
+search (see ``lookup_edit``).
 """
 
 from __future__ import annotations
@@ -36,15 +48,17 @@ from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import EXTRAPOLATIONS, NeuronEdit
 
 #: Bin counts tried, smallest first.
-BIN_CHOICES = (64, 128, 256, 512, 1024, 2048, 4096)
-#: Stop refining once every bin overlaps at most this many segments.
-TARGET_WIDTH = 3
+BIN_CHOICES = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+#: Stop refining once every bin overlaps at most this many segments (at most one
+#: knot inside a bin: the two-slope form, see ``table_columns``).
+TARGET_WIDTH = 2
 #: Beyond this many segments per bin the lookup is not used (binary search instead).
 MAX_WIDTH = 8
 #: Largest table (float32 bytes) the refinement may build.
 MAX_TABLE_BYTES = 16 * 2**20
 #: Bins are widened by this share of a bin on each side when listing their segments,
-#: far more than the float32 error of computing an activation's bin (< 1e-3 bins).
+#: far more than the float32 error of computing an activation's bin (a few ulps of
+#: the position: < 4e-3 bins at 16384 bins).
 MARGIN = 0.05
 _LARGEST = float(np.finfo(np.float32).max)
 
@@ -88,6 +102,23 @@ def _bin_segments(source_q, origin, span, bins):
     return first, last
 
 
+#: Table row layouts: ``"ramp"`` ``(base, starts[width], lengths[width], slopes[width])``,
+#: any width; ``"two_slope"`` ``(value, knot, slope_below, slope_above)``, width <= 2.
+#: (A layer saved before ``rows`` existed has ramp rows.)
+ROWS = ("ramp", "two_slope")
+
+
+def row_layout(width):
+    """The rows ``from_layer`` builds for this width: two-slope when at most one knot
+    lies inside a bin (``width <= 2``), else ramp."""
+    return "two_slope" if width <= 2 else "ramp"
+
+
+def table_columns(width, rows=None):
+    """Floats per table row (``rows`` default: ``row_layout(width)``)."""
+    return 4 if (rows or row_layout(width)) == "two_slope" else 1 + 3 * width
+
+
 def plan(source_q, bins=None):
     """Choose the grid for these knots: ``(inner, bins, width)``.
 
@@ -103,7 +134,7 @@ def plan(source_q, bins=None):
             origin, span = _grid(s, inner)
             first, last = _bin_segments(s, origin, span, bins)
             width = int((last - first).max()) + 1
-            if n * bins * (1 + 3 * width) * 4 > MAX_TABLE_BYTES:
+            if n * bins * table_columns(width) * 4 > MAX_TABLE_BYTES:
                 continue
             if best is None or width < best[2]:
                 best = (inner, bins, width)
@@ -117,23 +148,41 @@ def plan(source_q, bins=None):
     return best
 
 
-def build_table(source_q, tables, inner, bins, width):
-    """The lookup table: ``(n * bins, 1 + 3 * width)`` float32 rows
-    ``(base, starts[width], lengths[width], slopes[width])``, neuron-major.
+def build_table(source_q, tables, inner, bins, width, rows=None):
+    """The lookup table: ``(n * bins, table_columns(width))`` float32 rows, neuron-major.
+
+    ``width <= 2`` (at most one knot inside each bin): rows ``(value, knot,
+    slope_below, slope_above)``, the map on the bin being
+    ``value + slope_below * min(a - knot, 0) + slope_above * max(a - knot, 0)``
+    (for a bin inside one segment ``j``: ``(t_j, s_j, m_j, m_j)``, eq. 1 as
+    ``NeuronEdit`` computes it). Wider: rows ``(base, starts[width],
+    lengths[width], slopes[width])`` of the clipped-ramp sum.
 
     ``tables`` is ``NeuronEdit._tables()`` as numpy: knots, collapsed target
-    values and segment slopes, each ``(Q or Q-1, n)``.
+    values and segment slopes, each ``(Q or Q-1, n)``. ``rows``: see ``ROWS``
+    (default ``row_layout(width)``).
     """
+    rows = rows or row_layout(width)
+    if rows not in ROWS or (rows == "two_slope" and width > 2):
+        raise NeuronEditError(f"rows must be one of {ROWS} ('two_slope' needs width <= 2); "
+                              f"got {rows!r} with width {width}.")
     s, t_eff, slope = (np.asarray(x, np.float32) for x in tables[:3])
     n = s.shape[1]
     origin, span = _grid(s, inner)
     first, last = _bin_segments(s, origin, span, bins)
-    table = np.zeros((n, bins, 1 + 3 * width), np.float32)
+    table = np.zeros((n, bins, table_columns(width, rows)), np.float32)
     slots = np.arange(width)
     for k in range(n):
         segments = _segments(s[:, k])
-        if len(segments) == 0:
-            table[k, :, 0] = t_eff[0, k]
+        if len(segments) == 0:  # every knot tied: a constant map
+            table[k, :, 0], table[k, :, 1] = t_eff[0, k], s[0, k]
+            continue
+        if rows == "two_slope":
+            below, above = segments[first[k]], segments[last[k]]
+            table[k, :, 0] = t_eff[above, k]
+            table[k, :, 1] = s[above, k]
+            table[k, :, 2] = slope[below, k]
+            table[k, :, 3] = slope[above, k]
             continue
         count = last[k] - first[k] + 1
         used = slots[None, :] < count[:, None]  # (bins, width)
@@ -142,7 +191,7 @@ def build_table(source_q, tables, inner, bins, width):
         table[k, :, 1 : 1 + width] = np.where(used, s[chosen, k], 0.0)
         table[k, :, 1 + width : 1 + 2 * width] = np.where(used, s[chosen + 1, k] - s[chosen, k], 0.0)
         table[k, :, 1 + 2 * width :] = np.where(used, slope[chosen, k], 0.0)
-    return table.reshape(n * bins, 1 + 3 * width)
+    return table.reshape(n * bins, table_columns(width, rows))
 
 
 @keras.saving.register_keras_serializable(package="neuronedit")
@@ -161,6 +210,8 @@ class LookupEdit(keras.layers.Layer):
         width: segments listed per bin.
         extrapolation: the source layer's mode (``"shift"``, ``"clip"`` or
             ``"linear"``; the end slopes of ``"linear"`` are in ``low``/``high``).
+        rows: the table's row layout, ``"ramp"`` or ``"two_slope"`` (see ``ROWS``;
+            ``from_layer`` picks ``row_layout(width)``).
 
     Input shape: ``(batch, ..., n_neurons)`` float32. Output shape: the same.
 
@@ -175,13 +226,17 @@ class LookupEdit(keras.layers.Layer):
         True
     """
 
-    def __init__(self, n_neurons, bins, width, extrapolation="shift", **kwargs):
+    def __init__(self, n_neurons, bins, width, extrapolation="shift", rows="ramp", **kwargs):
         super().__init__(**kwargs)
         if extrapolation not in EXTRAPOLATIONS:
             raise NeuronEditError(
                 f"extrapolation must be one of {EXTRAPOLATIONS}; got {extrapolation!r}."
             )
+        if rows not in ROWS or (rows == "two_slope" and int(width) > 2):
+            raise NeuronEditError(f"rows must be one of {ROWS} ('two_slope' needs width <= 2); "
+                                  f"got {rows!r} with width {width}.")
         self.n_neurons, self.bins, self.width = int(n_neurons), int(bins), int(width)
+        self.rows = rows
         self.extrapolation = extrapolation
 
     def build(self, input_shape=None):
@@ -196,14 +251,15 @@ class LookupEdit(keras.layers.Layer):
         # The table holds float32 bit patterns as int32: TFLite's dynamic-range
         # quantisation turns large float constants into int8, which would move the knots.
         self.table = self.add_weight(
-            name="table", shape=(self.n_neurons * self.bins, 1 + 3 * self.width),
+            name="table", shape=(self.n_neurons * self.bins, table_columns(self.width, self.rows)),
             initializer="zeros", trainable=False, dtype="int32",
         )
         self.built = True
 
     @classmethod
-    def from_layer(cls, edit, name=None, bins=None):
-        """Freeze an adapted ``NeuronEdit`` into a ``LookupEdit`` (``bins``: see ``plan``)."""
+    def from_layer(cls, edit, name=None, bins=None, rows=None):
+        """Freeze an adapted ``NeuronEdit`` into a ``LookupEdit`` (``bins``: see ``plan``;
+        ``rows``: see ``ROWS``, default ``row_layout(width)``)."""
         if not isinstance(edit, NeuronEdit):
             raise NeuronEditError(f"from_layer needs a NeuronEdit layer; got {type(edit).__name__}.")
         if not edit.built:
@@ -217,7 +273,7 @@ class LookupEdit(keras.layers.Layer):
                             -largest, largest).astype(np.float32)
         tables = (s, t_eff, slope)
         inner, bins, width = plan(source_q, bins)
-        layer = cls(source_q.shape[1], bins, width, edit.extrapolation,
+        layer = cls(source_q.shape[1], bins, width, edit.extrapolation, rows or row_layout(width),
                     name=name or f"{edit.name}_lookup")
         layer.build()
         origin, span = _grid(source_q, inner)
@@ -227,23 +283,31 @@ class LookupEdit(keras.layers.Layer):
         layer.scale.assign((bins / span).astype(np.float32))
         layer.low.assign(low)
         layer.high.assign(high)
-        layer.table.assign(build_table(source_q, tables, inner, bins, width).view(np.int32))
+        layer.table.assign(build_table(source_q, tables, inner, bins, width, layer.rows)
+                           .view(np.int32))
         return layer
 
     def call(self, inputs):
         n, bins, width = self.n_neurons, self.bins, self.width
         a = tf.reshape(tf.cast(inputs, tf.float32), [-1, n])
         inside = tf.clip_by_value(a, self.first, self.last)
-        position = tf.floor((inside - self.origin) * self.scale)
-        # Clamp after the cast as well: a NaN activation casts to an arbitrary integer.
-        position = tf.cast(tf.clip_by_value(position, 0.0, bins - 1.0), tf.int32)
-        position = tf.clip_by_value(position, 0, bins - 1) + tf.range(n, dtype=tf.int32) * bins
+        # The bin; cast truncates, which is floor here (position >= 0). A NaN position
+        # becomes bin 0 (casting NaN to an integer is undefined and would index anywhere).
+        position = tf.clip_by_value((inside - self.origin) * self.scale, 0.0, bins - 1.0)
+        position = tf.where(tf.equal(position, position), position, 0.0)
+        position = tf.cast(position, tf.int32) + tf.range(n, dtype=tf.int32) * bins
         rows = tf.bitcast(tf.gather(self.table, position), tf.float32)
         planes = tf.unstack(tf.transpose(rows, [2, 0, 1]), axis=0)
-        value = planes[0]
-        for c in range(width):
-            start, length, slope = planes[1 + c], planes[1 + width + c], planes[1 + 2 * width + c]
-            value += tf.clip_by_value(inside - start, 0.0, length) * slope
+        if self.rows == "two_slope":
+            # At most one knot in the bin: one slope on each side of it.
+            value, knot, below, above = planes
+            offset = inside - knot
+            value += below * tf.minimum(offset, 0.0) + above * tf.maximum(offset, 0.0)
+        else:
+            value = planes[0]
+            for c in range(width):
+                start, length, slope = planes[1 + c], planes[1 + width + c], planes[1 + 2 * width + c]
+                value += tf.clip_by_value(inside - start, 0.0, length) * slope
         # Outside [s_0, s_last]: a - inside is a - s_0 (< 0) below, a - s_last (> 0) above.
         if self.extrapolation == "shift":
             value += a - inside
@@ -258,7 +322,7 @@ class LookupEdit(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(n_neurons=self.n_neurons, bins=self.bins, width=self.width,
+        config.update(n_neurons=self.n_neurons, bins=self.bins, width=self.width, rows=self.rows,
                       extrapolation=self.extrapolation)
         return config
 

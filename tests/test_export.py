@@ -251,3 +251,19 @@ def test_output_gain_is_the_steepest_slope_of_the_calibration(demo_editor):
     slopes = np.where(knots[1:] > knots[:-1], np.abs(ahead - behind) / (2 * halves), 0.0)
     np.testing.assert_allclose(gain, np.maximum(slopes.max(axis=0), 1.0), rtol=1e-3)
     assert gain.shape == (knots.shape[1],) and (gain > 1).any()
+
+
+def test_component_times_exports_and_times_every_piece(dense_editor):
+    from neuronedit_tf.bench.export_speed import component_times
+
+    rows = counts(np.random.default_rng(1), 200).values
+    times = component_times(editor=dense_editor, rows=rows, batch_size=64, repeats=1)
+    pieces = {"encoder", "decoder", "edit_lookup", "edit_search", "calibration_lookup",
+              "gate_weight"}
+    assert pieces <= set(times)
+    for piece in pieces:
+        figures = times[piece]
+        assert figures["saved_model_ms"] > 0 and figures["tflite_ms"] > 0, piece
+        assert not any(op.startswith("Flex") for op in figures["tflite_ops"]), piece
+    assert times["edit_lookup"]["tflite_ops"].get("GATHER") == 1
+    assert "TOPK_V2" in times["gate_weight"]["tflite_ops"]

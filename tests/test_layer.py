@@ -216,3 +216,39 @@ def test_tiny_and_subnormal_scale_activations_stay_finite():
         layer = adapted(source, target, mode)
         grid = np.linspace(-10, 10, 2001, dtype=np.float32)[:, None]
         assert np.all(np.isfinite(layer(grid).numpy())), mode
+
+
+@pytest.mark.parametrize("n_reference,n_neurons,k", [(1000, 50, 5), (1000, 8, 1), (203, 4, 10),
+                                                     (37, 3, 5), (12, 2, 5)])
+def test_gate_kth_largest_equals_one_top_k(n_reference, n_neurons, k):
+    # The two-round selection over column groups returns the plain TopK's k-th value,
+    # ties included (repeated references), padded groups included (203, 37 references).
+    import tensorflow as tf
+
+    from neuronedit_tf.layers import _kth_largest
+
+    rng = np.random.default_rng(n_reference)
+    reference = rng.normal(size=(n_reference, n_neurons)).astype(np.float32)
+    reference[n_reference // 2 : n_reference // 2 + 3 * k] = reference[0]
+    codes = np.concatenate([rng.normal(size=(200, n_neurons)), reference[:20],
+                            rng.normal(size=(20, n_neurons)) * 30]).astype(np.float32)
+    weights, bias = 2.0 * reference, -(reference**2).sum(1)
+    got = _kth_largest(tf.constant(codes), tf.constant(weights), tf.constant(bias), k).numpy()
+    scores = tf.matmul(codes, weights, transpose_b=True) + bias
+    np.testing.assert_array_equal(got, tf.math.top_k(scores, k=k).values[:, -1:].numpy())
+
+
+def test_gate_weight_matches_a_float64_nearest_neighbour_count():
+    from neuronedit_tf.layers import SupportGate
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(3000, 10)).astype(np.float32)
+    gate = SupportGate(k=5, low=1.5, high=3.0)
+    gate.adapt(reference)
+    codes = (rng.normal(size=(500, 10)) * rng.uniform(0.5, 4.0, size=(500, 1))).astype(np.float32)
+    kept = gate.reference.numpy().astype(np.float64)
+    distance = np.sqrt(((codes[:, None, :] - kept[None]) ** 2).sum(-1))
+    ratio = np.sort(distance, axis=1)[:, gate.k - 1] / float(gate.scale.numpy())
+    expected = np.clip((gate.high - ratio) / (gate.high - gate.low), 0.0, 1.0)
+    assert 0.05 < np.mean((expected > 0) & (expected < 1))  # the band is exercised
+    np.testing.assert_allclose(gate.weight(codes).numpy()[:, 0], expected, atol=1e-4)

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -102,3 +103,90 @@ def test_unadapted_or_wrong_layer_is_refused():
         LookupEdit.from_layer(NeuronEdit())
     with pytest.raises(NeuronEditError, match="NeuronEdit layer"):
         LookupEdit.from_layer(keras.layers.Dense(3))
+
+
+def knot_probes(layer, frozen, rng):
+    """Adversarial activations: every knot and its float32 neighbours, the lookup
+    grid's bin edges (where the bin index changes), values between the knots and
+    far outside them, and the two float32 extremes (the last two rows)."""
+    s = layer.source_q.numpy()
+    edges = (frozen.origin.numpy() + np.arange(0, frozen.bins + 1, max(1, frozen.bins // 512))[:, None]
+             / frozen.scale.numpy()).astype(np.float32)
+    return np.concatenate([
+        s, np.nextafter(s, np.float32(np.inf)), np.nextafter(s, np.float32(-np.inf)),
+        edges, np.nextafter(edges, np.float32(-np.inf)),
+        rng.uniform(s[0], s[-1], size=(2000, s.shape[1])),
+        s[:1] - rng.uniform(0, 100, size=(50, s.shape[1])), s[-1:] + rng.uniform(0, 100, size=(50, s.shape[1])),
+        np.full((1, s.shape[1]), 3e38), np.full((1, s.shape[1]), -3e38),
+    ]).astype(np.float32)
+
+
+def assert_same_map(got, expected, rtol=2e-6):
+    """Within rtol of the output's scale (the largest |value| short of the two extreme
+    rows), and the extreme rows finite and within rtol of themselves."""
+    scale = max(1.0, float(np.abs(expected[:-2]).max()))
+    np.testing.assert_allclose(got[:-2], expected[:-2], rtol=rtol, atol=rtol * scale)
+    assert np.all(np.isfinite(got[-2:]) == np.isfinite(expected[-2:]))
+    finite = np.isfinite(expected[-2:])
+    np.testing.assert_allclose(got[-2:][finite], expected[-2:][finite], rtol=rtol)
+
+
+@pytest.mark.parametrize("extrapolation", ["shift", "clip", "linear"])
+@pytest.mark.parametrize("bins", [None, 64])
+def test_both_table_forms_match_the_layer_on_knots_bin_edges_and_outside(extrapolation, bins):
+    # bins=None: the two-slope rows (at most one knot per bin); 64 bins: the ramp rows.
+    rng = np.random.default_rng(1)
+    source = np.concatenate([rng.normal(0, 1, size=(3000, 3)), rng.gamma(2.0, 1, size=(3000, 3)),
+                             np.zeros((500, 3))]).astype(np.float32)
+    target = (source * [1.5, 0.5, 1.0] + np.sin(source)).astype(np.float32)
+    layer = adapted(source, target, extrapolation, tuple(range(101)))
+    frozen = LookupEdit.from_layer(layer, bins=bins)
+    assert (frozen.width <= 2) == (bins is None), frozen.width
+    probe = knot_probes(layer, frozen, rng)
+    got = frozen(probe).numpy()
+    assert_same_map(got, layer(probe).numpy())
+    close_to_reference(got[:-2], reference_map(probe[:-2], layer.source_q.numpy(),
+                                               layer.target_q.numpy(), extrapolation))
+
+
+def test_tflite_builtin_conversion_matches_keras_and_survives_nan(tmp_path):
+    from neuronedit_tf.export import write_tflite
+
+    rng = np.random.default_rng(2)
+    source = rng.normal(size=(4000, 6)).astype(np.float32)
+    layer = adapted(source, source * 2.0 + np.tanh(source), quantiles=tuple(range(101)))
+    frozen = LookupEdit.from_layer(layer)
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, frozen(inputs))
+    model.export(tmp_path / "saved", verbose=False)
+    write_tflite(tmp_path / "saved", tmp_path / "edit.tflite")  # builtin ops only, else raises
+    probe = np.concatenate([rng.normal(size=(300, 6)), knot_probes(layer, frozen, rng)]).astype(np.float32)
+    probe[5, 2] = np.nan
+    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "edit.tflite"))
+    runner = interpreter.get_signature_runner("serving_default")
+    name = interpreter.get_signature_list()["serving_default"]["inputs"][0]
+    (got,) = runner(**{name: probe}).values()
+    expected = model(probe).numpy()
+    assert np.isnan(got[5, 2]) and np.isnan(expected[5, 2])
+    probe[5, 2], expected[5, 2], got[5, 2] = 0.0, 0.0, 0.0
+    assert_same_map(got, expected)
+
+
+def test_ramp_rows_still_compute_the_map_and_old_configs_read_as_ramp():
+    # A LookupEdit saved before the two-slope rows has no "rows" in its config: its
+    # table holds ramp rows, whatever its width.
+    source = np.random.default_rng(4).normal(size=(3000, 3)).astype(np.float32)
+    layer = adapted(source, source * 2.0 + np.cos(source), quantiles=tuple(range(101)))
+    two_slope = LookupEdit.from_layer(layer)
+    ramp = LookupEdit.from_layer(layer, rows="ramp")
+    assert (two_slope.rows, ramp.rows, ramp.width) == ("two_slope", "ramp", two_slope.width)
+    probe = knot_probes(layer, two_slope, np.random.default_rng(5))
+    assert_same_map(ramp(probe).numpy(), two_slope(probe).numpy())
+    config = ramp.get_config()
+    del config["rows"]
+    old = LookupEdit.from_config(config)
+    old.build()
+    old.set_weights(ramp.get_weights())
+    np.testing.assert_array_equal(old(probe).numpy(), ramp(probe).numpy())
+    with pytest.raises(NeuronEditError, match="two_slope"):
+        LookupEdit(3, 64, 3, rows="two_slope")

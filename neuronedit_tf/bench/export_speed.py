@@ -4,6 +4,9 @@ Regenerate the figures of the export notes with::
 
     python -c "import json; from neuronedit_tf.bench.export_speed import export_speed; \
 print(json.dumps(export_speed(), indent=1))"
+
+and the time of each piece alone (encoder, decoder, edit, calibration, gate) with
+``component_times()`` in the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -115,7 +119,7 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
         dict with ``rows_per_second[graph][format]``, ``edit_overhead[graph][format]``
         (``plain rows/s / graph rows/s - 1``; goal <= ``MAX_EDIT_OVERHEAD``),
         ``tflite_vs_saved_model[graph]`` (goal >= ``MIN_TFLITE_RATIO``), the lookup
-        table's ``bins`` and ``width``, the largest difference between the lookup
+        table's ``bins``, ``width`` and ``rows`` (layout), the largest difference between the lookup
         and search graphs' outputs (relative to max(|output|, 1)), the machine
         (cores, load average) and ``rows_per_cpu_second`` (rows per CPU second
         of this process: less sensitive to other processes on the machine).
@@ -177,7 +181,7 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
                           for g in best if g != "plain"},
         "tflite_vs_saved_model": {g: best[g]["tflite"] / best[g]["saved_model"] for g in best},
         "goals": {"max_edit_overhead": MAX_EDIT_OVERHEAD, "min_tflite_ratio": MIN_TFLITE_RATIO},
-        "lookup": ({"bins": frozen.bins, "width": frozen.width}
+        "lookup": ({"bins": frozen.bins, "width": frozen.width, "rows": frozen.rows}
                    if isinstance(frozen, LookupEdit) else None),
         "lookup_vs_search_max_rel": float(max(
             (np.abs(check["lookup"][f] - check["search"][f])
@@ -217,3 +221,119 @@ def export_parity(editor=None, rows=None, out=None, epochs=20, seed=0, name="neu
     with tempfile.TemporaryDirectory() as scratch:
         return export_editor(editor, Path(out or scratch), format="both", name=name,
                              quantize=True, sample=rows)
+
+
+def _tflite_ops(flatbuffer):
+    """``{op name: count}`` of a TFLite model (its main subgraph)."""
+    import contextlib
+    import io
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        tf.lite.experimental.Analyzer.analyze(model_content=flatbuffer)
+    ops = {}
+    for line in text.getvalue().splitlines():
+        line = line.strip()
+        if line.startswith("Op#"):
+            name = line.split()[1].split("(")[0]
+            ops[name] = ops.get(name, 0) + 1
+    return ops
+
+
+class _GateWeight(keras.layers.Layer):
+    """``SupportGate.weight`` as a layer of its own, to export and time it alone."""
+
+    def __init__(self, gate, **kwargs):
+        super().__init__(name="gate_weight", **kwargs)
+        self.gate = gate
+
+    def call(self, codes):
+        return self.gate.weight(codes)
+
+
+def component_times(editor=None, rows=None, batch_size=4096, repeats=20, threads=None,
+                    epochs=5, seed=0):
+    """Where the exported graph's time goes: each piece alone on one batch.
+
+    Every piece (``encoder``, ``decoder``, the edit as ``LookupEdit`` and as the
+    binary search, and for a calibrated editor the calibration as ``LookupEdit``
+    and, gated, ``SupportGate.weight``) is exported on its own (``Model.export``,
+    then ``write_tflite``: builtin ops only) and run on one ``batch_size`` batch
+    of its real input (the demo's rows, encoded) ``repeats`` times, best of 3 rounds.
+
+    Returns:
+        ``{piece: {"saved_model_ms", "tflite_ms", "saved_model_cpu_ms",
+        "tflite_cpu_ms", "tflite_ops"}}`` (milliseconds per batch, wall clock and
+        CPU time of this process), plus ``machine`` (cores, load average).
+    """
+    from neuronedit_tf.models import run
+
+    if threads is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+        except RuntimeError:
+            pass
+    if editor is None:
+        editor, sample = demo_editor(epochs=epochs, seed=seed)
+        rows = sample.values if rows is None else rows
+    if rows is None:
+        raise ValueError("Pass rows=... (raw input rows) with a custom editor.")
+    threads = int(threads or os.cpu_count() or 1)
+    rows = np.asarray(rows, np.float32)
+    batch = rows[np.random.default_rng(seed).integers(0, len(rows), batch_size)]
+    standardised = run(editor.part("preprocessing"), batch).astype(np.float32)
+    latent = run(editor.part("encoder"), standardised).astype(np.float32)
+    pieces = {"encoder": (editor.part("encoder"), standardised),
+              "decoder": (editor.part("decoder"), latent),
+              "edit_lookup": (lookup_edit(editor.part("neuron_edit")), latent),
+              "edit_search": (editor.part("neuron_edit"), latent)}
+    if editor.method != "paper":
+        pieces["calibration_lookup"] = (lookup_edit(editor.part("calibration")), standardised)
+    if editor.method == "gated":
+        pieces["gate_weight"] = (_GateWeight(editor.part("support_gate")), latent)
+    load_before = os.getloadavg()
+    timings = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, (layer, x) in pieces.items():
+            inputs = keras.Input(x.shape[1:])
+            folder = Path(scratch) / name
+            keras.Model(inputs, layer(inputs)).export(os.fspath(folder), verbose=False)
+            write_tflite(folder, folder / "model.tflite")
+            loaded = tf.saved_model.load(os.fspath(folder))
+            serve = loaded.signatures["serving_default"]
+            key = list(serve.structured_input_signature[1])[0]
+            interpreter_class, _ = _interpreter()
+            interpreter = interpreter_class(model_path=os.fspath(folder / "model.tflite"),
+                                            num_threads=threads)
+            index = interpreter.get_input_details()[0]["index"]
+            output = interpreter.get_output_details()[0]["index"]
+            interpreter.resize_tensor_input(index, list(x.shape))
+            interpreter.allocate_tensors()
+            tensor = tf.constant(x)
+
+            def saved_model_call():
+                return [v.numpy() for v in serve(**{key: tensor}).values()]
+
+            def tflite_call():
+                interpreter.set_tensor(index, x)
+                interpreter.invoke()
+                return interpreter.get_tensor(output)
+
+            figures = {}
+            for fmt, call in (("saved_model", saved_model_call), ("tflite", tflite_call)):
+                call()
+                wall, cpu = np.inf, np.inf
+                for _ in range(3):
+                    started, cpu_started = time.perf_counter(), time.process_time()
+                    for _ in range(int(repeats)):
+                        call()
+                    wall = min(wall, (time.perf_counter() - started) / repeats)
+                    cpu = min(cpu, (time.process_time() - cpu_started) / repeats)
+                figures[f"{fmt}_ms"], figures[f"{fmt}_cpu_ms"] = 1e3 * wall, 1e3 * cpu
+            figures["tflite_ops"] = _tflite_ops((folder / "model.tflite").read_bytes())
+            timings[name] = figures
+    timings["machine"] = {"cpu_count": os.cpu_count(), "tflite_threads": threads,
+                          "batch_size": batch_size, "load_average_before": load_before,
+                          "load_average_after": os.getloadavg()}
+    return timings
