@@ -1,7 +1,9 @@
 """Training the autoencoder under any ``tf.distribute.Strategy``.
 
 ``NeuronEditor(strategy=...)`` trains through :func:`train`. Without a strategy
-it is Keras's own ``model.fit``. Under an explicit strategy (``MirroredStrategy``
+it is Keras's own ``model.fit``, compiled by :func:`compile_for_training` (XLA for
+dense models, several steps per compiled call: the speed of PyTorch's eager loop
+on CPU, which Keras's defaults reach only about two thirds of). Under an explicit strategy (``MirroredStrategy``
 on several GPUs or CPU devices, ``MultiWorkerMirroredStrategy`` on several
 hosts, ``TPUStrategy``) :func:`custom_loop` trains the same Keras model with the
 same loss (mean squared error over each global batch), optimiser, batches and
