@@ -5,7 +5,8 @@ Measures, on this machine:
 - the float32 matmul rate (FLOP/s), the yardstick for every throughput;
 - training throughput (samples/s) of the paper's dense autoencoder (37 -> 500-250-50
   -> 37, Adam, MSE) at batch 100 and 1024: Keras ``fit`` on the editor's own
-  ``tf.data`` pipeline, with and without XLA, and the same model, optimiser and
+  ``tf.data`` pipeline, compiled as ``NeuronEditor.fit`` does (XLA, several steps
+  per call) and with Keras's defaults, and the same model, optimiser and
   loop in PyTorch (CPU, eager) when ``torch`` is importable (``pip install
   neuronedit_tf[bench]``);
 - percentile fitting on 10^6 x 50: :func:`neuronedit_tf.layers.percentiles`
@@ -75,19 +76,29 @@ def encoder_flops(width=WIDTH, hidden=HIDDEN):
 
 
 # -------------------------------------------------------------------- training
-def keras_training(batch_size, rows, epochs=3, jit_compile=False, seed=0):
+def keras_training(batch_size, rows, epochs=3, configuration="editor", seed=0):
     """Samples/s of Keras ``fit`` of the dense AE on the editor's tf.data pipeline
-    (best epoch after a warm-up epoch)."""
+    (best epoch after a warm-up epoch).
+
+    ``configuration="editor"`` compiles the model as ``NeuronEditor.fit`` does
+    (:func:`neuronedit_tf.distribute.compile_for_training`: XLA, several steps per
+    call); ``"keras"`` with Keras's defaults (no XLA on CPU, one step per call)."""
     import keras
 
-    from neuronedit_tf import models, streaming
+    from neuronedit_tf import distribute, models, streaming
+    from neuronedit_tf.errors import NeuronEditError
 
     values = np.random.default_rng(seed).normal(size=(rows, WIDTH)).astype(np.float32)
     pre = models.preprocessing(WIDTH, np.zeros(WIDTH, np.float32), np.ones(WIDTH, np.float32))
     training, steps, _ = streaming.training_data(
         [streaming.Rows(values, "rows")], pre, rows, 1e-9, batch_size, seed)
     model = models.dense_autoencoder(WIDTH, HIDDEN, seed=seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=jit_compile)
+    if configuration == "editor":
+        distribute.compile_for_training(model, keras.optimizers.Adam(1e-3), steps)
+    elif configuration == "keras":
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    else:
+        raise NeuronEditError(f"configuration must be 'editor' or 'keras'; got {configuration!r}")
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -100,6 +111,18 @@ def keras_training(batch_size, rows, epochs=3, jit_compile=False, seed=0):
     model.fit(training.map(lambda x: (x, x)), epochs=epochs + 1, steps_per_epoch=steps,
               verbose=0, callbacks=[Timer()], shuffle=False)
     return steps * batch_size / min(times[1:])
+
+
+def _keras_engine(configuration, batch_size, rows):
+    """The training table's label of a :func:`keras_training` run."""
+    if configuration == "keras":
+        return "Keras fit, Keras defaults (tf.data, 1 step per call)"
+    from neuronedit_tf import distribute, models
+
+    steps = -(-rows // batch_size)
+    xla = distribute.xla_helps(models.dense_autoencoder(WIDTH, HIDDEN))
+    return (f"Keras fit, as NeuronEditor.fit (tf.data, {'XLA, ' if xla else ''}"
+            f"{distribute.steps_per_call(steps)} steps per call)")
 
 
 def torch_training(batch_size, rows, epochs=3, seed=0, threads=None):
@@ -316,11 +339,11 @@ def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 
     figures["matmul"] = matmul_flops()
     training = []
     for batch_size, rows in zip((100, 1024), training_rows):
-        for jit in (False, True):
-            log(f"keras training, batch {batch_size}, jit {jit} ...")
-            training.append({"engine": f"Keras fit (tf.data{', XLA' if jit else ''})",
-                             "batch": batch_size, "load": _load(),
-                             "rate": keras_training(batch_size, rows, jit_compile=jit)})
+        for configuration in ("keras", "editor"):
+            log(f"keras training, batch {batch_size}, {configuration}'s configuration ...")
+            rate = keras_training(batch_size, rows, configuration=configuration)
+            training.append({"engine": _keras_engine(configuration, batch_size, rows),
+                             "batch": batch_size, "load": _load(), "rate": rate})
         log(f"torch training, batch {batch_size} ...")
         rate, threads = _torch_in_child(batch_size, rows)
         if rate is not None:
