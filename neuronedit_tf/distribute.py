@@ -163,22 +163,29 @@ def xla_helps(model):
     return plain(model)
 
 
-def compile_for_training(model, optimizer, steps, jit_compile="auto"):
-    """``model.compile`` as the editor trains: MSE, ``optimizer``,
-    :func:`steps_per_call` steps per call, and XLA when ``jit_compile`` is True, or
-    is ``"auto"`` and :func:`xla_helps` (Keras's own ``"auto"`` never uses XLA on
-    CPU). Returns ``model``.
+def compile_for_training(model, optimizer, steps, jit_compile=False, steps_per_execution=1):
+    """``model.compile`` as the editor trains: MSE and ``optimizer``.
+
+    The defaults are Keras's own CPU behaviour (no XLA, one step per call). The fast
+    configuration, ``jit_compile="auto"`` and ``steps_per_execution="auto"`` (what
+    ``neuronedit bench speed`` measures against PyTorch), compiles with XLA when
+    :func:`xla_helps` and runs :func:`steps_per_call` steps per call; it trains the
+    same model, but XLA's float rounding differs, so a seeded fit gives (slightly)
+    different weights than with the defaults. Returns ``model``.
 
     Example:
         >>> from neuronedit_tf.models import dense_autoencoder
-        >>> model = compile_for_training(dense_autoencoder(5, (4, 2)), "adam", steps=300)
+        >>> model = compile_for_training(dense_autoencoder(5, (4, 2)), "adam", steps=300,
+        ...                              jit_compile="auto", steps_per_execution="auto")
         >>> model.steps_per_execution, model.jit_compile
         (30, True)
     """
     if jit_compile == "auto":
         jit_compile = xla_helps(model)
+    if steps_per_execution == "auto":
+        steps_per_execution = steps_per_call(steps)
     model.compile(optimizer=optimizer, loss="mse", jit_compile=bool(jit_compile),
-                  steps_per_execution=steps_per_call(steps))
+                  steps_per_execution=int(steps_per_execution))
     return model
 
 
@@ -248,7 +255,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 def train(build, strategy, training, steps, validation, epochs, patience, learning_rate,
-          verbose="auto", checkpoint_dir=None, jit_compile="auto"):
+          verbose="auto", checkpoint_dir=None, jit_compile=False, steps_per_execution=1):
     """Build and train an autoencoder under ``strategy``; return it and its history.
 
     Args:
@@ -262,7 +269,8 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
         learning_rate: Adam's learning rate.
         verbose: Keras verbosity; the custom loop prints one line per epoch.
         checkpoint_dir: resume from / back up to this folder after each epoch.
-        jit_compile: XLA: True, False, or ``"auto"`` (see :func:`compile_for_training`).
+        jit_compile, steps_per_execution: see :func:`compile_for_training` (``"auto"``
+            for both: the fast configuration).
 
     Returns:
         ``(model, history)``: the trained model with ordinary (not distributed)
@@ -279,7 +287,7 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
                               patience, verbose, checkpoint_dir)
     else:
         with strategy.scope():
-            compile_for_training(model, optimizer, steps, jit_compile)
+            compile_for_training(model, optimizer, steps, jit_compile, steps_per_execution)
         stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                                  restore_best_weights=True)
         callbacks = [stopping]

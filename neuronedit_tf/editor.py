@@ -175,6 +175,8 @@ class NeuronEditor(Estimator):
         checkpoint_dir=None,
         deterministic=False,
         shuffle_rows=streaming.SHUFFLE_ROWS,
+        jit_compile=False,
+        steps_per_execution=1,
     ):
         """Train the autoencoder on S ∪ T ∪ X and adapt the edit from S to T.
 
@@ -200,6 +202,11 @@ class NeuronEditor(Estimator):
             deterministic: make TensorFlow's ops deterministic (slower).
             shuffle_rows: the training shuffle buffer, in rows; data up to this
                 size is shuffled exactly, larger data through the buffer.
+            jit_compile, steps_per_execution: Keras's ``compile`` options; ``"auto"``
+                for both is the fast configuration (XLA for dense models, several
+                steps per call: 1.2-1.5x the samples/s, see ``benchmarks/SPEED.md``);
+                its float rounding differs, so seeded results differ slightly from
+                the default's.
 
         Returns:
             self.
@@ -263,6 +270,7 @@ class NeuronEditor(Estimator):
             lambda: self._build_autoencoder(sample_shape, fresh=not default), strategy,
             training, steps, validation, epochs=epochs, patience=patience,
             learning_rate=self.learning_rate, verbose=verbose, checkpoint_dir=checkpoint_dir,
+            jit_compile=jit_compile, steps_per_execution=steps_per_execution,
         )
 
         encoder, decoder = models.split_at(autoencoder, self.layer)

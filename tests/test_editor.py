@@ -150,3 +150,19 @@ def test_constant_features_and_far_values_stay_finite(cytof):
     far = cytof["sample"].values.copy() * 1e6
     assert np.all(np.isfinite(editor.transform(far)))
     assert np.all(np.isfinite(editor.transform(pd.DataFrame(source))))
+
+
+def test_fast_training_configuration_is_seeded_and_trains_the_same_model(cytof):
+    """fit(jit_compile="auto", steps_per_execution="auto"): XLA and several steps per call."""
+    def fit(**options):
+        editor = NeuronEditor(transform="arcsinh", hidden=(16, 8, 4), seed=3)
+        editor.fit(cytof["source"], cytof["target"], extra=cytof["sample"], epochs=3, verbose=0,
+                   **options)
+        return editor
+
+    fast = [fit(jit_compile="auto", steps_per_execution="auto") for _ in range(2)]
+    plain = fit()
+    np.testing.assert_array_equal(fast[0].transform(cytof["sample"].values),
+                                  fast[1].transform(cytof["sample"].values))
+    assert len(fast[0].history["loss"]) == len(plain.history["loss"]) == 3
+    np.testing.assert_allclose(fast[0].history["loss"], plain.history["loss"], rtol=0.05)

@@ -5,8 +5,9 @@ Measures, on this machine:
 - the float32 matmul rate (FLOP/s), the yardstick for every throughput;
 - training throughput (samples/s) of the paper's dense autoencoder (37 -> 500-250-50
   -> 37, Adam, MSE) at batch 100 and 1024: Keras ``fit`` on the editor's own
-  ``tf.data`` pipeline, compiled as ``NeuronEditor.fit`` does (XLA, several steps
-  per call) and with Keras's defaults, and the same model, optimiser and
+  ``tf.data`` pipeline, with Keras's defaults (``NeuronEditor.fit``'s default) and
+  in the fast configuration (``fit(jit_compile="auto", steps_per_execution="auto")``:
+  XLA, several steps per call), and the same model, optimiser and
   loop in PyTorch (CPU, eager) when ``torch`` is importable (``pip install
   neuronedit_tf[bench]``);
 - percentile fitting on 10^6 x 50: :func:`neuronedit_tf.layers.percentiles`
@@ -80,9 +81,11 @@ def keras_training(batch_size, rows, epochs=3, configuration="editor", seed=0):
     """Samples/s of Keras ``fit`` of the dense AE on the editor's tf.data pipeline
     (best epoch after a warm-up epoch).
 
-    ``configuration="editor"`` compiles the model as ``NeuronEditor.fit`` does
-    (:func:`neuronedit_tf.distribute.compile_for_training`: XLA, several steps per
-    call); ``"keras"`` with Keras's defaults (no XLA on CPU, one step per call)."""
+    ``configuration="editor"`` compiles the model as ``NeuronEditor.fit(jit_compile=
+    "auto", steps_per_execution="auto")`` does (the fast configuration of
+    :func:`neuronedit_tf.distribute.compile_for_training`: XLA, several steps per call);
+    ``"keras"`` with Keras's defaults (no XLA on CPU, one step per call), as ``fit``
+    trains by default."""
     import keras
 
     from neuronedit_tf import distribute, models, streaming
@@ -94,7 +97,8 @@ def keras_training(batch_size, rows, epochs=3, configuration="editor", seed=0):
         [streaming.Rows(values, "rows")], pre, rows, 1e-9, batch_size, seed)
     model = models.dense_autoencoder(WIDTH, HIDDEN, seed=seed)
     if configuration == "editor":
-        distribute.compile_for_training(model, keras.optimizers.Adam(1e-3), steps)
+        distribute.compile_for_training(model, keras.optimizers.Adam(1e-3), steps,
+                                        jit_compile="auto", steps_per_execution="auto")
     elif configuration == "keras":
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
     else:
@@ -121,7 +125,8 @@ def _keras_engine(configuration, batch_size, rows):
 
     steps = -(-rows // batch_size)
     xla = distribute.xla_helps(models.dense_autoencoder(WIDTH, HIDDEN))
-    return (f"Keras fit, as NeuronEditor.fit (tf.data, {'XLA, ' if xla else ''}"
+    return (f"Keras fit, fit(jit_compile='auto', steps_per_execution='auto') (tf.data, "
+            f"{'XLA, ' if xla else ''}"
             f"{distribute.steps_per_call(steps)} steps per call)")
 
 
