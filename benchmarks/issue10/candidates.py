@@ -23,7 +23,8 @@ from neuronedit_tf.bench import batch
 from neuronedit_tf.bench.cases import cytof_cases, spillover_cases
 from neuronedit_tf.layers import NeuronEdit
 
-EPOCHS = 200
+import os
+EPOCHS = int(os.environ.get("EPOCHS", 200))
 
 
 def pieces(editor):
