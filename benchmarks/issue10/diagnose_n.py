@@ -28,3 +28,7 @@ print("mean EMD to truth by n cells per spike-in set:", {n: round(v, 4) for n, v
 A = np.array([[1, 1 / np.sqrt(n)] for n in means])
 a, b = np.linalg.lstsq(A, np.array(list(means.values())), rcond=None)[0]
 print(f"fit a + b/sqrt(n): a (n -> inf) = {a:.4f}, b = {b:.3f}; at n=1000: {a + b / np.sqrt(1000):.4f}")
+# errors adding in quadrature: EMD^2 = a^2 + c/n
+A2 = np.array([[1, 1 / n] for n in means])
+a2, c = np.linalg.lstsq(A2, np.array(list(means.values())) ** 2, rcond=None)[0]
+print(f"fit EMD^2 = a^2 + c/n: a (n -> inf) = {np.sqrt(max(a2, 0)):.4f}, c = {c:.2f}")
