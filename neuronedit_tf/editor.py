@@ -207,6 +207,7 @@ class NeuronEditor(Estimator):
             patience: epochs without validation improvement before stopping.
             verbose: Keras verbosity (``"auto"`` shows a progress bar).
             checkpoint_dir: if given, training resumes from here after a crash
+                (with ``members > 1``, each member in its subfolder ``member_<k>``)
                 (``keras.callbacks.BackupAndRestore`` with the early stopping's state
                 and the data position): call ``fit`` again with the same arguments and
                 it ends with the uninterrupted run's result. Removed when training ends.
@@ -292,6 +293,11 @@ class NeuronEditor(Estimator):
             encoder, decoder = models.split_at(autoencoder, self.layer)
             encoders.append(encoder)
             decoders.append(decoder)
+        if self.members > 1 and checkpoint_dir is not None:
+            try:  # the members' backups were removed as each ended; so goes their folder
+                Path(checkpoint_dir).rmdir()
+            except OSError:
+                pass
         encoder, decoder = models.ensemble(encoders, decoders)
         edit = NeuronEdit(self.quantiles, self.extrapolation, name="neuron_edit")
         # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
