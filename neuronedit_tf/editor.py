@@ -55,6 +55,13 @@ class NeuronEditor(Estimator):
             cytometry panel); the other features (Time, scatter, text columns)
             must be present too and pass through unchanged. Default: all.
         hidden: encoder widths of the dense model.
+        members: how many dense autoencoders to train (seeds ``seed``, ``seed + 1``,
+            ...; each trained on its own, as with ``members=1``) and edit together:
+            their codes are edited side by side and their decoded edits averaged
+            (:func:`~neuronedit_tf.models.ensemble`), so the method's graph runs on
+            the ensemble (fit time grows with ``members``). Default 1. Chosen by
+            spike-in cross-validation in ``benchmarks/issue10/`` (``members=3``
+            with ``"gated"``: see :data:`~neuronedit_tf.methods.ENSEMBLE_MEMBERS`).
         seed: seeds weights and shuffling.
         learning_rate: Adam's learning rate (paper: 1e-3).
         strategy: a ``tf.distribute.Strategy`` to train under (default: the
@@ -96,6 +103,7 @@ class NeuronEditor(Estimator):
         logicle=None,
         channels=None,
         strategy=None,
+        members=1,
     ):
         if not (isinstance(model, keras.Model) or model in ("dense", "conv")):
             raise NeuronEditError(
@@ -117,6 +125,11 @@ class NeuronEditor(Estimator):
         self.cofactor = float(cofactor)
         self.hidden = checks.widths(hidden)
         self.seed = checks.integer(seed, "seed")
+        self.members = checks.positive_int(members, "members")
+        if self.members > 1 and (self.images or isinstance(model, keras.Model)):
+            raise NeuronEditError(
+                f"members={members} trains several dense autoencoders; it needs "
+                "model='dense' (tables). Use members=1 with a conv or custom model.")
         self.learning_rate = checks.positive_finite(learning_rate, "learning_rate")
         if transform == "arcsinh":
             checks.positive_finite(cofactor, "The arcsinh cofactor")
@@ -196,6 +209,7 @@ class NeuronEditor(Estimator):
             patience: epochs without validation improvement before stopping.
             verbose: Keras verbosity (``"auto"`` shows a progress bar).
             checkpoint_dir: if given, training resumes from here after a crash
+                (with ``members > 1``, each member in its subfolder ``member_<k>``)
                 (``keras.callbacks.BackupAndRestore`` with the early stopping's state
                 and the data position): call ``fit`` again with the same arguments and
                 it ends with the uninterrupted run's result. Removed when training ends.
@@ -262,18 +276,37 @@ class NeuronEditor(Estimator):
         post = models.postprocessing(sample_shape, mean, variance, self.transform_name,
                                      self.cofactor, self.logicle)
 
-        training, steps, validation = streaming.training_data(
-            streams, pre, sum(counts), validation_split, int(batch_size), self.seed, shuffle_rows)
         strategy = distribute.resolve(self.strategy)
         default = strategy is tf.distribute.get_strategy()
-        autoencoder, self.history = distribute.train(
-            lambda: self._build_autoencoder(sample_shape, fresh=not default), strategy,
-            training, steps, validation, epochs=epochs, patience=patience,
-            learning_rate=self.learning_rate, verbose=verbose, checkpoint_dir=checkpoint_dir,
-            jit_compile=jit_compile, steps_per_execution=steps_per_execution,
-        )
-
-        encoder, decoder = models.split_at(autoencoder, self.layer)
+        encoders, decoders = [], []
+        for member in range(self.members):
+            # Member k is trained exactly as a one-member editor with seed ``seed + k``.
+            member_seed = self.seed + member
+            if member:
+                keras.utils.set_random_seed(member_seed)
+            training, steps, validation = streaming.training_data(
+                streams, pre, sum(counts), validation_split, int(batch_size), member_seed,
+                shuffle_rows)
+            autoencoder, history = distribute.train(
+                lambda: self._build_autoencoder(sample_shape, fresh=not default,
+                                                seed=member_seed),
+                strategy, training, steps, validation, epochs=epochs, patience=patience,
+                learning_rate=self.learning_rate, verbose=verbose,
+                checkpoint_dir=(checkpoint_dir if checkpoint_dir is None or self.members == 1
+                                else Path(checkpoint_dir) / f"member_{member}"),
+                jit_compile=jit_compile, steps_per_execution=steps_per_execution,
+            )
+            if not member:
+                self.history = history  # the first member's (the one-member editor's)
+            encoder, decoder = models.split_at(autoencoder, self.layer)
+            encoders.append(encoder)
+            decoders.append(decoder)
+        if self.members > 1 and checkpoint_dir is not None:
+            try:  # the members' backups were removed as each ended; so goes their folder
+                Path(checkpoint_dir).rmdir()
+            except OSError:
+                pass
+        encoder, decoder = models.ensemble(encoders, decoders)
         edit = NeuronEdit(self.quantiles, self.extrapolation, name="neuron_edit")
         # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
         # calibrated method's per-feature maps are fitted on it.
@@ -296,13 +329,14 @@ class NeuronEditor(Estimator):
                 "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
             )
 
-    def _build_autoencoder(self, sample_shape, fresh=False):
+    def _build_autoencoder(self, sample_shape, fresh=False, seed=None):
         if isinstance(self.architecture, keras.Model):
             # Under a strategy the variables must be created in its scope: a fresh copy.
             return keras.models.clone_model(self.architecture) if fresh else self.architecture
         if self.architecture == "conv":
             return models.conv_autoencoder(sample_shape, seed=self.seed)
-        return models.dense_autoencoder(sample_shape[0], self.hidden, seed=self.seed)
+        return models.dense_autoencoder(sample_shape[0], self.hidden,
+                                        seed=self.seed if seed is None else seed)
 
     # --------------------------------------------------------------- inference
     def _require_fitted(self):
@@ -398,6 +432,7 @@ class NeuronEditor(Estimator):
             "learning_rate": self.learning_rate,
             "logicle": self.logicle,
             "channels": self.channels,
+            "members": self.members,
         }
 
     def save(self, path, overwrite=False):
@@ -451,7 +486,8 @@ class NeuronEditor(Estimator):
         from neuronedit_tf.transforms import Logicle
 
         custom = {"NeuronEdit": NeuronEdit, "SupportGate": SupportGate, "Arcsinh": models.Arcsinh,
-                  "Logicle": Logicle, "Saturate": models.Saturate}
+                  "Logicle": Logicle, "Saturate": models.Saturate,
+                  "MemberSlice": models.MemberSlice}
         editor.model = checks.load_keras_model(model_file, custom)
         if config.get("model") == "dense" and state["config"].get("model") == "custom":
             editor.architecture = editor.model  # a custom (e.g. conv) graph: images or tables

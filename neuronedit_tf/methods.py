@@ -23,6 +23,13 @@ and raw values out, so every method saves, loads and exports the same way.
   so a per-feature calibration learned on one population is not forced on
   others whose change differs (a shift that mixes channels).
 
+Every method also runs on an ensemble of autoencoders, ``NeuronEditor(members=K)``:
+K dense autoencoders trained apart (seeds ``seed`` .. ``seed + K - 1``), joined by
+:func:`neuronedit_tf.models.ensemble` so that the edited layer holds the members'
+codes side by side (one :class:`NeuronEdit` edits every member) and the decoder
+averages the members' reconstructions; ``R(X)`` is then ``X`` plus the mean of the
+members' decoded changes. Same graph, same save/load/export.
+
 The default and the gate's band are chosen by cross-validation on the spike-in
 pair alone (fit on part of the S and T cells, score the rest of S, edited,
 against the rest of T; random halves and population halves), never on a
@@ -56,6 +63,11 @@ METHODS = ("paper", "calibrated", "gated")
 #: seed 0, 6 CyTOF + 2 cross-channel cases): ``"gated"`` with ``GATE`` scored 1.074 (held-out
 #: spike-in EMD / no correction), ``"paper"`` 1.184, ``"calibrated"`` 1.216.
 DEFAULT_METHOD = "gated"
+#: Ensemble size chosen by the same cross-validation (``benchmarks/issue10/cv_members.py``,
+#: seed 0, same cases, splits and score): ``"gated"`` (k=5, 1.5-3.0) on 3 members scored 0.998
+#: vs 1.074 on one autoencoder (quantile map: 1.063, ``benchmarks/issue10/candidates.py cv``).
+#: Not the default (``NeuronEditor(members=1)``): it triples the training time.
+ENSEMBLE_MEMBERS = 3
 #: The support gate of ``"gated"``: neighbour k and the distance-ratio band where w falls 1 -> 0
 #: (the best of 4 bands in the same cross-validation).
 GATE = {"k": 5, "low": 1.5, "high": 3.0}

@@ -89,6 +89,36 @@ class Saturate(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="neuronedit")
+class MemberSlice(keras.layers.Layer):
+    """Columns ``[start, stop)`` of the last axis: one member's code in an ensemble's codes.
+
+    (``StridedSlice``: a TFLite builtin.) See :func:`ensemble`.
+
+    Example:
+        >>> import numpy as np
+        >>> MemberSlice(1, 3)(np.arange(4, dtype="float32")[None]).numpy().tolist()
+        [[1.0, 2.0]]
+    """
+
+    def __init__(self, start, stop, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = int(start), int(stop)
+        if not 0 <= self.start < self.stop:
+            raise NeuronEditError(f"MemberSlice needs 0 <= start < stop; got {start}, {stop}.")
+
+    def call(self, inputs):
+        return inputs[..., self.start : self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.stop - self.start,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(start=self.start, stop=self.stop)
+        return config
+
+
 _LN2 = float(np.log(2.0))
 
 
@@ -315,4 +345,53 @@ def split_at(model, layer_name):
     for layer in model.layers[position + 1 :]:
         x = layer(x)
     decoder = keras.Model(latent, x, name="decoder")
+    return encoder, decoder
+
+
+def ensemble(encoders, decoders):
+    """Join autoencoders trained apart (same input, same code width) into one encoder/decoder.
+
+    The encoder maps standardised rows to the members' codes side by side
+    (``(batch, members * width)``); the decoder splits that back into the
+    members' codes (:class:`MemberSlice`), decodes each with its own decoder and
+    averages the reconstructions. A :class:`~neuronedit_tf.layers.NeuronEdit`
+    on the joined codes is one edit per member (its maps are per neuron), so
+    ``D(edit(E(x)))`` is the mean of the members' edited reconstructions and the
+    residual edit ``x + D(edit(E(x))) - D(E(x))`` the mean of their decoded
+    changes. One member gives back its own encoder and decoder.
+
+    Args:
+        encoders, decoders: equal-length lists of ``keras.Model`` (from :func:`split_at`).
+
+    Returns:
+        ``(encoder, decoder)``, ``keras.Model`` s named ``"encoder"`` and ``"decoder"``.
+
+    Example:
+        >>> parts = [split_at(dense_autoencoder(4, (8, 3), seed=s), "bottleneck") for s in (0, 9)]
+        >>> encoder, decoder = ensemble([p[0] for p in parts], [p[1] for p in parts])
+        >>> encoder.output.shape, decoder.output.shape
+        ((None, 6), (None, 4))
+    """
+    encoders, decoders = list(encoders), list(decoders)
+    if not encoders or len(encoders) != len(decoders):
+        raise NeuronEditError(
+            f"ensemble needs as many decoders as encoders (at least one); got "
+            f"{len(encoders)} and {len(decoders)}.")
+    if len(encoders) == 1:
+        return encoders[0], decoders[0]
+    widths = [int(e.output.shape[-1]) for e in encoders]
+    if len(set(widths)) != 1 or any(len(e.output.shape) != 2 for e in encoders):
+        raise NeuronEditError(f"ensemble members need flat codes of one width; got {widths}.")
+    width = widths[0]
+    for k, (e, d) in enumerate(zip(encoders, decoders)):
+        e.name = f"encoder_{k}"
+        d.name = f"decoder_{k}"
+    rows = keras.Input(tuple(encoders[0].input.shape[1:]), name="standardised")
+    codes = keras.layers.Concatenate(name="member_codes")([e(rows) for e in encoders])
+    encoder = keras.Model(rows, codes, name="encoder")
+    joined = keras.Input((width * len(encoders),), name="latent")
+    decoded = [d(MemberSlice(k * width, (k + 1) * width, name=f"member_{k}")(joined))
+               for k, d in enumerate(decoders)]
+    decoder = keras.Model(joined, keras.layers.Average(name="member_mean")(decoded),
+                          name="decoder")
     return encoder, decoder

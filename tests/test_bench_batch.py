@@ -80,3 +80,11 @@ def test_select_method_scores_held_out_spike_ins_only():
     assert all(np.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
     scores = batch.cv_scores(rows)
     assert scores[choice] == min(scores.values())
+
+
+def test_select_method_editors_can_be_ensembles():
+    case = next(iter(spillover_cases(n_cells=400)))
+    editor = batch._editor(case, 0, 1, members=2)
+    assert editor.members == 2
+    assert editor.part("encoder").get_layer("encoder_1").output.shape[-1] == 50
+    assert editor.part("neuron_edit").source_q.shape == (101, 100)

@@ -68,11 +68,12 @@ def candidate_name(method, gate):
 
 
 # ------------------------------------------------------------------ neuron editing
-def _editor(case, seed, epochs, source=None, target=None):
-    """One NeuronEditor (default method) fitted on the case's pair (or the given rows) + X."""
+def _editor(case, seed, epochs, source=None, target=None, members=1):
+    """One NeuronEditor (default method) fitted on the case's pair (or the given rows) + X;
+    ``members`` autoencoders (see ``NeuronEditor(members=...)``)."""
     from neuronedit_tf.editor import NeuronEditor
 
-    editor = NeuronEditor(transform="arcsinh", cofactor=case.cofactor, seed=seed)
+    editor = NeuronEditor(transform="arcsinh", cofactor=case.cofactor, seed=seed, members=members)
     return editor.fit(case.source.values if source is None else source,
                       case.target.values if target is None else target,
                       extra=case.sample.values, epochs=epochs, verbose=0)
@@ -124,7 +125,7 @@ def _random_split(case, seed):
     return (halves[0], halves[1]), (~halves[0], ~halves[1])
 
 
-def select_method(cases, seed=0, epochs=200, candidates=CANDIDATES, log=print):
+def select_method(cases, seed=0, epochs=200, candidates=CANDIDATES, log=print, members=1):
     """Cross-validation on the spike-in pair alone: which neuron-editing method to use.
 
     For each case and each split of the spike-in cells into a fitting part and a
@@ -138,7 +139,8 @@ def select_method(cases, seed=0, epochs=200, candidates=CANDIDATES, log=print):
 
     Score of a candidate: the mean of that ratio over cases and splits within each
     family of cases (the case name's prefix, e.g. ``cytof``), then over families.
-    The lowest score wins.
+    The lowest score wins. ``members``: the editors' ensemble size (every candidate is
+    built on that ensemble; see ``NeuronEditor(members=...)``).
 
     Returns:
         ``(choice, rows)``: the winning candidate's name and one row per
@@ -153,7 +155,7 @@ def select_method(cases, seed=0, epochs=200, candidates=CANDIDATES, log=print):
                 continue
             (s_fit, t_fit), (s_held, t_held) = split
             source, target = case.source.values, case.target.values
-            editor = _editor(case, seed, epochs, source[s_fit], target[t_fit])
+            editor = _editor(case, seed, epochs, source[s_fit], target[t_fit], members)
             held_t = case.scale(target[t_held])
             before = metrics.mean_emd(case.scale(source[s_held]), held_t)
             for name, graph in graphs(editor, source[s_fit], target[t_fit], candidates).items():
