@@ -59,9 +59,9 @@ class NeuronEditor(Estimator):
             ...; each trained on its own, as with ``members=1``) and edit together:
             their codes are edited side by side and their decoded edits averaged
             (:func:`~neuronedit_tf.models.ensemble`), so the method's graph runs on
-            the ensemble (fit time grows with ``members``). Default 1. Chosen by
-            spike-in cross-validation in ``benchmarks/issue10/`` (``members=3``
-            with ``"gated"``: see :data:`~neuronedit_tf.methods.ENSEMBLE_MEMBERS`).
+            the ensemble (fit time grows with ``members``). Default 1; ``members=3``
+            with ``"gated"`` won the spike-in cross-validation of
+            ``benchmarks/issue10/`` (see :data:`~neuronedit_tf.methods.ENSEMBLE_MEMBERS`).
         seed: seeds weights and shuffling.
         learning_rate: Adam's learning rate (paper: 1e-3).
         strategy: a ``tf.distribute.Strategy`` to train under (default: the
@@ -209,10 +209,11 @@ class NeuronEditor(Estimator):
             patience: epochs without validation improvement before stopping.
             verbose: Keras verbosity (``"auto"`` shows a progress bar).
             checkpoint_dir: if given, training resumes from here after a crash
-                (with ``members > 1``, each member in its subfolder ``member_<k>``)
                 (``keras.callbacks.BackupAndRestore`` with the early stopping's state
                 and the data position): call ``fit`` again with the same arguments and
                 it ends with the uninterrupted run's result. Removed when training ends.
+                With ``members > 1`` each member backs up to its own subfolder
+                ``member_<k>`` (members already finished are retrained, identically).
             deterministic: make TensorFlow's ops deterministic (slower).
             shuffle_rows: the training shuffle buffer, in rows; data up to this
                 size is shuffled exactly, larger data through the buffer.
