@@ -87,6 +87,23 @@ def _rows_per_second(runner, batches):
     return rows / (time.perf_counter() - started), rows / (time.process_time() - cpu)
 
 
+def _setup(editor, rows, threads, epochs, seed):
+    """Thread settings, the editor (default: the demo's) and its raw rows as float32."""
+    if threads is not None:
+        # Must run before TensorFlow's first op; otherwise TensorFlow keeps its default.
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+        except RuntimeError:
+            pass
+    if editor is None:
+        editor, sample = demo_editor(epochs=epochs, seed=seed)
+        rows = sample.values if rows is None else rows
+    if rows is None:
+        raise ValueError("Pass rows=... (raw input rows) with a custom editor.")
+    return editor, np.asarray(rows, np.float32), int(threads or os.cpu_count() or 1)
+
+
 def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repeats=3,
                  threads=None, epochs=5, seed=0):
     """Measure rows/s of the exported graph (raw -> edited raw) in both formats.
@@ -124,20 +141,7 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
         (cores, load average) and ``rows_per_cpu_second`` (rows per CPU second
         of this process: less sensitive to other processes on the machine).
     """
-    if threads is not None:
-        # Must run before TensorFlow's first op; otherwise TensorFlow keeps its default.
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-            tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-        except RuntimeError:
-            pass
-    if editor is None:
-        editor, sample = demo_editor(epochs=epochs, seed=seed)
-        rows = sample.values if rows is None else rows
-    if rows is None:
-        raise ValueError("Pass rows=... (raw input rows) with a custom editor.")
-    threads = int(threads or os.cpu_count() or 1)
-    rows = np.asarray(rows, np.float32)
+    editor, rows, threads = _setup(editor, rows, threads, epochs, seed)
     data = rows[np.random.default_rng(seed).integers(0, len(rows), n_rows)]
     n_batches = n_rows // batch_size
     if n_batches < 1:
@@ -268,19 +272,7 @@ def component_times(editor=None, rows=None, batch_size=4096, repeats=20, threads
     """
     from neuronedit_tf.models import run
 
-    if threads is not None:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-            tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-        except RuntimeError:
-            pass
-    if editor is None:
-        editor, sample = demo_editor(epochs=epochs, seed=seed)
-        rows = sample.values if rows is None else rows
-    if rows is None:
-        raise ValueError("Pass rows=... (raw input rows) with a custom editor.")
-    threads = int(threads or os.cpu_count() or 1)
-    rows = np.asarray(rows, np.float32)
+    editor, rows, threads = _setup(editor, rows, threads, epochs, seed)
     batch = rows[np.random.default_rng(seed).integers(0, len(rows), batch_size)]
     standardised = run(editor.part("preprocessing"), batch).astype(np.float32)
     latent = run(editor.part("encoder"), standardised).astype(np.float32)
