@@ -255,7 +255,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 def train(build, strategy, training, steps, validation, epochs, patience, learning_rate,
-          verbose="auto", checkpoint_dir=None, jit_compile=False, steps_per_execution=1):
+          verbose="auto", checkpoint_dir=None, jit_compile=False, steps_per_execution=1,
+          copies=1):
     """Build and train an autoencoder under ``strategy``; return it and its history.
 
     Args:
@@ -271,6 +272,9 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
         checkpoint_dir: resume from / back up to this folder after each epoch.
         jit_compile, steps_per_execution: see :func:`compile_for_training` (``"auto"``
             for both: the fast configuration).
+        copies: the model reconstructs its input this many times side by side (along
+            the last axis; e.g. :func:`neuronedit_tf.models.side_by_side`): the loss is
+            the mean squared error against the input repeated ``copies`` times.
 
     Returns:
         ``(model, history)``: the trained model with ordinary (not distributed)
@@ -284,7 +288,7 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
         optimizer.build(model.trainable_variables)
     if needs_custom_loop(strategy):
         history = custom_loop(model, optimizer, strategy, training, steps, validation, epochs,
-                              patience, verbose, checkpoint_dir)
+                              patience, verbose, checkpoint_dir, copies=copies)
     else:
         with strategy.scope():
             compile_for_training(model, optimizer, steps, jit_compile, steps_per_execution)
@@ -302,8 +306,9 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
             # of the epochs already done are skipped, so epoch k sees the same rows in the
             # same order as in an uninterrupted run.
             training = training.skip(completed_epochs(checkpoint_dir) * int(steps))
-        pairs = training.map(lambda x: (x, x))
-        result = model.fit(pairs, validation_data=validation.map(lambda x: (x, x)),
+        pairs = training.map(lambda x: (x, _repeat(x, copies)))
+        checks = validation.map(lambda x: (x, _repeat(x, copies)))
+        result = model.fit(pairs, validation_data=checks,
                            epochs=int(epochs), steps_per_epoch=int(steps),
                            callbacks=callbacks, verbose=verbose,
                            shuffle=False)  # the pipeline shuffles
@@ -318,14 +323,22 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
     return model, history
 
 
-def _per_example_error(model, x, training):
+def _repeat(x, copies):
+    """``x`` repeated ``copies`` times along its last axis (the side-by-side targets)."""
+    if copies == 1:
+        return x
+    return tf.tile(x, [1] * (len(x.shape) - 1) + [int(copies)])
+
+
+def _per_example_error(model, x, training, copies=1):
     reconstruction = model(x, training=training)
     axes = list(range(1, len(x.shape)))
-    return tf.reduce_mean(tf.square(tf.cast(reconstruction, tf.float32) - x), axis=axes)
+    return tf.reduce_mean(tf.square(tf.cast(reconstruction, tf.float32) - _repeat(x, copies)),
+                          axis=axes)
 
 
 def custom_loop(model, optimizer, strategy, training, steps, validation, epochs, patience,
-                verbose="auto", checkpoint_dir=None):
+                verbose="auto", checkpoint_dir=None, copies=1):
     """Keras-``fit``-equivalent training that works under every strategy.
 
     Each step minimises the mean squared error over the global batch (Keras's
@@ -346,7 +359,7 @@ def custom_loop(model, optimizer, strategy, training, steps, validation, epochs,
     def train_step(x):
         def replica(x):
             with tf.GradientTape() as tape:
-                errors = _per_example_error(model, x, True)
+                errors = _per_example_error(model, x, True, copies)
                 total = tf.reduce_sum(errors)
                 count = tf.cast(tf.shape(errors)[0], tf.float32)
                 everyone = tf.distribute.get_replica_context().all_reduce(
@@ -361,7 +374,7 @@ def custom_loop(model, optimizer, strategy, training, steps, validation, epochs,
     @tf.function
     def validation_step(x):
         def replica(x):
-            errors = _per_example_error(model, x, False)
+            errors = _per_example_error(model, x, False, copies)
             return tf.reduce_sum(errors), tf.cast(tf.shape(errors)[0], tf.float32)
         return reduce(strategy.run(replica, args=(x,)))
 

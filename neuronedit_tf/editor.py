@@ -55,8 +55,10 @@ class NeuronEditor(Estimator):
             cytometry panel); the other features (Time, scatter, text columns)
             must be present too and pass through unchanged. Default: all.
         hidden: encoder widths of the dense model.
-        members: how many dense autoencoders to train (seeds ``seed``, ``seed + 1``,
-            ...; each trained on its own, as with ``members=1``) and edit together:
+        members: how many dense autoencoders to train (initial weights seeded
+            ``seed``, ``seed + 1``, ...) and edit together. They train side by side in
+            one model (:func:`~neuronedit_tf.models.side_by_side`: the same batches, each
+            member from its own reconstruction loss, early stopping on their mean), then
             their codes are edited side by side and their decoded edits averaged
             (:func:`~neuronedit_tf.models.ensemble`), so the method's graph runs on
             the ensemble (fit time grows with ``members``). Default 1; ``members=3``
@@ -212,8 +214,6 @@ class NeuronEditor(Estimator):
                 (``keras.callbacks.BackupAndRestore`` with the early stopping's state
                 and the data position): call ``fit`` again with the same arguments and
                 it ends with the uninterrupted run's result. Removed when training ends.
-                With ``members > 1`` each member backs up to its own subfolder
-                ``member_<k>`` (members already finished are retrained, identically).
             deterministic: make TensorFlow's ops deterministic (slower).
             shuffle_rows: the training shuffle buffer, in rows; data up to this
                 size is shuffled exactly, larger data through the buffer.
@@ -279,34 +279,20 @@ class NeuronEditor(Estimator):
 
         strategy = distribute.resolve(self.strategy)
         default = strategy is tf.distribute.get_strategy()
-        encoders, decoders = [], []
-        for member in range(self.members):
-            # Member k is trained exactly as a one-member editor with seed ``seed + k``.
-            member_seed = self.seed + member
-            if member:
-                keras.utils.set_random_seed(member_seed)
-            training, steps, validation = streaming.training_data(
-                streams, pre, sum(counts), validation_split, int(batch_size), member_seed,
-                shuffle_rows)
-            autoencoder, history = distribute.train(
-                lambda: self._build_autoencoder(sample_shape, fresh=not default,
-                                                seed=member_seed),
-                strategy, training, steps, validation, epochs=epochs, patience=patience,
-                learning_rate=self.learning_rate, verbose=verbose,
-                checkpoint_dir=(checkpoint_dir if checkpoint_dir is None or self.members == 1
-                                else Path(checkpoint_dir) / f"member_{member}"),
-                jit_compile=jit_compile, steps_per_execution=steps_per_execution,
-            )
-            if not member:
-                self.history = history  # the first member's (the one-member editor's)
-            encoder, decoder = models.split_at(autoencoder, self.layer)
-            encoders.append(encoder)
-            decoders.append(decoder)
-        if self.members > 1 and checkpoint_dir is not None:
-            try:  # the members' backups were removed as each ended; so goes their folder
-                Path(checkpoint_dir).rmdir()
-            except OSError:
-                pass
+        # members > 1: the autoencoders (seeds seed, seed + 1, ...) side by side in one model,
+        # trained together: same batches, each member from its own loss (models.side_by_side).
+        training, steps, validation = streaming.training_data(
+            streams, pre, sum(counts), validation_split, int(batch_size), self.seed, shuffle_rows)
+        autoencoder, self.history = distribute.train(
+            lambda: self._build_autoencoders(sample_shape, fresh=not default),
+            strategy, training, steps, validation, epochs=epochs, patience=patience,
+            learning_rate=self.learning_rate, verbose=verbose, checkpoint_dir=checkpoint_dir,
+            jit_compile=jit_compile, steps_per_execution=steps_per_execution,
+            copies=self.members,
+        )
+        members = ([autoencoder] if self.members == 1 else
+                   [autoencoder.get_layer(f"autoencoder_{k}") for k in range(self.members)])
+        encoders, decoders = zip(*(models.split_at(member, self.layer) for member in members))
         encoder, decoder = models.ensemble(encoders, decoders)
         edit = NeuronEdit(self.quantiles, self.extrapolation, name="neuron_edit")
         # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
@@ -329,6 +315,12 @@ class NeuronEditor(Estimator):
                 f"{name} has {rows} rows, fewer than the {n_knots} quantiles of the map; "
                 "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
             )
+
+    def _build_autoencoders(self, sample_shape, fresh=False):
+        if self.members == 1:
+            return self._build_autoencoder(sample_shape, fresh)
+        return models.side_by_side([self._build_autoencoder(sample_shape, fresh, self.seed + k)
+                                    for k in range(self.members)])
 
     def _build_autoencoder(self, sample_shape, fresh=False, seed=None):
         if isinstance(self.architecture, keras.Model):

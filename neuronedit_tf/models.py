@@ -248,6 +248,31 @@ def dense_autoencoder(n_features, hidden=(500, 250, 50), leak=0.2, seed=None):
     return keras.Model(inputs, outputs, name="dense_autoencoder")
 
 
+def side_by_side(members, name="autoencoders"):
+    """Autoencoders of one input side by side, trained as one model: ``(batch, members * d)``.
+
+    Member ``k`` is the nested model ``members[k]`` renamed ``autoencoder_<k>``; the
+    output is the members' reconstructions concatenated, so the mean squared error
+    against the input repeated ``members`` times (what
+    :func:`neuronedit_tf.distribute.train` minimises with ``copies=members``) is the
+    mean of the members' own errors: one step updates every member from its own loss,
+    and no member sees another's output. Used by ``NeuronEditor(members=K)``.
+
+    Example:
+        >>> joint = side_by_side([dense_autoencoder(4, (8, 3), seed=s) for s in (0, 1)])
+        >>> joint.output.shape, joint.get_layer("autoencoder_1").output.shape
+        ((None, 8), (None, 4))
+    """
+    members = list(members)
+    for k, member in enumerate(members):
+        member.name = f"autoencoder_{k}"
+    rows = keras.Input(tuple(members[0].input.shape[1:]), name="standardised")
+    outputs = [member(rows) for member in members]
+    joined = (outputs[0] if len(outputs) == 1 else
+              keras.layers.Concatenate(name="member_reconstructions")(outputs))
+    return keras.Model(rows, joined, name=name)
+
+
 def conv_autoencoder(image_shape, filters=(64, 128, 256), leak=0.2, seed=None):
     """The paper's conv autoencoder: stride-2 4x4 convolutions, 64-128-256-128-64 filters.
 

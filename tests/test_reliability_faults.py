@@ -39,7 +39,7 @@ import numpy as np, keras
 from neuronedit_tf import NeuronEditor
 from neuronedit_tf.data import load_cytof
 
-mode, checkpoint, out = sys.argv[1:4]
+mode, checkpoint, out, members = sys.argv[1:5]
 if mode == "kill":  # SIGKILL this process in the middle of epoch 3 (from its 4th batch on;
     # Keras reports batches once per compiled call of several steps)
     class Killer(keras.callbacks.Callback):
@@ -53,7 +53,7 @@ if mode == "kill":  # SIGKILL this process in the middle of epoch 3 (from its 4t
         return fit(self, *args, callbacks=list(callbacks or []) + [Killer()], **kwargs)
     keras.Model.fit = killing_fit
 source, target, sample = load_cytof("021", 1), load_cytof("028", 1), load_cytof("021", 2)
-editor = NeuronEditor(transform="arcsinh", hidden=(16, 8, 4), seed=7)
+editor = NeuronEditor(transform="arcsinh", hidden=(16, 8, 4), seed=7, members=int(members))
 editor.fit(source, target, extra=sample, epochs=5, patience=2, batch_size=200, verbose=0,
            checkpoint_dir=None if checkpoint == "-" else checkpoint)
 np.save(out, editor.transform(sample.values))
@@ -62,23 +62,25 @@ with open(out + ".json", "w") as handle:
 """
 
 
-def _train(tmp_path, mode, checkpoint, name):
+def _train(tmp_path, mode, checkpoint, name, members):
     out = str(tmp_path / f"{name}.npy")
-    result = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, mode, str(checkpoint), out],
+    result = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, mode, str(checkpoint), out,
+                             str(members)],
                             env=ENV, capture_output=True, text=True, timeout=600)
     return result, out
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+@pytest.fixture(scope="module", params=[1, 2], ids=["one autoencoder", "members=2"])
+def runs(tmp_path_factory, request):
     """An uninterrupted run twice (fresh processes), and a run SIGKILLed mid-epoch then resumed."""
     tmp_path = tmp_path_factory.mktemp("train")
     checkpoint = tmp_path / "checkpoint"
-    killed, _ = _train(tmp_path, "kill", checkpoint, "killed")
+    members = request.param
+    killed, _ = _train(tmp_path, "kill", checkpoint, "killed", members)
     metadata = json.loads((checkpoint / "training_metadata.json").read_text())
-    resumed, resumed_out = _train(tmp_path, "resume", checkpoint, "resumed")
-    first, first_out = _train(tmp_path, "plain", "-", "first")
-    second, second_out = _train(tmp_path, "plain", "-", "second")
+    resumed, resumed_out = _train(tmp_path, "resume", checkpoint, "resumed", members)
+    first, first_out = _train(tmp_path, "plain", "-", "first", members)
+    second, second_out = _train(tmp_path, "plain", "-", "second", members)
     for result in (resumed, first, second):
         assert result.returncode == 0, result.stderr[-3000:]
     return {"killed": killed, "metadata": metadata, "checkpoint": checkpoint,
