@@ -115,7 +115,8 @@ MOST_STEPS_PER_CALL = 32
 #: left out: on CPU, XLA trained the conv autoencoder no faster than oneDNN and took ~16 s
 #: to compile.
 XLA_LAYERS = (keras.layers.InputLayer, keras.layers.Dense, keras.layers.LeakyReLU,
-              keras.layers.ReLU, keras.layers.ELU, keras.layers.Activation)
+              keras.layers.ReLU, keras.layers.ELU, keras.layers.Activation,
+              keras.layers.Concatenate)  # Concatenate: members side by side
 
 
 def steps_per_call(steps, most=MOST_STEPS_PER_CALL):
@@ -149,6 +150,9 @@ def xla_helps(model):
         >>> from neuronedit_tf.models import dense_autoencoder, conv_autoencoder
         >>> xla_helps(dense_autoencoder(5, (4, 2))), xla_helps(conv_autoencoder((8, 8, 1)))
         (True, False)
+        >>> from neuronedit_tf.models import side_by_side  # NeuronEditor(members=2)
+        >>> xla_helps(side_by_side([dense_autoencoder(5, (4, 2), seed=s) for s in (0, 1)]))
+        True
     """
     from tensorflow.python.framework.config import is_op_determinism_enabled
 

@@ -136,7 +136,7 @@ def load_cytof(batch: str, donor: int, markers_only: bool = True):
         markers_only: keep only the 37 marker channels of ``coding_detectors.txt``.
 
     Example:
-        >>> sample = load_cytof("021", 2)   # doctest: +SKIP
+        >>> sample = load_cytof("021", 2)
         >>> sample.values.shape
         (1000, 37)
     """
