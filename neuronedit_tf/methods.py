@@ -24,7 +24,7 @@ and raw values out, so every method saves, loads and exports the same way.
   others whose change differs (a shift that mixes channels).
 
 Every method also runs on an ensemble of autoencoders, ``NeuronEditor(members=K)``:
-K dense autoencoders trained apart (seeds ``seed`` .. ``seed + K - 1``), joined by
+K dense autoencoders (seeds ``seed`` .. ``seed + K - 1``) trained side by side, joined by
 :func:`neuronedit_tf.models.ensemble` so that the edited layer holds the members'
 codes side by side (one :class:`NeuronEdit` edits every member) and the decoder
 averages the members' reconstructions; ``R(X)`` is then ``X`` plus the mean of the
@@ -64,9 +64,11 @@ METHODS = ("paper", "calibrated", "gated")
 #: spike-in EMD / no correction), ``"paper"`` 1.184, ``"calibrated"`` 1.216.
 DEFAULT_METHOD = "gated"
 #: Ensemble size chosen by the same cross-validation (``benchmarks/issue10/cv_members.py``,
-#: seed 0, same cases, splits and score): ``"gated"`` (k=5, 1.5-3.0) on 3 members scored 0.998
-#: vs 1.074 on one autoencoder (quantile map: 1.063, ``benchmarks/issue10/candidates.py cv``).
-#: Not the default (``NeuronEditor(members=1)``): it triples the training time.
+#: seed 0, same cases, splits and score): ``"gated"`` (k=5, 1.5-3.0) on 3 members trained side
+#: by side scored 1.007 vs 1.074 on one autoencoder (quantile map: 1.063,
+#: ``benchmarks/issue10/candidates.py cv``). Not the default (``NeuronEditor(members=1)``): on
+#: CyTOF it only ties the quantile map, and it doubles the fit time and halves the throughput of the
+#: edit (``benchmarks/issue10/README.md``).
 ENSEMBLE_MEMBERS = 3
 #: The support gate of ``"gated"``: neighbour k and the distance-ratio band where w falls 1 -> 0
 #: (the best of 4 bands in the same cross-validation).
