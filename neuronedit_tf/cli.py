@@ -68,9 +68,17 @@ def _parser():
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--overwrite", action="store_true")
     fit.add_argument("--method", default="neuron_edit",
-                     help="neuron_edit (default) or a comparison method of "
+                     help="neuron_edit (default: neuron editing's default method, gated), "
+                          "one of its methods by name (paper: the paper's setting, "
+                          "calibrated, gated), or a comparison method of "
                           "neuronedit_tf.baselines (e.g. quantile_map, combat, cyclegan); "
                           "the baselines take --transform/--cofactor/--seed")
+    fit.add_argument("--members", type=int, default=1,
+                     help="autoencoders trained side by side and edited together (default 1; "
+                          "3 won the spike-in cross-validation, at 2x the fit time)")
+    fit.add_argument("--fast", action="store_true",
+                     help="the fast training configuration (XLA for dense models, several "
+                          "steps per call); seeded results differ slightly from the default's")
 
     apply = command("apply", "Edit files with a fitted editor.")
     apply.add_argument("--model", required=True, help="a folder written by `neuronedit fit`")
@@ -176,16 +184,21 @@ def _fit(args):
     from neuronedit_tf.data.formats import read
     from neuronedit_tf.editor import NeuronEditor
 
-    if args.method != "neuron_edit":
+    from neuronedit_tf.methods import METHODS
+
+    if args.method != "neuron_edit" and args.method not in METHODS:
         _fit_baseline(args)
         return
     editor = NeuronEditor(
         transform=args.transform, cofactor=args.cofactor, logicle=_logicle(args.logicle),
         channels=_names(args.channels), hidden=_hidden(args.hidden), seed=args.seed,
+        method=None if args.method == "neuron_edit" else args.method,  # None: the default
+        members=args.members,
     )
     source, target = read(args.source, args.format), read(args.target, args.format)
     extra = [read(path, args.format) for path in args.extra] or None
-    editor.fit(source, target, extra=extra, epochs=args.epochs)
+    fast = dict(jit_compile="auto", steps_per_execution="auto") if args.fast else {}
+    editor.fit(source, target, extra=extra, epochs=args.epochs, **fast)
     path = editor.save(args.model, overwrite=args.overwrite)
     print(f"saved the fitted editor to {path}")
 
@@ -198,12 +211,18 @@ def _fit_baseline(args):
 
     if args.method not in baselines.names():
         raise NeuronEditError(
-            f"Unknown --method {args.method!r}; choose one of {', '.join(baselines.names())}."
+            f"Unknown --method {args.method!r}; choose neuron editing's paper, calibrated or "
+            f"gated, or one of {', '.join(baselines.names())}."
         )
     if args.channels or args.logicle:
         raise NeuronEditError(
             "--channels and --logicle work with --method neuron_edit only; select the channels "
             "in the files first."
+        )
+    if args.members != 1 or args.fast:
+        raise NeuronEditError(
+            f"--members and --fast train neuron editing's autoencoders; {args.method!r} is a "
+            "comparison method (use --method neuron_edit, paper, calibrated or gated)."
         )
     method = baselines.get(args.method, transform=args.transform, cofactor=args.cofactor,
                            seed=args.seed)

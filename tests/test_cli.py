@@ -261,6 +261,37 @@ def test_fit_with_a_comparison_method_then_apply(cytof, tmp_path):
     np.testing.assert_allclose(edited.to_numpy(), expected.to_numpy(), rtol=1e-5, atol=1e-3)
 
 
+def test_fit_picks_neuron_editing_methods_and_members_by_name(cytof, tmp_path):
+    from neuronedit_tf import NeuronEditor
+
+    for name in ("source", "target", "sample"):
+        cytof[name].to_frame().to_csv(tmp_path / f"{name}.csv", index=False)
+    files = ["--source", str(tmp_path / "source.csv"), "--target", str(tmp_path / "target.csv"),
+             "--extra", str(tmp_path / "sample.csv"), "--transform", "arcsinh",
+             "--hidden", "16,8,4", "--epochs", "2", "--seed", "2"]
+    assert main(["fit", *files, "--method", "paper", "--members", "2", "--fast",
+                 "--model", str(tmp_path / "paper")]) == 0
+    assert main(["fit", *files, "--model", str(tmp_path / "default")]) == 0
+    paper, default = (NeuronEditor.load(tmp_path / n) for n in ("paper", "default"))
+    assert (paper.method, paper.members) == ("paper", 2)
+    assert (default.method, default.members) == ("gated", 1)
+    assert "calibration" not in [layer.name for layer in paper.model.layers]
+    # The paper's setting, fitted in Python with the same options, gives the same edit.
+    same = NeuronEditor(transform="arcsinh", hidden=(16, 8, 4), seed=2, method="paper",
+                        members=2).fit(cytof["source"].to_frame(), cytof["target"].to_frame(),
+                                       extra=cytof["sample"].to_frame(), epochs=2, verbose=0,
+                                       jit_compile="auto", steps_per_execution="auto")
+    sample = cytof["sample"].to_frame()
+    np.testing.assert_allclose(paper.transform(sample).to_numpy(),
+                               same.transform(sample).to_numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_members_with_a_comparison_method_is_refused(tmp_path, capsys):
+    code = main(["fit", "--method", "quantile_map", "--members", "3", "--source", "a.csv",
+                 "--target", "b.csv", "--model", str(tmp_path / "m")])
+    assert code == 1 and "comparison method" in capsys.readouterr().err
+
+
 def test_unknown_method_is_a_data_error_listing_the_methods(tmp_path, capsys):
     code = main(["fit", "--method", "magic", "--source", "a.csv", "--target", "b.csv",
                  "--model", str(tmp_path / "m")])
