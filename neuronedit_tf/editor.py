@@ -14,7 +14,7 @@ from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.estimator import Estimator, named_inputs
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit, SupportGate
+from neuronedit_tf.layers import NeuronEdit, SupportGate
 
 CONFIG_FILE = "neuronedit.json"
 MODEL_FILE = "model.keras"
@@ -41,7 +41,10 @@ class NeuronEditor(Estimator):
             mapping standardised inputs to their reconstruction.
         layer: the inner layer whose activations are edited (default: the
             ``"bottleneck"``).
-        quantiles: the percentiles that define the map (default 0..100).
+        quantiles: the percentiles that define the neuron edit's maps. Default (None):
+            the paper's 0..100 for ``"paper"``, fewer knots for the residual methods
+            (:data:`~neuronedit_tf.methods.RESIDUAL_QUANTILES`, chosen by spike-in
+            cross-validation), whose per-feature calibration keeps 0..100.
         extrapolation: ``"shift"`` (default), ``"clip"`` or ``"linear"``;
             see :class:`~neuronedit_tf.layers.NeuronEdit`.
         transform: ``"none"``, ``"arcsinh"`` or ``"logicle"`` (cytometry),
@@ -95,7 +98,7 @@ class NeuronEditor(Estimator):
         model="dense",
         method=None,
         layer=models.BOTTLENECK,
-        quantiles=DEFAULT_QUANTILES,
+        quantiles=None,
         extrapolation="shift",
         transform="none",
         cofactor=5.0,
@@ -115,11 +118,13 @@ class NeuronEditor(Estimator):
             raise NeuronEditError(
                 f"transform must be one of {models.TRANSFORMS}; got {transform!r}."
             )
-        NeuronEdit(quantiles=quantiles, extrapolation=extrapolation)  # validates both
         self.architecture = model
         if method is None:
             method = "paper" if self.images else methods.DEFAULT_METHOD
         self.method = methods.check_method(method)
+        if quantiles is None:
+            quantiles = methods.default_quantiles(self.method)
+        NeuronEdit(quantiles=quantiles, extrapolation=extrapolation)  # validates both
         self.layer = layer
         self.quantiles = tuple(float(q) for q in quantiles)
         self.extrapolation = extrapolation
@@ -310,6 +315,8 @@ class NeuronEditor(Estimator):
 
     def _check_rows(self, name, rows):
         n_knots = len(self.quantiles)
+        if self.method != "paper":  # the per-feature calibration's maps have 101 knots
+            n_knots = max(n_knots, len(methods.CALIBRATION_QUANTILES))
         if rows is not None and rows < n_knots:
             raise NeuronEditError(
                 f"{name} has {rows} rows, fewer than the {n_knots} quantiles of the map; "

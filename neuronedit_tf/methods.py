@@ -73,6 +73,27 @@ ENSEMBLE_MEMBERS = 3
 #: The support gate of ``"gated"``: neighbour k and the distance-ratio band where w falls 1 -> 0
 #: (the best of 4 bands in the same cross-validation).
 GATE = {"k": 5, "low": 1.5, "high": 3.0}
+#: The knots (percentiles) of the neuron edit itself in the residual methods (``"calibrated"``,
+#: ``"gated"``); their per-feature calibration keeps 0..100. Chosen by the same
+#: cross-validation (``benchmarks/issue10/probe_knots.py cv``, seed 0, same cases, splits and
+#: score): knots (49, 51) -- each neuron's edit is the shift of its median (linear between the
+#: 49th and 51st percentiles, that shift beyond) -- scored 0.681, (25, 75) 0.686, (10, 50, 90)
+#: 0.746, 0..100 by 10 1.003, the paper's 0..100 1.074. The many-knot maps fail most where the
+#: held-out cells are another population (CyTOF population split 1.107 vs 1.658).
+RESIDUAL_QUANTILES = (49.0, 51.0)
+#: The knots of the residual methods' per-feature calibration (the full quantile map).
+CALIBRATION_QUANTILES = DEFAULT_QUANTILES
+
+
+def default_quantiles(method):
+    """The neuron edit's knots for ``method``: the paper's 0..100 for ``"paper"``,
+    :data:`RESIDUAL_QUANTILES` for the residual methods.
+
+    Example:
+        >>> len(default_quantiles("paper"))
+        101
+    """
+    return DEFAULT_QUANTILES if check_method(method) == "paper" else RESIDUAL_QUANTILES
 
 
 def check_method(method):
@@ -93,7 +114,7 @@ def residual_edit(standardised, encoder, edit, decoder):
 
 
 def build_edit_graph(method, sample_shape, pre, encoder, decoder, post, edit, source, target,
-                     calibration_quantiles=DEFAULT_QUANTILES, extrapolation="shift", gate=None,
+                     calibration_quantiles=CALIBRATION_QUANTILES, extrapolation="shift", gate=None,
                      seed=0):
     """Assemble the raw -> edited raw graph of ``method``, adapting what it needs.
 

@@ -112,6 +112,43 @@ def test_default_method_is_gated_for_tables_and_paper_for_images():
     assert NeuronEditor(model="conv").method == "paper"
 
 
+def test_the_paper_keeps_its_101_knots_and_the_residual_methods_edit_median_shifts():
+    from neuronedit_tf.methods import RESIDUAL_QUANTILES
+
+    assert len(NeuronEditor(method="paper").quantiles) == 101
+    assert len(NeuronEditor(model="conv").quantiles) == 101
+    assert NeuronEditor().quantiles == NeuronEditor(method="calibrated").quantiles
+    assert NeuronEditor().quantiles == RESIDUAL_QUANTILES == (49.0, 51.0)
+    assert NeuronEditor(quantiles=range(0, 101, 10)).quantiles[-1] == 100.0
+
+
+def test_residual_methods_shift_each_neurons_median(editors, spike_in_halves):
+    editor = editors["gated"]
+    edit = editor.part("neuron_edit")
+    pre, encoder = editor.part("preprocessing"), editor.part("encoder")
+    source = models.run(encoder, models.run(pre, spike_in_halves["source"]))
+    target = models.run(encoder, models.run(pre, spike_in_halves["target"]))
+    change = models.run(edit, source) - source
+    # Beyond the 49th-51st percentile band every code moves by one shift per neuron and side:
+    # the 49th (51st) percentile's shift, i.e. the neuron's median shift up to 1 percentile.
+    (s49, s51), (t49, t51) = (np.percentile(v, [49, 51], axis=0) for v in (source, target))
+    below, above = source < s49, source > s51
+    assert (below | above).mean() > 0.9
+    np.testing.assert_allclose(np.where(below, change, 0), np.where(below, t49 - s49, 0),
+                               atol=0.01)
+    np.testing.assert_allclose(np.where(above, change, 0), np.where(above, t51 - s51, 0),
+                               atol=0.01)
+    median_shift = np.median(target, 0) - np.median(source, 0)
+    assert np.abs(median_shift).max() > 0.05  # a real shift, not the identity
+    # The paper's editor keeps a full percentile map: its change is not one shift per neuron.
+    paper = editors["paper"].part("neuron_edit")
+    paper_codes = models.run(editors["paper"].part("encoder"),
+                             models.run(editors["paper"].part("preprocessing"),
+                                        spike_in_halves["source"]))
+    paper_change = models.run(paper, paper_codes) - paper_codes
+    assert paper_change.std(0).max() > 0.05
+
+
 def test_unknown_method_is_refused_with_the_choices():
     with pytest.raises(NeuronEditError, match="'paper'.*'calibrated'"):
         NeuronEditor(method="best")

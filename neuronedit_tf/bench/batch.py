@@ -33,6 +33,7 @@ from neuronedit_tf import metrics, models
 from neuronedit_tf.bench.cases import cytof_cases, spillover_cases
 from neuronedit_tf.bench.report import (EXPENSIVE_METHODS, Section, markdown_table, summarise,
                                         trained)
+from neuronedit_tf.layers import NeuronEdit
 
 COMMAND = "neuronedit bench batch"
 
@@ -81,15 +82,22 @@ def _editor(case, seed, epochs, source=None, target=None, members=1):
 
 def graphs(editor, source, target, candidates):
     """``{name: raw -> raw keras.Model}``: each candidate built from ``editor``'s trained
-    pieces (one autoencoder, one neuron edit), adapted on raw ``source`` -> ``target``."""
+    autoencoder, with its method's own neuron edit (default knots) and calibration adapted
+    on raw ``source`` -> ``target``."""
     pre = editor.part("preprocessing")
-    pieces = [editor.part(n) for n in ("encoder", "decoder", "postprocessing", "neuron_edit")]
-    encoder, decoder, post, edit = pieces
+    encoder, decoder, post = (editor.part(n) for n in ("encoder", "decoder", "postprocessing"))
     s, t = models.run(pre, source), models.run(pre, target)
+    codes = models.run(encoder, s), models.run(encoder, t)
     shape = tuple(editor.model.input.shape[1:])
-    return {candidate_name(method, gate): ne_methods.build_edit_graph(
-        method, shape, pre, encoder, decoder, post, edit, s, t, gate=gate, seed=editor.seed)
-        for method, gate in candidates}
+    built = {}
+    for method, gate in candidates:
+        # Each method's own neuron edit: its default knots (the paper's 0..100 for "paper").
+        edit = NeuronEdit(ne_methods.default_quantiles(method), editor.extrapolation,
+                          name="neuron_edit")
+        edit.adapt(*codes, seed=editor.seed)
+        built[candidate_name(method, gate)] = ne_methods.build_edit_graph(
+            method, shape, pre, encoder, decoder, post, edit, s, t, gate=gate, seed=editor.seed)
+    return built
 
 
 def _population_split(case, seed):
@@ -98,8 +106,6 @@ def _population_split(case, seed):
     marker by marker, so the batch effect does not decide the cluster). ``None`` if a
     population is too small (< 150 cells of S or T)."""
     from sklearn.cluster import KMeans
-
-    from neuronedit_tf.layers import NeuronEdit
 
     s, t = case.scale(case.source), case.scale(case.target)
     kmeans = KMeans(2, n_init=4, random_state=seed).fit(s)
