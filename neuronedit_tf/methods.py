@@ -10,7 +10,11 @@ and raw values out, so every method saves, loads and exports the same way.
 
   1. residual edit ``R(X) = X + D(NeuronEdit(E(X))) - D(E(X))``: the decoded
      change of the edit added to the input itself, so the autoencoder's
-     reconstruction error never reaches the output;
+     reconstruction error never reaches the output. Its neuron edit has two
+     knots (:data:`RESIDUAL_QUANTILES`, 49 and 51): each neuron's code moves by
+     the shift of its median, which the decoder turns into a change that
+     depends on the cell (channels mix) without the full maps' distortions of
+     cells unlike the spike-ins;
   2. calibration: a second :class:`~neuronedit_tf.layers.NeuronEdit`, on the
      standardised features, adapted from ``R(S)`` to ``T``. It supplies the part
      of the shift the decoded edit misses (on the real CyTOF spike-ins the
@@ -30,8 +34,8 @@ codes side by side (one :class:`NeuronEdit` edits every member) and the decoder
 averages the members' reconstructions; ``R(X)`` is then ``X`` plus the mean of the
 members' decoded changes. Same graph, same save/load/export.
 
-The default and the gate's band are chosen by cross-validation on the spike-in
-pair alone (fit on part of the S and T cells, score the rest of S, edited,
+The default, the gate's band and the residual edit's knots are chosen by
+cross-validation on the spike-in pair alone (fit on part of the S and T cells, score the rest of S, edited,
 against the rest of T; random halves and population halves), never on a
 sample's truth: :func:`neuronedit_tf.bench.batch.select_method` is the code.
 
