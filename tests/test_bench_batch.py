@@ -87,4 +87,5 @@ def test_select_method_editors_can_be_ensembles():
     editor = batch._editor(case, 0, 1, members=2)
     assert editor.members == 2
     assert editor.part("encoder").get_layer("encoder_1").output.shape[-1] == 50
-    assert editor.part("neuron_edit").source_q.shape == (101, 100)
+    # One edit over both members' codes (2 x 50 neurons), the default method's two knots.
+    assert editor.part("neuron_edit").source_q.shape == (2, 100)
