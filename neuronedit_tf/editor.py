@@ -315,8 +315,6 @@ class NeuronEditor(Estimator):
 
     def _check_rows(self, name, rows):
         n_knots = len(self.quantiles)
-        if self.method != "paper":  # the per-feature calibration's maps have 101 knots
-            n_knots = max(n_knots, len(methods.CALIBRATION_QUANTILES))
         if rows is not None and rows < n_knots:
             raise NeuronEditError(
                 f"{name} has {rows} rows, fewer than the {n_knots} quantiles of the map; "

@@ -134,7 +134,10 @@ def test_missing_and_extra_named_columns_are_listed(small_editor, cytof):
 
 def test_too_few_rows_for_the_quantiles_is_refused(cytof):
     with pytest.raises(NeuronEditError, match="fewer than the 101 quantiles"):
-        NeuronEditor().fit(cytof["source"].values[:50], cytof["target"].values, epochs=1)
+        NeuronEditor(method="paper").fit(cytof["source"].values[:50], cytof["target"].values,
+                                         epochs=1)
+    with pytest.raises(NeuronEditError, match="fewer than the 2 quantiles"):
+        NeuronEditor().fit(cytof["source"].values[:1], cytof["target"].values, epochs=1)
 
 
 def test_unfitted_editor_says_so():
