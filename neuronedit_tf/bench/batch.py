@@ -417,8 +417,9 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
         "arcsinh(x/150).",
         "",
         f"Seeds: neuron editing {list(seeds)} (one autoencoder per case and seed; the rows "
-        "`neuron editing (paper/calibrated/gated)` are read off that same trained autoencoder "
-        "and neuron edit, so they differ only in the method); "
+        "`neuron editing (paper/calibrated/gated)` are read off that same trained autoencoder, "
+        "each with its method's own neuron edit: the paper's 0..100 knots, the residual "
+        "methods' 49 and 51); "
         f"{', '.join(sorted(ONE_SEED & set(baselines))) or 'no network baseline'}: seed "
         f"{seeds[0]} only (budget)" + ("" if quick else
                                      f"; {', '.join(sorted(EXPENSIVE & set(baselines)))}: "
