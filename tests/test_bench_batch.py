@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from neuronedit_tf import metrics
+from neuronedit_tf import metrics, models
 from neuronedit_tf.bench import batch
 from neuronedit_tf.bench.cases import cytof_cases, spillover_cases
 
@@ -89,3 +89,23 @@ def test_select_method_editors_can_be_ensembles():
     assert editor.part("encoder").get_layer("encoder_1").output.shape[-1] == 50
     # One edit over both members' codes (2 x 50 neurons), the default method's two knots.
     assert editor.part("neuron_edit").source_q.shape == (2, 100)
+
+
+def test_candidates_may_carry_their_own_knots():
+    case = next(iter(spillover_cases(n_cells=400)))
+    editor = batch._editor(case, 0, 1)
+    gate = {"k": 5, "low": 1.2, "high": 1.8}
+    built = batch.graphs(editor, case.source.values, case.target.values,
+                         [("gated", gate), ("gated", gate, (25, 75)), ("paper", None, range(101))])
+    assert list(built) == ["gated(k=5, 1.2-1.8)", "gated(k=5, 1.2-1.8) knots 25,75", "paper"]
+    knots = {name: graph.get_layer("neuron_edit").source_q.shape[0]
+             for name, graph in built.items()}
+    assert knots == {"gated(k=5, 1.2-1.8)": 2, "gated(k=5, 1.2-1.8) knots 25,75": 2,
+                     "paper": 101}
+    # Same number of knots, other percentiles: the two gated graphs edit differently.
+    default, quartiles = (np.asarray(built[n].get_layer("neuron_edit").source_q)
+                          for n in list(built)[:2])
+    assert not np.allclose(default, quartiles)
+    sample = case.sample.values[:50]
+    assert not np.allclose(models.run(built["gated(k=5, 1.2-1.8)"], sample),
+                           models.run(built["gated(k=5, 1.2-1.8) knots 25,75"], sample))

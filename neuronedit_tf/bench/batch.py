@@ -50,7 +50,9 @@ ONE_SEED = {"constant_shift", "regae", "gan", "cyclegan", "resnetgan"}
 EXPENSIVE = set(EXPENSIVE_METHODS)
 EXPENSIVE_EPOCHS = 50
 
-#: What :func:`select_method` chooses among: (method, gate settings or None).
+#: What :func:`select_method` chooses among: ``(method, gate settings or None)``, or
+#: ``(method, gate, knots)`` for a neuron edit with other knots than the method's default
+#: (:func:`neuronedit_tf.methods.default_quantiles`).
 CANDIDATES = (
     ("paper", None),
     ("calibrated", None),
@@ -61,11 +63,21 @@ CANDIDATES = (
 )
 
 
-def candidate_name(method, gate):
-    """``"gated(k=5, 1.5-3.0)"`` or the method's name."""
-    if gate is None:
-        return method
-    return f"{method}(k={gate['k']}, {gate['low']:g}-{gate['high']:g})"
+def candidate_name(method, gate, knots=None):
+    """``"gated(k=5, 1.5-3)"`` or the method's name; `` knots 25,75`` appended when the
+    neuron edit's ``knots`` are not the method's default.
+
+    Example:
+        >>> candidate_name("gated", {"k": 5, "low": 1.2, "high": 1.8}, (25, 75))
+        'gated(k=5, 1.2-1.8) knots 25,75'
+        >>> candidate_name("paper", None, tuple(range(101)))
+        'paper'
+    """
+    name = method if gate is None else f"{method}(k={gate['k']}, {gate['low']:g}-{gate['high']:g})"
+    if knots is not None and tuple(map(float, knots)) != tuple(
+            map(float, ne_methods.default_quantiles(method))):
+        name += " knots " + ",".join(f"{float(q):g}" for q in knots)
+    return name
 
 
 # ------------------------------------------------------------------ neuron editing
@@ -81,21 +93,21 @@ def _editor(case, seed, epochs, source=None, target=None, members=1):
 
 
 def graphs(editor, source, target, candidates):
-    """``{name: raw -> raw keras.Model}``: each candidate built from ``editor``'s trained
-    autoencoder, with its method's own neuron edit (default knots) and calibration adapted
-    on raw ``source`` -> ``target``."""
+    """``{name: raw -> raw keras.Model}``: each candidate (see :data:`CANDIDATES`) built from
+    ``editor``'s trained autoencoder, with its own neuron edit (its knots, by default its
+    method's) and calibration adapted on raw ``source`` -> ``target``."""
     pre = editor.part("preprocessing")
     encoder, decoder, post = (editor.part(n) for n in ("encoder", "decoder", "postprocessing"))
     s, t = models.run(pre, source), models.run(pre, target)
     codes = models.run(encoder, s), models.run(encoder, t)
     shape = tuple(editor.model.input.shape[1:])
     built = {}
-    for method, gate in candidates:
+    for method, gate, *knots in candidates:
         # Each method's own neuron edit: its default knots (the paper's 0..100 for "paper").
-        edit = NeuronEdit(ne_methods.default_quantiles(method), editor.extrapolation,
-                          name="neuron_edit")
+        knots = knots[0] if knots else ne_methods.default_quantiles(method)
+        edit = NeuronEdit(knots, editor.extrapolation, name="neuron_edit")
         edit.adapt(*codes, seed=editor.seed)
-        built[candidate_name(method, gate)] = ne_methods.build_edit_graph(
+        built[candidate_name(method, gate, knots)] = ne_methods.build_edit_graph(
             method, shape, pre, encoder, decoder, post, edit, s, t, gate=gate, seed=editor.seed)
     return built
 

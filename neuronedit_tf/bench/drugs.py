@@ -83,6 +83,33 @@ def drug_case(n_per_part=10_000, seed=0) -> DrugCase:
     )
 
 
+def as_case(n_per_part=1_000, seed=0):
+    """The drug case as a benchmark :class:`~neuronedit_tf.bench.cases.Case` named
+    ``"drugs_A_on_B"`` (family ``drugs``; S = basal, T = drug A, X = drug B, per-cell truth =
+    both), e.g. for :func:`neuronedit_tf.bench.batch.select_method`, whose cross-validation
+    reads only its S and T.
+
+    Example:
+        >>> case = as_case(n_per_part=200)
+        >>> case.name, case.source.values.shape, case.paired
+        ('drugs_A_on_B', (200, 8), True)
+    """
+    from neuronedit_tf.bench.cases import Case
+    from neuronedit_tf.data.fcs import FCSData
+
+    drugs = drug_case(n_per_part, seed)
+
+    def frame(values):
+        return FCSData(np.asarray(values, np.float32), list(CHANNELS), list(drugs.names))
+
+    return Case(name="drugs_A_on_B", source=frame(drugs.source), target=frame(drugs.target),
+                sample=frame(drugs.extra), truth=frame(drugs.truth), cofactor=COFACTOR,
+                paired=True,
+                description=(f"Drug A learned on basal cells, applied to drug-B cells; "
+                             f"{n_per_part} real FACSDiva cells per part (seed {seed}); "
+                             "per-cell truth = drug A after drug B."))
+
+
 def score(case: DrugCase, predicted):
     """The paper's Table 3 metrics plus distribution distances, on the arcsinh scale."""
     from neuronedit_tf import metrics
