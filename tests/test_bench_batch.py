@@ -96,16 +96,16 @@ def test_candidates_may_carry_their_own_knots():
     editor = batch._editor(case, 0, 1)
     gate = {"k": 5, "low": 1.2, "high": 1.8}
     built = batch.graphs(editor, case.source.values, case.target.values,
-                         [("gated", gate), ("gated", gate, (25, 75)), ("paper", None, range(101))])
-    assert list(built) == ["gated(k=5, 1.2-1.8)", "gated(k=5, 1.2-1.8) knots 25,75", "paper"]
+                         [("gated", gate), ("gated", gate, (49, 51)), ("paper", None, range(101))])
+    assert list(built) == ["gated(k=5, 1.2-1.8)", "gated(k=5, 1.2-1.8) knots 49,51", "paper"]
     knots = {name: graph.get_layer("neuron_edit").source_q.shape[0]
              for name, graph in built.items()}
-    assert knots == {"gated(k=5, 1.2-1.8)": 2, "gated(k=5, 1.2-1.8) knots 25,75": 2,
+    assert knots == {"gated(k=5, 1.2-1.8)": 2, "gated(k=5, 1.2-1.8) knots 49,51": 2,
                      "paper": 101}
-    # Same number of knots, other percentiles: the two gated graphs edit differently.
-    default, quartiles = (np.asarray(built[n].get_layer("neuron_edit").source_q)
+    # Same number of knots (the default 25, 75 and 49, 51), other percentiles: they differ.
+    default, median = (np.asarray(built[n].get_layer("neuron_edit").source_q)
                           for n in list(built)[:2])
-    assert not np.allclose(default, quartiles)
+    assert not np.allclose(default, median)
     sample = case.sample.values[:50]
     assert not np.allclose(models.run(built["gated(k=5, 1.2-1.8)"], sample),
-                           models.run(built["gated(k=5, 1.2-1.8) knots 25,75"], sample))
+                           models.run(built["gated(k=5, 1.2-1.8) knots 49,51"], sample))

@@ -112,31 +112,36 @@ def test_default_method_is_gated_for_tables_and_paper_for_images():
     assert NeuronEditor(model="conv").method == "paper"
 
 
-def test_the_paper_keeps_its_101_knots_and_the_residual_methods_edit_median_shifts():
+def test_the_paper_keeps_its_101_knots_and_the_residual_methods_edit_quartile_shifts():
     from neuronedit_tf.methods import RESIDUAL_QUANTILES
 
     assert len(NeuronEditor(method="paper").quantiles) == 101
     assert len(NeuronEditor(model="conv").quantiles) == 101
     assert NeuronEditor().quantiles == NeuronEditor(method="calibrated").quantiles
-    assert NeuronEditor().quantiles == RESIDUAL_QUANTILES == (49.0, 51.0)
+    assert NeuronEditor().quantiles == RESIDUAL_QUANTILES == (25.0, 75.0)
     assert NeuronEditor(quantiles=range(0, 101, 10)).quantiles[-1] == 100.0
 
 
-def test_residual_methods_shift_each_neurons_median(editors, spike_in_halves):
+def test_residual_methods_shift_each_neurons_quartiles(editors, spike_in_halves):
     editor = editors["gated"]
     edit = editor.part("neuron_edit")
     pre, encoder = editor.part("preprocessing"), editor.part("encoder")
     source = models.run(encoder, models.run(pre, spike_in_halves["source"]))
     target = models.run(encoder, models.run(pre, spike_in_halves["target"]))
     change = models.run(edit, source) - source
-    # Beyond the 49th-51st percentile band every code moves by one shift per neuron and side:
-    # the 49th (51st) percentile's shift, i.e. the neuron's median shift up to 1 percentile.
-    (s49, s51), (t49, t51) = (np.percentile(v, [49, 51], axis=0) for v in (source, target))
-    below, above = source < s49, source > s51
-    assert (below | above).mean() > 0.9
-    np.testing.assert_allclose(np.where(below, change, 0), np.where(below, t49 - s49, 0),
+    # Beyond the quartiles every code moves by one shift per neuron and side (that quartile's
+    # shift); between them the change is linear in the code.
+    (s25, s75), (t25, t75) = (np.percentile(v, [25, 75], axis=0) for v in (source, target))
+    below, above = source < s25, source > s75
+    inside = ~(below | above)
+    assert 0.4 < inside.mean() < 0.6
+    np.testing.assert_allclose(np.where(below, change, 0), np.where(below, t25 - s25, 0),
                                atol=0.01)
-    np.testing.assert_allclose(np.where(above, change, 0), np.where(above, t51 - s51, 0),
+    np.testing.assert_allclose(np.where(above, change, 0), np.where(above, t75 - s75, 0),
+                               atol=0.01)
+    slope = (t75 - t25) / np.where(s75 > s25, s75 - s25, 1)
+    linear = t25 + slope * (source - s25) - source
+    np.testing.assert_allclose(np.where(inside, change, 0), np.where(inside, linear, 0),
                                atol=0.01)
     median_shift = np.median(target, 0) - np.median(source, 0)
     assert np.abs(median_shift).max() > 0.05  # a real shift, not the identity

@@ -53,23 +53,22 @@ EXPENSIVE_EPOCHS = 50
 #: What :func:`select_method` chooses among: ``(method, gate settings or None)``, or
 #: ``(method, gate, knots)`` for a neuron edit with other knots than the method's default
 #: (:func:`neuronedit_tf.methods.default_quantiles`).
-CANDIDATES = (
-    ("paper", None),
-    ("calibrated", None),
-    ("gated", {"k": 5, "low": 1.2, "high": 1.8}),
-    ("gated", {"k": 5, "low": 1.5, "high": 2.5}),
-    ("gated", {"k": 5, "low": 1.5, "high": 3.0}),
-    ("gated", {"k": 5, "low": 2.0, "high": 3.0}),
-)
+_BANDS = ({"k": 5, "low": 1.2, "high": 1.8}, {"k": 5, "low": 1.5, "high": 2.5},
+          {"k": 5, "low": 1.5, "high": 3.0})
+CANDIDATES = (("paper", None), ("calibrated", None)) + tuple(
+    ("gated", band) for band in _BANDS) + tuple(
+    ("gated", band, (49.0, 51.0)) for band in _BANDS)
+#: The seeds of the bench's cross-validation (each: its own splits and autoencoders).
+CV_SEEDS = (0, 1, 2)
 
 
 def candidate_name(method, gate, knots=None):
-    """``"gated(k=5, 1.5-3)"`` or the method's name; `` knots 25,75`` appended when the
+    """``"gated(k=5, 1.5-3)"`` or the method's name; `` knots 49,51`` appended when the
     neuron edit's ``knots`` are not the method's default.
 
     Example:
-        >>> candidate_name("gated", {"k": 5, "low": 1.2, "high": 1.8}, (25, 75))
-        'gated(k=5, 1.2-1.8) knots 25,75'
+        >>> candidate_name("gated", {"k": 5, "low": 1.2, "high": 1.8}, (49, 51))
+        'gated(k=5, 1.2-1.8) knots 49,51'
         >>> candidate_name("paper", None, tuple(range(101)))
         'paper'
     """
@@ -353,10 +352,16 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
     selection = ""
     if not quick:
         chosen_at = time.time()
-        # Budget: the spike-in-donor-1 CyTOF cases (every other case) and every cross-channel case.
-        cv_cases = cytof[::2] + spill
-        choice, cv_rows = select_method(cv_cases, seed=0, epochs=ne_epochs, log=log)
+        # Budget: the spike-in-donor-1 CyTOF cases (every other case), every cross-channel case
+        # and the drug case (bench.drugs, 1,000 cells per part); CV_SEEDS seeds.
+        from neuronedit_tf.bench import drugs
+
+        cv_cases = cytof[::2] + spill + [drugs.as_case()]
+        cv_rows = []
+        for cv_seed in CV_SEEDS:
+            cv_rows += select_method(cv_cases, seed=cv_seed, epochs=ne_epochs, log=log)[1]
         scores = cv_scores(cv_rows)
+        choice = min(scores, key=scores.get)
         table = []
         for name, value in sorted(scores.items(), key=lambda kv: kv[1]):
             entry = {"candidate": name, "CV score (mean ratio) ↓": value}
@@ -372,7 +377,7 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
                         choice == candidate_name("gated", ne_methods.GATE)) else "DIFFERS FROM")
         selection = (
             "### How the default was chosen (spike-ins only)\n\n"
-            f"`neuronedit_tf.bench.batch.select_method` (seed 0; cases "
+            f"`neuronedit_tf.bench.batch.select_method` (seeds {list(CV_SEEDS)}; cases "
             f"{', '.join(c.name for c in cv_cases)}; "
             f"{(time.time() - chosen_at) / 60:.1f} min): for each case, the spike-in cells are "
             "split into a part to fit and a held-out part, twice -- random halves of S and T, "
@@ -380,13 +385,17 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
             "percentile map back onto S), fitted on the larger, scored on the other. A "
             "NeuronEditor is trained on the fitting part (+ X), each candidate is applied to "
             "the held-out S and scored by its mean per-marker EMD to the held-out T divided "
-            "by the held-out S's own (no correction = 1). Score = mean over cases and splits "
-            "within each family, then over the two families. The sample's truth is never "
-            "read.\n\n"
+            "by the held-out S's own (no correction = 1). Score = mean over cases, splits "
+            "and seeds within each family, then over the families (cytof, spillover, drugs). "
+            "Candidates: the methods, the gate's band (k, distance ratios), and the neuron "
+            "edit's knots where not the method's default "
+            f"({', '.join(f'{q:g}' for q in ne_methods.RESIDUAL_QUANTILES)} for the residual "
+            "methods). The sample's truth is never read.\n\n"
             + markdown_table(table, columns) + "\n\n"
             f"Chosen: **{choice}**; this {verdict} the library's default "
             f"(`methods.DEFAULT_METHOD = {ne_methods.DEFAULT_METHOD!r}`, "
-            f"`GATE = {ne_methods.GATE}`).\n"
+            f"`GATE = {ne_methods.GATE}`, "
+            f"`RESIDUAL_QUANTILES = {ne_methods.RESIDUAL_QUANTILES}`).\n"
         )
 
     rows = []
@@ -431,7 +440,7 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
         f"Seeds: neuron editing {list(seeds)} (one autoencoder per case and seed; the rows "
         "`neuron editing (paper/calibrated/gated)` are read off that same trained autoencoder, "
         "each with its method's own neuron edit: the paper's 0..100 knots, the residual "
-        "methods' 49 and 51); "
+        f"methods' {' and '.join(f'{q:g}' for q in ne_methods.RESIDUAL_QUANTILES)}); "
         f"{', '.join(sorted(ONE_SEED & set(baselines))) or 'no network baseline'}: seed "
         f"{seeds[0]} only (budget)" + ("" if quick else
                                      f"; {', '.join(sorted(EXPENSIVE & set(baselines)))}: "
