@@ -10,7 +10,9 @@ spillover (both cases) and drugs (the drug case at 1,000 cells per part, its S, 
 like the others). The two-family score (the bench's protocol today) is reported beside it.
 Never reads a truth.
 
-Run: PYTHONPATH=. python benchmarks/issue10/cv_knots.py [seeds]   (rows -> cv_knots.json)
+Run: PYTHONPATH=. python benchmarks/issue10/cv_knots.py [seeds] [members]
+(rows -> cv_knots.json; with members K > 1, every candidate on K autoencoders trained side by
+side, rows -> cv_knots_members<K>.json)
 """
 import json
 import sys
@@ -28,6 +30,9 @@ KNOTS = ((49.0, 51.0), (25.0, 75.0), (10.0, 50.0, 90.0))
 CANDIDATES = [("paper", None), ("calibrated", None)] + [
     ("gated", band, knots) for knots in KNOTS for band in BANDS]
 OUT = Path(__file__).with_name("cv_knots.json")
+MEMBERS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+if MEMBERS > 1:
+    OUT = OUT.with_name(f"cv_knots_members{MEMBERS}.json")
 
 
 def scores(rows, families):
@@ -52,7 +57,7 @@ def summarize(rows):
                                                     and r["split"] == split])
         table.append((np.mean(per_seed3), np.mean(per_seed2), name, per_seed3, fam))
     table.sort()
-    print(f"seeds {seeds}; score = mean over seeds of select_method's score")
+    print(f"seeds {seeds}; members {MEMBERS}; score = mean over seeds of select_method's score")
     header = "| candidate | 3 families ↓ | per seed | cytof+spillover ↓ | " + " | ".join(
         table[0][4]) + " |"
     print(header)
@@ -71,7 +76,7 @@ def main(seeds):
         if any(r["seed"] == seed for r in rows):
             continue
         started = time.time()
-        _, new = batch.select_method(cases, seed=seed, candidates=CANDIDATES)
+        _, new = batch.select_method(cases, seed=seed, candidates=CANDIDATES, members=MEMBERS)
         rows += [dict(r, seed=seed) for r in new]
         OUT.write_text(json.dumps(rows))
         print(f"seed {seed}: {time.time() - started:.0f} s", flush=True)
