@@ -64,10 +64,10 @@ from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit, SupportGate
 from neuronedit_tf.models import run
 
 METHODS = ("paper", "calibrated", "gated")
-#: Chosen by ``neuronedit_tf.bench.batch.select_method`` (run by ``neuronedit bench batch``,
-#: seed 0, 6 CyTOF + 2 cross-channel cases), with the residual methods' two-knot edit:
-#: ``"gated"`` with ``GATE`` scored 0.673 (held-out spike-in EMD / no correction),
-#: ``"calibrated"`` 1.059, ``"paper"`` 1.184 (with the paper's knots everywhere: gated 1.074).
+#: Chosen by ``neuronedit_tf.bench.batch.select_method`` (run by ``neuronedit bench batch``:
+#: seeds 0, 1, 2; 6 CyTOF, 2 cross-channel and the drug case), with the residual methods'
+#: quartile edit: ``"gated"`` with ``GATE`` scored 0.638 (held-out spike-in EMD / no
+#: correction), ``"calibrated"`` 0.976, ``"paper"`` 0.969 (``benchmarks/RESULTS.md``).
 DEFAULT_METHOD = "gated"
 #: Ensemble size chosen by the same cross-validation (``benchmarks/issue10/cv_members.py``,
 #: seed 0, same cases, splits and score; measured with the paper's 101-knot edit, before
@@ -78,7 +78,8 @@ DEFAULT_METHOD = "gated"
 #: edit (``benchmarks/issue10/README.md``).
 ENSEMBLE_MEMBERS = 3
 #: The support gate of ``"gated"``: neighbour k and the distance-ratio band where w falls 1 -> 0
-#: (the best of 4 bands in the same cross-validation; 1.5-3.0 was best with 101-knot edits).
+#: (the best of 3 bands in the same cross-validation, with either two-knot edit; 1.5-3.0 was
+#: best with 101-knot edits).
 GATE = {"k": 5, "low": 1.2, "high": 1.8}
 #: The knots (percentiles) of the neuron edit itself in the residual methods (``"calibrated"``,
 #: ``"gated"``); their per-feature calibration keeps 0..100. Chosen by cross-validation on the
