@@ -86,7 +86,7 @@ GATE = {"k": 5, "low": 1.2, "high": 1.8}
 #: spike-in pairs (``benchmarks/issue10/cv_knots.py``: select_method's protocol on seeds 0, 1, 2
 #: and three families, CyTOF, cross-channel and the drug case; rule fixed before the run): the
 #: quartiles (25, 75) with the gate band 1.2-1.8 scored 0.638, each neuron's median shift (49, 51)
-#: 0.642, (10, 50, 90) 0.704, the paper's 0..100 (``"paper"``) 0.969 -- a margin within one seed's
+#: 0.642, (10, 50, 90) 0.704, the method ``"paper"`` 0.969 -- a margin within one seed's
 #: noise (sd ~0.015), which the drug case decides. The many-knot maps fail where the held-out cells
 #: are another population (``benchmarks/issue10/probe_knots.py``: 0..100 1.074 vs 0.681 for 49, 51).
 RESIDUAL_QUANTILES = (25.0, 75.0)

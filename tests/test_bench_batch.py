@@ -104,7 +104,7 @@ def test_candidates_may_carry_their_own_knots():
                      "paper": 101}
     # Same number of knots (the default 25, 75 and 49, 51), other percentiles: they differ.
     default, median = (np.asarray(built[n].get_layer("neuron_edit").source_q)
-                          for n in list(built)[:2])
+                       for n in list(built)[:2])
     assert not np.allclose(default, median)
     sample = case.sample.values[:50]
     assert not np.allclose(models.run(built["gated(k=5, 1.2-1.8)"], sample),

@@ -102,7 +102,7 @@ def graphs(editor, source, target, candidates):
     shape = tuple(editor.model.input.shape[1:])
     built = {}
     for method, gate, *knots in candidates:
-        # Each method's own neuron edit: its default knots (the paper's 0..100 for "paper").
+        # The candidate's own knots, else its method's (the paper's 0..100 for "paper").
         knots = knots[0] if knots else ne_methods.default_quantiles(method)
         edit = NeuronEdit(knots, editor.extrapolation, name="neuron_edit")
         edit.adapt(*codes, seed=editor.seed)
