@@ -69,13 +69,12 @@ METHODS = ("paper", "calibrated", "gated")
 #: quartile edit: ``"gated"`` with ``GATE`` scored 0.638 (held-out spike-in EMD / no
 #: correction), ``"calibrated"`` 0.976, ``"paper"`` 0.969 (``benchmarks/RESULTS.md``).
 DEFAULT_METHOD = "gated"
-#: Ensemble size chosen by the same cross-validation (``benchmarks/issue10/cv_members.py``,
-#: seed 0, same cases, splits and score; measured with the paper's 101-knot edit, before
-#: ``RESIDUAL_QUANTILES``): ``"gated"`` (k=5, 1.5-3.0) on 3 members trained side
-#: by side scored 1.007 vs 1.074 on one autoencoder (quantile map: 1.063,
-#: ``benchmarks/issue10/candidates.py cv``). Not the default (``NeuronEditor(members=1)``): on
-#: CyTOF it only ties the quantile map, and it doubles the fit time and halves the throughput of the
-#: edit (``benchmarks/issue10/README.md``).
+#: Ensemble size chosen by cross-validation (``benchmarks/issue10/cv_members.py``, seed 0, with
+#: the paper's 101-knot edit: 3 members side by side 1.007 vs 1.074 on one autoencoder). With
+#: the quartile edit the gain is gone (``benchmarks/issue10/cv_knots.py 0,1,2 3``, the default's
+#: 3-seed, 3-family protocol): 0.633 on 3 members vs 0.638 on one. Not the default
+#: (``NeuronEditor(members=1)``): it doubles the fit time and halves the throughput of the edit
+#: (``benchmarks/issue10/README.md``).
 ENSEMBLE_MEMBERS = 3
 #: The support gate of ``"gated"``: neighbour k and the distance-ratio band where w falls 1 -> 0
 #: (the best of 3 bands in the same cross-validation, with either two-knot edit; 1.5-3.0 was
