@@ -43,12 +43,13 @@ def scores(rows, families):
 def summarize(rows):
     seeds = sorted({r["seed"] for r in rows})
     names = list(dict.fromkeys(r["candidate"] for r in rows))
+    by_seed = {s: [r for r in rows if r["seed"] == s] for s in seeds}
+    three = [scores(by_seed[s], ("cytof", "spillover", "drugs")) for s in seeds]
+    two = [scores(by_seed[s], ("cytof", "spillover")) for s in seeds]
     table = []
     for name in names:
-        per_seed3 = [scores([r for r in rows if r["seed"] == s], ("cytof", "spillover", "drugs"))
-                     [name] for s in seeds]
-        per_seed2 = [scores([r for r in rows if r["seed"] == s], ("cytof", "spillover"))[name]
-                     for s in seeds]
+        per_seed3 = [score[name] for score in three]
+        per_seed2 = [score[name] for score in two]
         fam = {}
         for family in ("cytof", "spillover", "drugs"):
             for split in ("random", "population"):

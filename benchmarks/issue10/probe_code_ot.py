@@ -10,40 +10,26 @@ Run: PYTHONPATH=. python benchmarks/issue10/probe_code_ot.py cv|truth
 import sys
 
 import numpy as np
-from scipy.linalg import sqrtm
 
 from neuronedit_tf import models
-from neuronedit_tf.layers import NeuronEdit
+
+from diagnose_spill import gaussian_ot
+from probe_knots import gated_and_residual
 
 
-def monge(zs, zt, ridge=1e-3):
-    eye = ridge * np.eye(zs.shape[1])
-    root = np.real(sqrtm(np.cov(zs, rowvar=False) + eye))
-    inverse = np.linalg.inv(root)
-    a = inverse @ np.real(sqrtm(root @ (np.cov(zt, rowvar=False) + eye) @ root)) @ inverse
-    return lambda z: (zt.mean(0) + (z - zs.mean(0)) @ a.T).astype(np.float32)
+def library_edit(editor, zs, zt):
+    return lambda z: models.run(editor.part("neuron_edit"), z)
+
+
+def codes_gaussian_ot(editor, zs, zt):
+    move = gaussian_ot(zs, zt, ridge=1e-3)
+    return lambda z: move(z).astype(np.float32)
 
 
 def outputs(editor, source, target, sample):
-    names = ("preprocessing", "encoder", "neuron_edit", "decoder", "postprocessing",
-             "support_gate", "calibration")
-    pre, enc, edit, dec, post, gate, cal = (editor.part(n) for n in names)
-    xs, ss, ts = (models.run(pre, v).astype(np.float32) for v in (sample, source, target))
-    zx, zs, zt = (models.run(enc, v).astype(np.float32) for v in (xs, ss, ts))
-    n = len(zx)
-    w = np.asarray(gate([zx, np.ones((n, 1), np.float32), np.zeros((n, 1), np.float32)]))[:, 0]
-    w = w[:, None]
-    out = {}
-    for name, move in (("quartile edit (library)", lambda z: models.run(edit, z)),
-                       ("codes' Gaussian OT", monge(zs, zt))):
-        rx = xs + models.run(dec, move(zx)) - models.run(dec, zx)
-        rs = ss + models.run(dec, move(zs)) - models.run(dec, zs)
-        calibration = NeuronEdit()
-        calibration.adapt(rs.astype(np.float32), ts)
-        cx = models.run(calibration, rx)
-        out[f"gated, {name}"] = models.run(post, rx + w * (cx - rx))
-        out[f"residual, {name}"] = models.run(post, rx)
-    return out
+    return gated_and_residual(editor, source, target, sample,
+                              {"quartile edit (library)": library_edit,
+                               "codes' Gaussian OT": codes_gaussian_ot})
 
 
 if __name__ == "__main__":

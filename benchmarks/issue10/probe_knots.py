@@ -22,7 +22,11 @@ KNOTS = {"0..100 (library)": tuple(range(101)), "0,10..100": tuple(range(0, 101,
          "49,51 (median shift)": (49, 51)}
 
 
-def outputs(editor, source, target, sample):
+def gated_and_residual(editor, source, target, sample, moves):
+    """``{"gated, NAME" / "residual, NAME": raw edited sample}`` for each ``NAME: factory`` of
+    ``moves``; ``factory(editor, E(S), E(T))`` returns the code edit ``z -> z'``. Residual:
+    R(X) = X + D(z') - D(z); gated: the calibration (0..100) refitted from R(S) to T, blended
+    with R(X) by the editor's own gate."""
     names = ("preprocessing", "encoder", "decoder", "postprocessing", "support_gate")
     pre, enc, dec, post, gate = (editor.part(n) for n in names)
     xs, ss, ts = (models.run(pre, v).astype(np.float32) for v in (sample, source, target))
@@ -31,17 +35,30 @@ def outputs(editor, source, target, sample):
     w = np.asarray(gate([zx, np.ones((n, 1), np.float32), np.zeros((n, 1), np.float32)]))[:, 0]
     w = w[:, None]
     out = {}
-    for name, knots in KNOTS.items():
-        edit = NeuronEdit(knots)
-        edit.adapt(zs, zt)
-        rs = ss + models.run(dec, models.run(edit, zs)) - models.run(dec, zs)
-        rx = xs + models.run(dec, models.run(edit, zx)) - models.run(dec, zx)
+    for name, factory in moves.items():
+        move = factory(editor, zs, zt)
+        rs = ss + models.run(dec, move(zs)) - models.run(dec, zs)
+        rx = xs + models.run(dec, move(zx)) - models.run(dec, zx)
         calibration = NeuronEdit()
         calibration.adapt(rs.astype(np.float32), ts)
         cx = models.run(calibration, rx)
-        out[f"gated, knots {name}"] = models.run(post, rx + w * (cx - rx))
-        out[f"residual, knots {name}"] = models.run(post, rx)
+        out[f"gated, {name}"] = models.run(post, rx + w * (cx - rx))
+        out[f"residual, {name}"] = models.run(post, rx)
     return out
+
+
+def knot_edit(knots):
+    """A factory for :func:`gated_and_residual`: a NeuronEdit with ``knots`` adapted E(S) -> E(T)."""
+    def factory(editor, zs, zt):
+        edit = NeuronEdit(knots)
+        edit.adapt(zs, zt)
+        return lambda z: models.run(edit, z)
+    return factory
+
+
+def outputs(editor, source, target, sample):
+    return gated_and_residual(editor, source, target, sample,
+                              {f"knots {name}": knot_edit(knots) for name, knots in KNOTS.items()})
 
 
 if __name__ == "__main__":
