@@ -40,7 +40,10 @@ class NeuronEditor(Estimator):
             (stride-2 4x4 convolutions, for images), or a chain ``keras.Model``
             mapping standardised inputs to their reconstruction.
         layer: the inner layer whose activations are edited (default: the
-            ``"bottleneck"``).
+            ``"bottleneck"``). Spike-in cross-validation scores the dense model's
+            ``"encoder_act_0"`` (its first hidden layer) a little better, within one seed's
+            noise. Its edit costs 2.2x the default's per row, so it is not the default
+            (``benchmarks/issue10/README.md`` §7).
         quantiles: the percentiles that define the neuron edit's maps. Default (None):
             the paper's 0..100 for ``"paper"``, fewer knots for the residual methods
             (:data:`~neuronedit_tf.methods.RESIDUAL_QUANTILES`, chosen by spike-in

@@ -82,6 +82,21 @@ def test_select_method_scores_held_out_spike_ins_only():
     assert scores[choice] == min(scores.values())
 
 
+def test_select_method_scores_what_build_returns():
+    case = next(iter(spillover_cases(n_cells=400)))
+    seen = []
+
+    def build(editor, source, target):
+        seen.append(len(source))
+        graphs = batch.graphs(editor, source, target, [("paper", None)])
+        return {"mine": graphs["paper"]}
+
+    choice, rows = batch.select_method([case], epochs=1, log=lambda message: None, build=build)
+    assert choice == "mine" and {r["candidate"] for r in rows} == {"mine"}
+    # One editor per split, built from the fitting part only (fewer rows than all of S).
+    assert len(seen) == len(rows) and all(n < len(case.source.values) for n in seen)
+
+
 def test_select_method_editors_can_be_ensembles():
     case = next(iter(spillover_cases(n_cells=400)))
     editor = batch._editor(case, 0, 1, members=2)

@@ -30,9 +30,6 @@ KNOTS = ((49.0, 51.0), (25.0, 75.0), (10.0, 50.0, 90.0))
 CANDIDATES = [("paper", None), ("calibrated", None)] + [
     ("gated", band, knots) for knots in KNOTS for band in BANDS]
 OUT = Path(__file__).with_name("cv_knots.json")
-MEMBERS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-if MEMBERS > 1:
-    OUT = OUT.with_name(f"cv_knots_members{MEMBERS}.json")
 
 
 def scores(rows, families):
@@ -40,7 +37,7 @@ def scores(rows, families):
     return batch.cv_scores(picked)
 
 
-def summarize(rows):
+def summarize(rows, members=1):
     seeds = sorted({r["seed"] for r in rows})
     names = list(dict.fromkeys(r["candidate"] for r in rows))
     by_seed = {s: [r for r in rows if r["seed"] == s] for s in seeds}
@@ -58,7 +55,7 @@ def summarize(rows):
                                                     and r["split"] == split])
         table.append((np.mean(per_seed3), np.mean(per_seed2), name, per_seed3, fam))
     table.sort()
-    print(f"seeds {seeds}; members {MEMBERS}; score = mean over seeds of select_method's score")
+    print(f"seeds {seeds}; members {members}; score = mean over seeds of select_method's score")
     header = "| candidate | 3 families ↓ | per seed | cytof+spillover ↓ | " + " | ".join(
         table[0][4]) + " |"
     print(header)
@@ -70,19 +67,28 @@ def summarize(rows):
     print(f"chosen (cytof+spillover): {min(table, key=lambda t: t[1])[2]}")
 
 
-def main(seeds):
-    rows = json.loads(OUT.read_text()) if OUT.exists() else []
+def cv_rows(out, seeds, **select):
+    """select_method's rows (``select``: its keyword arguments) on the three families, per
+    seed, each row with its ``seed``; kept in ``out`` (JSON) so that seeds already run are
+    read back, not rerun."""
+    rows = json.loads(out.read_text()) if out.exists() else []
     cases = list(cytof_cases())[::2] + list(spillover_cases()) + [drugs.as_case()]
     for seed in seeds:
         if any(r["seed"] == seed for r in rows):
             continue
         started = time.time()
-        _, new = batch.select_method(cases, seed=seed, candidates=CANDIDATES, members=MEMBERS)
+        _, new = batch.select_method(cases, seed=seed, **select)
         rows += [dict(r, seed=seed) for r in new]
-        OUT.write_text(json.dumps(rows))
+        out.write_text(json.dumps(rows))
         print(f"seed {seed}: {time.time() - started:.0f} s", flush=True)
-    summarize(rows)
+    return rows
+
+
+def main(seeds, members=1):
+    out = OUT if members == 1 else OUT.with_name(f"cv_knots_members{members}.json")
+    summarize(cv_rows(out, seeds, candidates=CANDIDATES, members=members), members)
 
 
 if __name__ == "__main__":
-    main([int(s) for s in (sys.argv[1] if len(sys.argv) > 1 else "0,1,2").split(",")])
+    main([int(s) for s in (sys.argv[1] if len(sys.argv) > 1 else "0,1,2").split(",")],
+         int(sys.argv[2]) if len(sys.argv) > 2 else 1)

@@ -7,7 +7,7 @@ edited layer's codes; `methods.build_edit_graph`, exactly what `NeuronEditor(lay
 at each inner layer L of the dense autoencoder (37-500-250-50-250-500-37): encoder_act_0,
 encoder_act_1, bottleneck, decoder_act_0, decoder_act_1; gate bands 1.2-1.8 (the default's) and
 1.5-2.5. One autoencoder per split serves every layer (the same trained weights, split at L).
-Protocol and rule: cv_knots.py's, fixed before the run (select_method's splits and score on
+Protocol and rule: cv_knots.py's (its cv_rows and summarize), fixed before the run (select_method's splits and score on
 seeds 0, 1, 2; families cytof (spike-in-donor-1 cases), spillover, drugs; the lowest mean
 three-family score wins). Never reads a truth.
 
@@ -15,18 +15,18 @@ Run: PYTHONPATH=. python benchmarks/issue10/cv_layer.py [seeds]   (rows -> cv_la
      PYTHONPATH=. python benchmarks/issue10/cv_layer.py truth [seeds]   (reporting only, after
      the choice: every candidate against the 14 cases' truth, the bench's editor per case)
 """
-import json
 import sys
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from neuronedit_tf import methods, metrics, models
-from neuronedit_tf.bench import batch, drugs
+from neuronedit_tf import methods, models
+from neuronedit_tf.bench import batch
 from neuronedit_tf.bench.cases import cytof_cases, spillover_cases
 from neuronedit_tf.layers import NeuronEdit
+
+from cv_knots import cv_rows, summarize
 
 LAYERS = ("encoder_act_0", "encoder_act_1", "bottleneck", "decoder_act_0", "decoder_act_1")
 BANDS = ({"k": 5, "low": 1.2, "high": 1.8}, {"k": 5, "low": 1.5, "high": 2.5})
@@ -67,58 +67,8 @@ def layer_graphs(editor, source, target, layers=LAYERS, bands=BANDS):
     return built
 
 
-def cv_rows(cases, seed):
-    """select_method's loop (same splits, editors and score) over :func:`layer_graphs`."""
-    rows = []
-    for case in cases:
-        for split_name, splitter in (("random", batch._random_split),
-                                     ("population", batch._population_split)):
-            split = splitter(case, seed)
-            if split is None:
-                continue
-            (s_fit, t_fit), (s_held, t_held) = split
-            source, target = case.source.values, case.target.values
-            editor = batch._editor(case, seed, 200, source[s_fit], target[t_fit])
-            held_t = case.scale(target[t_held])
-            before = metrics.mean_emd(case.scale(source[s_held]), held_t)
-            for name, graph in layer_graphs(editor, source[s_fit], target[t_fit]).items():
-                edited = models.run(graph, source[s_held])
-                rows.append({"case": case.name, "family": case.name.split("_")[0],
-                             "split": split_name, "candidate": name, "seed": seed,
-                             "ratio": metrics.mean_emd(case.scale(edited), held_t) / before})
-            print(f"seed {seed}: {case.name} {split_name} done", flush=True)
-    return rows
-
-
-def summarize(rows):
-    seeds = sorted({r["seed"] for r in rows})
-    names = list(dict.fromkeys(r["candidate"] for r in rows))
-    per_seed = {s: batch.cv_scores([r for r in rows if r["seed"] == s]) for s in seeds}
-    parts = [(f, sp) for f in ("cytof", "spillover", "drugs") for sp in ("random", "population")]
-    table = sorted((np.mean([per_seed[s][n] for s in seeds]), n) for n in names)
-    print(f"seeds {seeds}; score = mean over seeds of select_method's three-family score")
-    print("| candidate | 3 families ↓ | per seed | " + " | ".join(f"{f} {sp}" for f, sp in parts)
-          + " |")
-    print("|---|---|---|" + "---|" * len(parts))
-    for score, name in table:
-        cells = [np.mean([r["ratio"] for r in rows if r["candidate"] == name
-                          and r["family"] == f and r["split"] == sp]) for f, sp in parts]
-        print(f"| {name} | {score:.3f} | {' / '.join(f'{per_seed[s][name]:.3f}' for s in seeds)}"
-              " | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
-    print(f"chosen: {table[0][1]}")
-
-
 def main(seeds):
-    rows = json.loads(OUT.read_text()) if OUT.exists() else []
-    cases = list(cytof_cases())[::2] + list(spillover_cases()) + [drugs.as_case()]
-    for seed in seeds:
-        if any(r["seed"] == seed for r in rows):
-            continue
-        started = time.time()
-        rows += cv_rows(cases, seed)
-        OUT.write_text(json.dumps(rows))
-        print(f"seed {seed}: {time.time() - started:.0f} s", flush=True)
-    summarize(rows)
+    summarize(cv_rows(OUT, seeds, build=layer_graphs))
 
 
 def truth(seeds):

@@ -142,7 +142,8 @@ def _random_split(case, seed):
     return (halves[0], halves[1]), (~halves[0], ~halves[1])
 
 
-def select_method(cases, seed=0, epochs=200, candidates=CANDIDATES, log=print, members=1):
+def select_method(cases, seed=0, epochs=200, candidates=CANDIDATES, log=print, members=1,
+                  build=None):
     """Cross-validation on the spike-in pair alone: which neuron-editing method to use.
 
     For each case and each split of the spike-in cells into a fitting part and a
@@ -157,7 +158,9 @@ def select_method(cases, seed=0, epochs=200, candidates=CANDIDATES, log=print, m
     Score of a candidate: the mean of that ratio over cases and splits within each
     family of cases (the case name's prefix, e.g. ``cytof``), then over families.
     The lowest score wins. ``members``: the editors' ensemble size (every candidate is
-    built on that ensemble; see ``NeuronEditor(members=...)``).
+    built on that ensemble; see ``NeuronEditor(members=...)``). ``build``: what turns each
+    split's trained editor and fitting rows into ``{name: raw -> raw graph}`` (default:
+    :func:`graphs` of ``candidates``), e.g. a probe's own candidates on the same editors.
 
     Returns:
         ``(choice, rows)``: the winning candidate's name and one row per
@@ -175,7 +178,9 @@ def select_method(cases, seed=0, epochs=200, candidates=CANDIDATES, log=print, m
             editor = _editor(case, seed, epochs, source[s_fit], target[t_fit], members)
             held_t = case.scale(target[t_held])
             before = metrics.mean_emd(case.scale(source[s_held]), held_t)
-            for name, graph in graphs(editor, source[s_fit], target[t_fit], candidates).items():
+            built = (build(editor, source[s_fit], target[t_fit]) if build is not None else
+                     graphs(editor, source[s_fit], target[t_fit], candidates))
+            for name, graph in built.items():
                 edited = models.run(graph, source[s_held])
                 rows.append({"case": case.name, "family": case.name.split("_")[0],
                              "split": split_name, "candidate": name,
