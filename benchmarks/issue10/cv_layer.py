@@ -7,9 +7,9 @@ edited layer's codes; `methods.build_edit_graph`, exactly what `NeuronEditor(lay
 at each inner layer L of the dense autoencoder (37-500-250-50-250-500-37): encoder_act_0,
 encoder_act_1, bottleneck, decoder_act_0, decoder_act_1; gate bands 1.2-1.8 (the default's) and
 1.5-2.5. One autoencoder per split serves every layer (the same trained weights, split at L).
-Protocol and rule: cv_knots.py's (its cv_rows and summarize), fixed before the run (select_method's splits and score on
-seeds 0, 1, 2; families cytof (spike-in-donor-1 cases), spillover, drugs; the lowest mean
-three-family score wins). Never reads a truth.
+Protocol and rule: cv_knots.py's (its cv_rows and summarize), fixed before the run
+(select_method's splits and score on seeds 0, 1, 2; families cytof (spike-in-donor-1 cases),
+spillover, drugs; the lowest mean three-family score wins). Never reads a truth.
 
 Run: PYTHONPATH=. python benchmarks/issue10/cv_layer.py [seeds]   (rows -> cv_layer.json)
      PYTHONPATH=. python benchmarks/issue10/cv_layer.py truth [seeds]   (reporting only, after
@@ -21,10 +21,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from neuronedit_tf import methods, models
+from neuronedit_tf import models
 from neuronedit_tf.bench import batch
 from neuronedit_tf.bench.cases import cytof_cases, spillover_cases
-from neuronedit_tf.layers import NeuronEdit
 
 from cv_knots import cv_rows, summarize
 
@@ -51,20 +50,12 @@ def split_chain(editor, layer):
 
 
 def layer_graphs(editor, source, target, layers=LAYERS, bands=BANDS):
-    """``{"gated(...) at L": raw -> raw graph}``: the library's gated method edited at L."""
-    pre, post = editor.part("preprocessing"), editor.part("postprocessing")
-    s, t = models.run(pre, source), models.run(pre, target)
-    shape = tuple(editor.model.input.shape[1:])
-    built = {}
-    for layer in layers:
-        encoder, decoder = split_chain(editor, layer)
-        edit = NeuronEdit(methods.RESIDUAL_QUANTILES, editor.extrapolation, name="neuron_edit")
-        edit.adapt(models.run(encoder, s), models.run(encoder, t), seed=editor.seed)
-        for band in bands:
-            name = f"{batch.candidate_name('gated', band)} at {layer}"
-            built[name] = methods.build_edit_graph("gated", shape, pre, encoder, decoder, post,
-                                                   edit, s, t, gate=band, seed=editor.seed)
-    return built
+    """``{"gated(...) at L": raw -> raw graph}``: the bench's own gated candidates
+    (:func:`batch.graphs`) with the autoencoder split at L."""
+    return {f"{name} at {layer}": graph for layer in layers
+            for name, graph in batch.graphs(editor, source, target,
+                                            [("gated", band) for band in bands],
+                                            halves=split_chain(editor, layer)).items()}
 
 
 def main(seeds):

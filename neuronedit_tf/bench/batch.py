@@ -91,12 +91,13 @@ def _editor(case, seed, epochs, source=None, target=None, members=1):
                       extra=case.sample.values, epochs=epochs, verbose=0)
 
 
-def graphs(editor, source, target, candidates):
+def graphs(editor, source, target, candidates, halves=None):
     """``{name: raw -> raw keras.Model}``: each candidate (see :data:`CANDIDATES`) built from
     ``editor``'s trained autoencoder, with its own neuron edit (its knots, by default its
-    method's) and calibration adapted on raw ``source`` -> ``target``."""
-    pre = editor.part("preprocessing")
-    encoder, decoder, post = (editor.part(n) for n in ("encoder", "decoder", "postprocessing"))
+    method's) and calibration adapted on raw ``source`` -> ``target``. ``halves``: the
+    ``(encoder, decoder)`` to edit between (default: the editor's own, split at its layer)."""
+    pre, post = editor.part("preprocessing"), editor.part("postprocessing")
+    encoder, decoder = halves or (editor.part("encoder"), editor.part("decoder"))
     s, t = models.run(pre, source), models.run(pre, target)
     codes = models.run(encoder, s), models.run(encoder, t)
     shape = tuple(editor.model.input.shape[1:])
