@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,22 +110,39 @@ class FCSData:
         return cls(table.values, list(names), markers, dict(text or {}))
 
 
-def read_fcs(source) -> FCSData:
+class FCSWarning(UserWarning):
+    """An FCS file breaks the standard in a way the reader works around; the message says how."""
+
+
+def read_fcs(source, dataset=None) -> FCSData:
     """Read an FCS 2.0/3.0/3.1 file (a path or its bytes).
 
-    Raises:
-        NeuronEditError: the file is missing, truncated, not FCS, or has
-            duplicate channel names.
-    """
-    import flowio
+    flowio parses the HEADER and TEXT; the DATA segment is decoded here (integers of
+    any whole-byte width, masked to $PnR as the standard says; 32/64-bit floats), so
+    files flowio refuses are read like fcsparser reads them. Each oddity worked around
+    (blank HEADER offsets, a DATA segment of the wrong size, bits above $PnR, several
+    data sets) is an :class:`FCSWarning` naming it.
 
+    Args:
+        source: a path, or the file's bytes.
+        dataset: which data set of a file that holds several ($NEXTDATA), from 0.
+            None reads the first and warns when there are others.
+
+    Raises:
+        NeuronEditError: the file is missing, truncated, not FCS, has no such data
+            set, or has duplicate channel names.
+    """
     label = "<bytes>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
+    name = os.path.basename(label)
     try:
-        handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else label
-        flow = flowio.FlowData(handle)
-        values = np.asarray(flow.events, dtype=np.float32).reshape(-1, flow.channel_count)
+        content, options = _fill_blank_data_offsets(
+            source if isinstance(source, (bytes, bytearray)) else label, name)
+        offset, flow = _choose_data_set(_data_sets(content, options, name), dataset, name)
+        values = _read_events(content, offset, flow, name)
     except FileNotFoundError:
         raise NeuronEditError(f"No such FCS file: {label}.") from None
+    except NeuronEditError:
+        raise
     except Exception as error:  # flowio raises many types for damaged files
         raise NeuronEditError(
             f"{label} is not a readable FCS file ({type(error).__name__}: {error}). "
@@ -140,6 +158,165 @@ def read_fcs(source) -> FCSData:
             "acquisition software or with flowio so that every channel has one name."
         )
     return FCSData(values, channels, markers, dict(flow.text))
+
+
+def _flow_text(content, offset, options):
+    """flowio's HEADER, TEXT and channels of the data set at byte ``offset`` (no DATA)."""
+    import flowio
+
+    handle = io.BytesIO(content) if isinstance(content, (bytes, bytearray)) else content
+    return flowio.FlowData(handle, only_text=True, nextdata_offset=offset, **options)
+
+
+def _fill_blank_data_offsets(content, name):
+    """``(content, flowio options)``; blank HEADER DATA offsets become 0 (use TEXT's).
+
+    The standard puts 0 there when the DATA segment ends past byte 99,999,999 and the
+    TEXT's $BEGINDATA/$ENDDATA hold the offsets; some writers leave blanks instead,
+    which flowio cannot parse. Only such files are read into memory to patch them.
+    """
+    if isinstance(content, (bytes, bytearray)):
+        head = bytes(content[:42])
+    else:
+        with open(content, "rb") as handle:
+            head = handle.read(42)
+    fields = (head[26:34], head[34:42])
+    if len(head) < 42 or all(field.strip() for field in fields):
+        return content, {}
+    if not isinstance(content, (bytes, bytearray)):
+        with open(content, "rb") as handle:
+            content = handle.read()
+    zeros = b"".join(field if field.strip() else b"0".rjust(8) for field in fields)
+    warnings.warn(
+        f"{name}: the HEADER's DATA offsets are blank; read them from $BEGINDATA/$ENDDATA "
+        "in TEXT (the standard wants 0 there, or the offsets).", FCSWarning, stacklevel=3)
+    return bytes(content[:26]) + zeros + bytes(content[42:]), {"ignore_offset_discrepancy": True}
+
+
+def _data_sets(content, options, name):
+    """``[(byte offset, flowio text-only FlowData)]`` of each data set, following $NEXTDATA."""
+    found = [(0, _flow_text(content, 0, options))]
+    while (step := int(found[-1][1].text.get("nextdata", "0").strip() or 0)) > 0:
+        offset = found[-1][0] + step  # $NEXTDATA counts from the current data set's start
+        try:
+            found.append((offset, _flow_text(content, offset, options)))
+        except Exception as error:  # flowio raises many types for damaged files
+            raise NeuronEditError(
+                f"{name}: data set {len(found)} ($NEXTDATA, byte {offset}) is unreadable ({type(error).__name__}: "
+                f"{error}). Check that the file is complete."
+            ) from None
+    return found
+
+
+def _choose_data_set(data_sets, dataset, name):
+    """The ``(offset, flow)`` the user asked for; the first (with a warning) when not told."""
+    events = [int(flow.text.get("tot", 0)) for _offset, flow in data_sets]
+    if dataset is None:
+        if len(data_sets) > 1:
+            warnings.warn(
+                f"{name} holds {len(data_sets)} data sets (events: {events}); read the first. "
+                f"Pass dataset=0..{len(data_sets) - 1} to choose another.", FCSWarning,
+                stacklevel=3)
+        return data_sets[0]
+    if isinstance(dataset, bool) or not isinstance(dataset, (int, np.integer)) or not (
+            0 <= dataset < len(data_sets)):
+        raise NeuronEditError(
+            f"{name} has no data set {dataset!r}: it holds {len(data_sets)} (events: {events}); "
+            f"pass dataset=0..{len(data_sets) - 1}."
+        )
+    return data_sets[int(dataset)]
+
+
+def _byte_order(text, name):
+    order = text.get("byteord", "").replace(" ", "")
+    if order in ("1,2,3,4", "1,2", "1,2,3,4,5,6,7,8", "1"):
+        return "<"
+    if order in ("4,3,2,1", "2,1", "8,7,6,5,4,3,2,1"):
+        return ">"
+    raise NeuronEditError(
+        f"{name} has byte order $BYTEORD={order!r}, which is not supported; only little- "
+        "(1,2,3,4) and big-endian (4,3,2,1) files can be read. Export the file again as FCS 3.1."
+    )
+
+
+def _read_events(content, offset, flow, name):
+    """``(events, channels)`` float32 of the DATA segment, decoded as fcsparser does.
+
+    Reads $TOT x record bytes from the DATA start (the HEADER's, or $BEGINDATA when the
+    HEADER says 0). Integers of any whole-byte width ($PnB 8, 16, 24, 32, ...) are
+    masked to the next power of two of $PnR, as the standard says.
+    """
+    text, header = flow.text, flow.header
+    datatype, mode = text.get("datatype", "").upper(), text.get("mode", "l").lower()
+    events, width = int(text["tot"]), int(text["par"])
+    bits = [int(text[f"p{i}b"]) for i in range(1, width + 1)] if width > 0 else []
+    if mode != "l" or datatype not in ("I", "F", "D") or events < 0 or not bits or any(
+            b <= 0 or b % 8 for b in bits):
+        raise NeuronEditError(
+            f"{name} stores $MODE={mode.upper()}, $DATATYPE={datatype}, $PnB={sorted(set(bits))}; "
+            "only list mode (L) with integer (I, whole bytes), float (F) or double (D) values "
+            "can be read. Export the file again as FCS 3.1 list mode."
+        )
+    sizes = [b // 8 for b in bits]
+    if datatype in "FD" and set(sizes) != {4 if datatype == "F" else 8}:
+        raise NeuronEditError(f"{name}: $DATATYPE={datatype} with $PnB={bits} is not valid FCS.")
+    start = header["data_start"] or int(text.get("begindata", 0) or 0)
+    stop = header["data_stop"] or int(text.get("enddata", 0) or 0)
+    size = events * sum(sizes)
+    block = _read_block(content, offset + start, size)
+    if len(block) < size:
+        raise NeuronEditError(
+            f"{name} is truncated: its DATA segment should hold {events} events x {len(sizes)} "
+            f"channels ({size} bytes) but has {len(block)}. Copy the file again."
+        )
+    if stop and stop - start + 1 != size:
+        warnings.warn(
+            f"{name}: the DATA segment runs from byte {start} to {stop} ({stop - start + 1} "
+            f"bytes) but $TOT={events} events need {size}; read {size} bytes from its start.",
+            FCSWarning, stacklevel=3)
+    order = _byte_order(text, name)
+    if datatype in "FD":
+        return np.frombuffer(block, f"{order}f{sizes[0]}").reshape(events, width).astype(
+            np.float32)
+    return _decode_integers(block, sizes, order, text, name)
+
+
+def _read_block(content, start, size):
+    if isinstance(content, (bytes, bytearray)):
+        return bytes(content[start:start + size])
+    with open(content, "rb") as handle:
+        handle.seek(start)
+        return handle.read(size)
+
+
+def _decode_integers(block, sizes, order, text, name):
+    """Unsigned integers of ``sizes`` bytes per channel, masked to $PnR, as float32."""
+    uncommon = "/".join(str(b) for b in sorted({8 * size for size in sizes} - {8, 16, 32, 64}))
+    if uncommon:  # e.g. the Cytek xP5's 24-bit integers
+        warnings.warn(
+            f"{name} stores {uncommon}-bit integers ($PnB), a width most readers refuse; "
+            "decoded them byte by byte.", FCSWarning, stacklevel=4)
+    records = np.frombuffer(block, np.uint8).reshape(-1, sum(sizes))
+    values = np.empty((len(records), len(sizes)), np.float32)
+    ends = np.cumsum(sizes)
+    masked = []
+    for channel, (size, end) in enumerate(zip(sizes, ends)):
+        part = records[:, end - size:end].astype(np.uint64)
+        if order == ">":
+            part = part[:, ::-1]
+        number = (part << (np.arange(size, dtype=np.uint64) * np.uint64(8))).sum(
+            axis=1, dtype=np.uint64)
+        limit = 1 << max(int(np.ceil(np.log2(max(float(text[f"p{channel + 1}r"]), 1.0)))), 0)
+        if limit < 1 << (8 * size) and (number >= limit).any():
+            masked.append(channel + 1)
+            number &= np.uint64(limit - 1)
+        values[:, channel] = number
+    if masked:
+        warnings.warn(
+            f"{name} has values above $PnR in channels {masked}; dropped the bits above it, "
+            "as the FCS standard says (fcsparser and flowio do the same).", FCSWarning,
+            stacklevel=4)
+    return values
 
 
 def fcs_keywords(data: FCSData, note: str | None = None) -> dict:

@@ -3,7 +3,7 @@
 =========  ===========================  ====================================  ==========================
 format     extensions                   read gives                            names / metadata kept
 =========  ===========================  ====================================  ==========================
-fcs        .fcs                         :class:`~neuronedit_tf.data.FCSData`  $PnN, $PnS, all keywords
+fcs        .fcs .lmd                    :class:`~neuronedit_tf.data.FCSData`  $PnN, $PnS, all keywords
 csv, tsv   .csv / .tsv .tab .txt        pandas DataFrame                      header
 parquet    .parquet .pq                 pandas DataFrame                      columns, index, a note
 npy        .npy                         ndarray (memory-mapped)               none
@@ -33,7 +33,7 @@ from neuronedit_tf.data.atomic import atomic_path
 from neuronedit_tf.errors import NeuronEditError, foreign_errors
 
 EXTENSIONS = {
-    ".fcs": "fcs", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv",
+    ".fcs": "fcs", ".lmd": "fcs", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv",
     ".parquet": "parquet", ".pq": "parquet", ".npy": "npy", ".npz": "npz",
     ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".h5ad": "h5ad",
 }
@@ -112,7 +112,8 @@ def read(path, format=None, *, dataset=None, mmap=True):
     Args:
         path: the file; HDF5/NPZ may name an array as ``"file.h5:/group/array"``.
         format: override the extension (one of :data:`FORMATS`).
-        dataset: the HDF5 dataset / NPZ array to read.
+        dataset: the HDF5 dataset / NPZ array to read, or the number (from 0) of
+            the data set in an FCS file that holds several (default the first).
         mmap: memory-map ``.npy`` files (read-only) instead of loading them.
 
     Returns:
@@ -139,10 +140,10 @@ def read(path, format=None, *, dataset=None, mmap=True):
         return reader(path, dataset=dataset, mmap=mmap)
 
 
-def _read_fcs(path, **_):
+def _read_fcs(path, dataset=None, **_):
     from neuronedit_tf.data.fcs import read_fcs
 
-    return read_fcs(path)
+    return read_fcs(path, dataset=dataset)
 
 
 def _check_header(path, separator):
