@@ -43,7 +43,7 @@ LAYOUT = {"beginanalysis", "endanalysis", "begindata", "enddata", "beginstext", 
 
 FCSPARSER_SCRIPT = """
 import json, sys, hashlib, numpy as np, fcsparser
-meta, data = fcsparser.parse(sys.argv[1], reformat_meta=True)
+meta, data = fcsparser.parse(sys.argv[1], reformat_meta=True, data_set=int(sys.argv[2]))
 print(json.dumps({
     "shape": list(data.shape), "columns": [str(c) for c in data.columns],
     "sha": hashlib.sha256(np.ascontiguousarray(data.to_numpy(np.float32)).tobytes()).hexdigest(),
@@ -79,10 +79,11 @@ def _fcsparser_python():
     return str(python)
 
 
-def fcsparser_parse(path):
-    """What fcsparser reads from ``path``: shape, columns, values' sha256, keywords, channels."""
-    result = subprocess.run([_fcsparser_python(), "-c", FCSPARSER_SCRIPT, str(path)],
-                            capture_output=True, text=True, check=True)
+def fcsparser_parse(path, data_set=0):
+    """What fcsparser reads from ``path`` (data set ``data_set``, from 0): shape, columns,
+    values' sha256, keywords, channels."""
+    command = [_fcsparser_python(), "-c", FCSPARSER_SCRIPT, str(path), str(data_set)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout)
 
 

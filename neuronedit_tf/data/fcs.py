@@ -202,8 +202,8 @@ def _data_sets(content, options, name):
             found.append((offset, _flow_text(content, offset, options)))
         except Exception as error:  # flowio raises many types for damaged files
             raise NeuronEditError(
-                f"{name}: data set {len(found)} ($NEXTDATA, byte {offset}) is unreadable ({type(error).__name__}: "
-                f"{error}). Check that the file is complete."
+                f"{name}: data set {len(found)} ($NEXTDATA, byte {offset}) is unreadable "
+                f"({type(error).__name__}: {error}). Check that the file is complete."
             ) from None
     return found
 
