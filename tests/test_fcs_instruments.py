@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from neuronedit_tf import NeuronEditError
-from neuronedit_tf.data import read, write
+from neuronedit_tf.data import FCSWarning, read, write
 from neuronedit_tf.data.datasets import FCSPARSER, read_member
-from neuronedit_tf.data.fcs import FCSWarning
 
 from conftest import fcsparser_parse
 

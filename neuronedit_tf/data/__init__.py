@@ -9,8 +9,8 @@
 """
 
 from neuronedit_tf.data.datasets import load_cytof
-from neuronedit_tf.data.fcs import FCSData, read_fcs, write_fcs
+from neuronedit_tf.data.fcs import FCSData, FCSWarning, read_fcs, write_fcs
 from neuronedit_tf.data.formats import FORMATS, iter_chunks, read, write
 
-__all__ = ["FCSData", "FORMATS", "iter_chunks", "load_cytof", "read", "read_fcs", "write",
-           "write_fcs"]
+__all__ = ["FCSData", "FCSWarning", "FORMATS", "iter_chunks", "load_cytof", "read", "read_fcs",
+           "write", "write_fcs"]
