@@ -262,13 +262,13 @@ def _read_events(content, offset, flow, name):
         raise NeuronEditError(f"{name}: $DATATYPE={datatype} with $PnB={bits} is not valid FCS.")
     start = header["data_start"] or int(text.get("begindata", 0) or 0)
     stop = header["data_stop"] or int(text.get("enddata", 0) or 0)
-    size = events * sum(sizes)
-    block = _read_block(content, offset + start, size)
-    if len(block) < size:
+    size, available = events * sum(sizes), max(flow.file_size - offset - start, 0)
+    if size > available:  # checked before reading, so a damaged $TOT allocates nothing
         raise NeuronEditError(
             f"{name} is truncated: its DATA segment should hold {events} events x {len(sizes)} "
-            f"channels ({size} bytes) but has {len(block)}. Copy the file again."
+            f"channels ({size} bytes) but has {available}. Copy the file again."
         )
+    block = _read_block(content, offset + start, size)
     if stop and stop - start + 1 != size:
         warnings.warn(
             f"{name}: the DATA segment runs from byte {start} to {stop} ({stop - start + 1} "
