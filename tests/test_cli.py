@@ -1,10 +1,17 @@
 """The `neuronedit` command: demo, fit, apply, export on real FCS files; exit codes."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
 
-from neuronedit_tf.cli import main
+import neuronedit_tf
+from neuronedit_tf.cli import _parser, main
 from neuronedit_tf.data import read, read_fcs, write
 from neuronedit_tf.data.datasets import cytof_markers
 
@@ -103,6 +110,64 @@ def test_every_subcommand_help_shows_an_example(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+#: What `neuronedit --help` and usage errors must not import (they answer at once).
+HEAVY_MODULES = ("tensorflow", "keras", "tensorflow_probability")
+
+
+def _run_python(script, *args):
+    """Run ``script`` in a fresh interpreter (this test process has TensorFlow imported already)."""
+    path = [str(Path(neuronedit_tf.__file__).parents[1]), os.environ.get("PYTHONPATH")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                          env=env, check=True)
+
+
+def _help_commands(parser, prefix=()):
+    """``[[], ["demo"], ..., ["zoo", "list"], ...]``: every command and subcommand of ``parser``."""
+    commands = [list(prefix)]
+    for action in parser._actions:
+        if isinstance(action.choices, dict):  # a subparsers action: name -> parser
+            for name, subparser in action.choices.items():
+                commands += _help_commands(subparser, prefix + (name,))
+    return commands
+
+
+def test_help_and_usage_errors_do_not_import_tensorflow():
+    calls = [command + ["--help"] for command in _help_commands(_parser())]
+    assert ["zoo", "train", "--help"] in calls and ["export", "--help"] in calls
+    calls += [["fit", "--source", "a.csv"], ["bench", "nope"], ["zoo"], []]
+    script = """if True:
+        import json, sys
+        from neuronedit_tf.cli import main
+        codes = []
+        for argv in json.loads(sys.argv[1]):
+            try:
+                codes.append(main(argv))
+            except SystemExit as stop:
+                codes.append(stop.code)
+        heavy = [name for name in json.loads(sys.argv[2]) if name in sys.modules]
+        print(json.dumps({"codes": codes, "heavy": heavy}))
+    """
+    result = _run_python(script, json.dumps(calls), json.dumps(HEAVY_MODULES))
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["codes"] == [0] * (len(calls) - 4) + [2, 2, 2, 2]
+    assert report["heavy"] == []
+
+
+def test_public_names_are_imported_on_first_use():
+    script = """if True:
+        import sys
+        import neuronedit_tf as ne
+        before = "tensorflow" in sys.modules
+        from neuronedit_tf import NeuronEdit, NeuronEditor
+        print(before, NeuronEditor.__module__, NeuronEdit.__module__, ne.zoo.__name__,
+              ne.tl.__name__, ne.baselines.__name__, ne.data.__name__)
+    """
+    printed = _run_python(script).stdout.split()
+    assert printed == ["False", "neuronedit_tf.editor", "neuronedit_tf.layers", "neuronedit_tf.zoo",
+                       "neuronedit_tf.tl", "neuronedit_tf.baselines", "neuronedit_tf.data"]
 
 
 def test_demo_writes_real_results_and_figure(tmp_path, capsys):
