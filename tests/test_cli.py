@@ -170,6 +170,45 @@ def test_public_names_are_imported_on_first_use():
                        "neuronedit_tf.tl", "neuronedit_tf.baselines", "neuronedit_tf.data"]
 
 
+TENSORFLOW_LOG_LINES = (
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    b"I0000 00:00:1796298953.576387    5896 port.cc:153] oneDNN custom operations are on.\n"
+    b"I0000 00:00:1796298953.639616    5896 cpu_feature_guard.cc:227] This TensorFlow binary is "
+    b"optimized to use available CPU instructions in performance-critical operations.\n"
+    b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow "
+    b"with the appropriate compiler flags.\n"
+    b"E0000 00:00:1796298958.581445    5896 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"
+)
+
+
+def test_tensorflow_log_lines_are_hidden_and_every_other_line_passes(capfd):
+    from neuronedit_tf.native_logs import hidden_native_logs
+
+    with hidden_native_logs():
+        os.write(2, b"before\n" + TENSORFLOW_LOG_LINES + b"F0000 00:00:1.0 1 x.cc:1] fatal\nafter")
+        print("from Python", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert sorted(err.splitlines()) == ["F0000 00:00:1.0 1 x.cc:1] fatal", "after", "before",
+                                        "from Python"]
+
+
+def test_fit_shows_one_progress_bar_and_no_tensorflow_logs_unless_verbose(cytof, tmp_path):
+    for name in ("source", "target", "sample"):
+        cytof[name].to_frame().to_csv(tmp_path / f"{name}.csv", index=False)
+    command = "import sys; from neuronedit_tf.cli import main; sys.exit(main(sys.argv[1:]))"
+    fit = _run_python(command, "fit", "--source", str(tmp_path / "source.csv"), "--target",
+                      str(tmp_path / "target.csv"), "--hidden", "16,8,4", "--epochs", "3",
+                      "--model", str(tmp_path / "model"))
+    assert "Epoch 1/" not in fit.stdout + fit.stderr  # Keras's bar per epoch
+    assert fit.stderr.count("training:   0%") == 1 and "| 3/3 [" in fit.stderr
+    assert "loss=" in fit.stderr and "val_loss=" in fit.stderr
+    for line in TENSORFLOW_LOG_LINES.decode().splitlines():
+        assert line[:12] not in fit.stderr
+    verbose = _run_python(command, "--verbose", "apply", "--model", str(tmp_path / "model"),
+                          str(tmp_path / "sample.csv"), "--out-dir", str(tmp_path / "out"))
+    assert "absl::InitializeLog()" in verbose.stderr
+
+
 def test_demo_writes_real_results_and_figure(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--epochs", "3"]) == 0
     printed = capsys.readouterr().out
