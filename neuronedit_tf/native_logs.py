@@ -39,7 +39,11 @@ def hidden_native_logs():
     stream meanwhile, so Python's errors, warnings and progress bars are not delayed.
     """
     sys.stderr.flush()
-    original = os.dup(2)
+    try:
+        original = os.dup(2)
+    except OSError:  # no descriptor 2 (a detached process): nothing to filter
+        yield
+        return
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
