@@ -7,10 +7,9 @@ to fix), 2 a usage error, 130 interrupted (Ctrl-C; no partial file is left).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXAMPLES = {
     "demo": "neuronedit demo --out neuronedit_demo",
@@ -32,6 +31,8 @@ def _parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES.values()),
     )
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's own log lines (oneDNN, CUDA, CPU features)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name, help_text):
@@ -413,6 +414,16 @@ def _zoo(args):
             print(f"  {key}: {value:.4f}")
 
 
+def _tensorflow_logs(verbose):
+    """Where TensorFlow's C++ log lines go: hidden, or (``--verbose``) shown."""
+    if verbose:
+        return contextlib.nullcontext()
+    from neuronedit_tf.native_logs import hidden_native_logs
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's logs after absl's start
+    return hidden_native_logs()
+
+
 HANDLERS = {"demo": _demo, "fit": _fit, "apply": _apply, "export": _export, "bench": _bench,
             "zoo": _zoo}
 
@@ -426,7 +437,8 @@ def main(argv=None):
     from neuronedit_tf.errors import NeuronEditError
 
     try:
-        HANDLERS[args.command](args)
+        with _tensorflow_logs(args.verbose):
+            HANDLERS[args.command](args)
     except NeuronEditError as error:
         print(f"neuronedit {args.command}: error: {error}", file=sys.stderr)
         return 1

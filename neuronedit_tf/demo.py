@@ -47,7 +47,7 @@ def run_demo(out_dir="neuronedit_demo", batches=("021", "028"), epochs=200, seed
         batches: (batch A, batch B): the batch effect to learn and apply.
         epochs: maximum training epochs (early stopping usually ends sooner).
         seed: the run's seed.
-        verbose: Keras verbosity (progress bar by default).
+        verbose: as ``NeuronEditor.fit``'s (one progress bar over the epochs by default).
         editor: an already fitted NeuronEditor to use instead of training one.
 
     Returns:

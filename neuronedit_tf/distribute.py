@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 
 import keras
@@ -258,6 +259,49 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
                 json.dump(state, handle)
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """One progress bar over the epochs (tqdm, on stderr) with the loss and validation loss,
+    instead of Keras's bar per epoch. When early stopping ends training before ``epochs``,
+    the bar stops there and says so, with the best epoch.
+
+    Example:
+        >>> progress = EpochProgress(epochs=3)
+        >>> progress.on_train_begin()
+        >>> for epoch, loss in enumerate((0.9, 0.7)):
+        ...     progress.on_epoch_end(epoch, {"loss": loss, "val_loss": loss})
+        >>> progress.on_train_end()  # stderr: training: stopped early at epoch 2/3 (...)
+        >>> progress.best
+        (0.7, 2)
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = int(epochs)
+        self.bar = None
+        self.best = (np.inf, None)  # (val_loss, its epoch)
+
+    def on_train_begin(self, logs=None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.epochs, desc="training", unit="epoch", file=sys.stderr)
+        self.best = (np.inf, None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        figures = {name: f"{logs[name]:.4f}" for name in ("loss", "val_loss") if name in logs}
+        if logs.get("val_loss", np.inf) < self.best[0]:
+            self.best = (float(logs["val_loss"]), epoch + 1)
+        self.bar.set_postfix(figures, refresh=False)
+        self.bar.update(epoch + 1 - self.bar.n)  # a resumed run starts past epoch 0
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+        if self.bar.n < self.epochs and self.best[1] is not None:
+            self.bar.write(f"training: stopped early at epoch {self.bar.n}/{self.epochs} "
+                           f"(best val_loss {self.best[0]:.4f} at epoch {self.best[1]})",
+                           file=sys.stderr)
+
+
 def train(build, strategy, training, steps, validation, epochs, patience, learning_rate,
           verbose="auto", checkpoint_dir=None, jit_compile=False, steps_per_execution=1,
           copies=1):
@@ -272,7 +316,8 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
         epochs, patience: at most ``epochs``; stop after ``patience`` epochs
             without a lower validation loss and keep the best weights.
         learning_rate: Adam's learning rate.
-        verbose: Keras verbosity; the custom loop prints one line per epoch.
+        verbose: 0: silent; ``"auto"`` or 1: one progress bar over the epochs
+            (:class:`EpochProgress`); 2: one line per epoch.
         checkpoint_dir: resume from / back up to this folder after each epoch.
         jit_compile, steps_per_execution: see :func:`compile_for_training` (``"auto"``
             for both: the fast configuration).
@@ -310,6 +355,9 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
             # of the epochs already done are skipped, so epoch k sees the same rows in the
             # same order as in an uninterrupted run.
             training = training.skip(completed_epochs(checkpoint_dir) * int(steps))
+        if _one_bar(verbose):
+            callbacks.append(EpochProgress(epochs))
+            verbose = 0  # instead of Keras's bar per epoch
         pairs = training.map(lambda x: (x, _repeat(x, copies)))
         checks = validation.map(lambda x: (x, _repeat(x, copies)))
         result = model.fit(pairs, validation_data=checks,
@@ -325,6 +373,11 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
         plain.set_weights([np.asarray(w) for w in model.get_weights()])
         model = plain
     return model, history
+
+
+def _one_bar(verbose):
+    """True when ``verbose`` asks for a progress bar (Keras's ``"auto"`` and 1)."""
+    return verbose in ("auto", 1)
 
 
 def _repeat(x, copies):
@@ -408,12 +461,17 @@ def custom_loop(model, optimizer, strategy, training, steps, validation, epochs,
             model.load_weights(weights_file)
             history, best, waited, start = (state["history"], state["best"], state["waited"],
                                             state["epoch"])
+    progress = EpochProgress(epochs) if chief and _one_bar(verbose) else None
+    if progress:
+        progress.on_train_begin()
     for epoch in range(start, int(epochs)):
         loss = run(train_step, (next(train_batches) for _ in range(int(steps))))
         val_loss = run(validation_step, validation_batches)
         history["loss"].append(loss)
         history["val_loss"].append(val_loss)
-        if chief and verbose:
+        if progress:
+            progress.on_epoch_end(epoch, {"loss": loss, "val_loss": val_loss})
+        elif chief and verbose:
             print(f"epoch {epoch + 1}/{epochs}: loss {loss:.5f}, val_loss {val_loss:.5f}")
         if val_loss < best:
             best, best_weights, waited = val_loss, model.get_weights(), 0
@@ -429,6 +487,8 @@ def custom_loop(model, optimizer, strategy, training, steps, validation, epochs,
             os.replace(state_file + ".tmp", state_file)
         if waited >= patience:
             break
+    if progress:
+        progress.on_train_end()
     if best_weights is not None:
         model.set_weights(best_weights)
     return history

@@ -217,7 +217,9 @@ class NeuronEditor(Estimator):
             validation_split: share of rows held out for early stopping (every
                 ``1/validation_split``-th row of S, T and X in order).
             patience: epochs without validation improvement before stopping.
-            verbose: Keras verbosity (``"auto"`` shows a progress bar).
+            verbose: 0: silent; ``"auto"`` or 1: one progress bar over the epochs with
+                the loss and validation loss (tqdm, on stderr; it says where early
+                stopping ended); 2: one line per epoch (Keras's).
             checkpoint_dir: if given, training resumes from here after a crash
                 (``keras.callbacks.BackupAndRestore`` with the early stopping's state
                 and the data position): call ``fit`` again with the same arguments and

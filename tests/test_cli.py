@@ -1,10 +1,17 @@
 """The `neuronedit` command: demo, fit, apply, export on real FCS files; exit codes."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
 
-from neuronedit_tf.cli import main
+import neuronedit_tf
+from neuronedit_tf.cli import _parser, main
 from neuronedit_tf.data import read, read_fcs, write
 from neuronedit_tf.data.datasets import cytof_markers
 
@@ -103,6 +110,103 @@ def test_every_subcommand_help_shows_an_example(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+#: What `neuronedit --help` and usage errors must not import (they answer at once).
+HEAVY_MODULES = ("tensorflow", "keras", "tensorflow_probability")
+
+
+def _run_python(script, *args):
+    """Run ``script`` in a fresh interpreter (this test process has TensorFlow imported already)."""
+    path = [str(Path(neuronedit_tf.__file__).parents[1]), os.environ.get("PYTHONPATH")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                          env=env, check=True)
+
+
+def _help_commands(parser, prefix=()):
+    """``[[], ["demo"], ..., ["zoo", "list"], ...]``: every command and subcommand of ``parser``."""
+    commands = [list(prefix)]
+    for action in parser._actions:
+        if isinstance(action.choices, dict):  # a subparsers action: name -> parser
+            for name, subparser in action.choices.items():
+                commands += _help_commands(subparser, prefix + (name,))
+    return commands
+
+
+def test_help_and_usage_errors_do_not_import_tensorflow():
+    calls = [command + ["--help"] for command in _help_commands(_parser())]
+    assert ["zoo", "train", "--help"] in calls and ["export", "--help"] in calls
+    calls += [["fit", "--source", "a.csv"], ["bench", "nope"], ["zoo"], []]
+    script = """if True:
+        import json, sys
+        from neuronedit_tf.cli import main
+        codes = []
+        for argv in json.loads(sys.argv[1]):
+            try:
+                codes.append(main(argv))
+            except SystemExit as stop:
+                codes.append(stop.code)
+        heavy = [name for name in json.loads(sys.argv[2]) if name in sys.modules]
+        print(json.dumps({"codes": codes, "heavy": heavy}))
+    """
+    result = _run_python(script, json.dumps(calls), json.dumps(HEAVY_MODULES))
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["codes"] == [0] * (len(calls) - 4) + [2, 2, 2, 2]
+    assert report["heavy"] == []
+
+
+def test_public_names_are_imported_on_first_use():
+    script = """if True:
+        import sys
+        import neuronedit_tf as ne
+        before = "tensorflow" in sys.modules
+        from neuronedit_tf import NeuronEdit, NeuronEditor
+        print(before, NeuronEditor.__module__, NeuronEdit.__module__, ne.zoo.__name__,
+              ne.tl.__name__, ne.baselines.__name__, ne.data.__name__)
+    """
+    printed = _run_python(script).stdout.split()
+    assert printed == ["False", "neuronedit_tf.editor", "neuronedit_tf.layers", "neuronedit_tf.zoo",
+                       "neuronedit_tf.tl", "neuronedit_tf.baselines", "neuronedit_tf.data"]
+
+
+TENSORFLOW_LOG_LINES = (
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    b"I0000 00:00:1796298953.576387    5896 port.cc:153] oneDNN custom operations are on.\n"
+    b"I0000 00:00:1796298953.639616    5896 cpu_feature_guard.cc:227] This TensorFlow binary is "
+    b"optimized to use available CPU instructions in performance-critical operations.\n"
+    b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow "
+    b"with the appropriate compiler flags.\n"
+    b"E0000 00:00:1796298958.581445    5896 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"
+)
+
+
+def test_tensorflow_log_lines_are_hidden_and_every_other_line_passes(capfd):
+    from neuronedit_tf.native_logs import hidden_native_logs
+
+    with hidden_native_logs():
+        os.write(2, b"before\n" + TENSORFLOW_LOG_LINES + b"F0000 00:00:1.0 1 x.cc:1] fatal\nafter")
+        print("from Python", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert sorted(err.splitlines()) == ["F0000 00:00:1.0 1 x.cc:1] fatal", "after", "before",
+                                        "from Python"]
+
+
+def test_fit_shows_one_progress_bar_and_no_tensorflow_logs_unless_verbose(cytof, tmp_path):
+    for name in ("source", "target", "sample"):
+        cytof[name].to_frame().to_csv(tmp_path / f"{name}.csv", index=False)
+    command = "import sys; from neuronedit_tf.cli import main; sys.exit(main(sys.argv[1:]))"
+    fit = _run_python(command, "fit", "--source", str(tmp_path / "source.csv"), "--target",
+                      str(tmp_path / "target.csv"), "--hidden", "16,8,4", "--epochs", "3",
+                      "--model", str(tmp_path / "model"))
+    assert "Epoch 1/" not in fit.stdout + fit.stderr  # Keras's bar per epoch
+    assert fit.stderr.count("training:   0%") == 1 and "| 3/3 [" in fit.stderr
+    assert "loss=" in fit.stderr and "val_loss=" in fit.stderr
+    for line in TENSORFLOW_LOG_LINES.decode().splitlines():
+        assert line[:12] not in fit.stderr
+    verbose = _run_python(command, "--verbose", "apply", "--model", str(tmp_path / "model"),
+                          str(tmp_path / "sample.csv"), "--out-dir", str(tmp_path / "out"))
+    assert "absl::InitializeLog()" in verbose.stderr
 
 
 def test_demo_writes_real_results_and_figure(tmp_path, capsys):

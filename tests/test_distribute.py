@@ -158,3 +158,37 @@ def test_custom_loop_checkpoints_resume(data, tmp_path):
 def test_a_non_strategy_is_refused():
     with pytest.raises(NeuronEditError, match="tf.distribute.Strategy"):
         NeuronEditor(strategy="mirrored")
+
+
+def test_keras_fit_and_the_custom_loop_show_the_same_one_progress_bar(data, capsys):
+    import keras
+    import tensorflow as tf
+
+    from neuronedit_tf import distribute, models, streaming
+
+    source = np.load(data / "source.npy")
+    pre = models.preprocessing(5, source.mean(0), source.var(0))
+    training, steps, validation = streaming.training_data(
+        [streaming.Rows(source, "source")], pre, len(source), 0.1, 100, seed=0)
+    build = lambda: models.dense_autoencoder(5, (16, 8, 4), seed=0)  # noqa: E731
+    distribute.train(build, tf.distribute.get_strategy(), training, steps, validation, epochs=3,
+                     patience=10, learning_rate=1e-3, verbose="auto")
+    by_fit = capsys.readouterr()
+    distribute.custom_loop(build(), keras.optimizers.Adam(1e-3), tf.distribute.get_strategy(),
+                           training, steps, validation, epochs=3, patience=10, verbose="auto")
+    by_loop = capsys.readouterr()
+    for printed in (by_fit, by_loop):
+        assert printed.out == ""  # no Keras bar per epoch, no line per epoch
+        assert printed.err.count("training:   0%") == 1 and "| 3/3 [" in printed.err
+        assert "loss=" in printed.err and "val_loss=" in printed.err
+
+
+def test_the_progress_bar_says_where_early_stopping_ended(capsys):
+    from neuronedit_tf.distribute import EpochProgress
+
+    progress = EpochProgress(epochs=10)
+    progress.on_train_begin()
+    for epoch, val_loss in enumerate((0.5, 0.3, 0.4)):
+        progress.on_epoch_end(epoch, {"loss": 1.0, "val_loss": val_loss})
+    progress.on_train_end()
+    assert "stopped early at epoch 3/10 (best val_loss 0.3000 at epoch 2)" in capsys.readouterr().err
