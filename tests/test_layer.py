@@ -52,6 +52,7 @@ def rounded(values, decimals):
     return np.round(values, decimals).astype(np.float32)
 
 
+@pytest.mark.float_sensitive
 @settings(max_examples=25, deadline=None)
 @given(activations, st.sampled_from(["shift", "clip", "linear"]), st.integers(0, 1))
 def test_matches_float64_reference_within_1e4_relative(source, extrapolation, decimals):
@@ -278,6 +279,7 @@ def test_gate_kth_largest_equals_one_top_k_within_the_products_rounding(n_refere
     assert np.all(np.abs(got - one_top_k(codes, weights, bias, k)) <= bound)
 
 
+@pytest.mark.float_sensitive
 def test_gate_weight_matches_a_float64_nearest_neighbour_count():
     from neuronedit_tf.layers import SupportGate
 
