@@ -55,9 +55,7 @@ def marked_files():
             if path != here and "@pytest.mark.float_sensitive" in path.read_text()]
 
 
-def _this_run():
-    names = set().union(*CONFIGURATIONS.values())
-    return {name: os.environ.get(name) for name in names}
+SETTING_NAMES = set().union(*CONFIGURATIONS.values())
 
 
 @pytest.mark.parametrize("configuration", CONFIGURATIONS)
@@ -65,12 +63,14 @@ def test_float_sensitive_tests_pass_under_other_settings(configuration):
     if os.environ.get("NEURONEDIT_EVERY_MACHINE"):
         pytest.skip("already a configuration's run")
     env_settings = CONFIGURATIONS[configuration]
-    if all(_this_run()[name] == env_settings.get(name) for name in _this_run()):
+    if all(os.environ.get(name) == env_settings.get(name) for name in SETTING_NAMES):
         pytest.skip("the same settings as this run")
     paths = [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                            if p and p != "."]
-    env = {**os.environ, **env_settings, "PYTHONPATH": os.pathsep.join(paths),
-           "NEURONEDIT_EVERY_MACHINE": configuration}
+    # This run's own settings are dropped, so a setting left out means the default.
+    env = {name: value for name, value in os.environ.items() if name not in SETTING_NAMES}
+    env.update(env_settings, PYTHONPATH=os.pathsep.join(paths),
+               NEURONEDIT_EVERY_MACHINE=configuration)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "float_sensitive",
          *marked_files()], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
