@@ -20,6 +20,7 @@ def close_to_reference(got, expected):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(expected).max()))
 
 
+@pytest.mark.float_sensitive
 @settings(max_examples=30, deadline=None)
 @given(activations, st.sampled_from(["shift", "clip", "linear"]), st.integers(0, 1),
        st.sampled_from([QUANTILES, tuple(range(101))]))
@@ -53,6 +54,7 @@ def test_clustered_knots_and_extreme_outliers(extrapolation):
     close_to_reference(frozen(probe).numpy(), expected)
 
 
+@pytest.mark.float_sensitive
 def test_constant_neuron_and_conv_maps():
     rng = np.random.default_rng(0)
     maps = rng.normal(size=(60, 2, 2, 3)).astype(np.float32)
@@ -131,6 +133,7 @@ def assert_same_map(got, expected, rtol=2e-6):
     np.testing.assert_allclose(got[-2:][finite], expected[-2:][finite], rtol=rtol)
 
 
+@pytest.mark.float_sensitive
 @pytest.mark.parametrize("extrapolation", ["shift", "clip", "linear"])
 @pytest.mark.parametrize("bins", [None, 64])
 def test_both_table_forms_match_the_layer_on_knots_bin_edges_and_outside(extrapolation, bins):
@@ -172,6 +175,7 @@ def test_tflite_builtin_conversion_matches_keras_and_survives_nan(tmp_path):
     assert_same_map(got, expected)
 
 
+@pytest.mark.float_sensitive
 def test_ramp_rows_still_compute_the_map_and_old_configs_read_as_ramp():
     # A LookupEdit saved before the two-slope rows has no "rows" in its config: its
     # table holds ramp rows, whatever its width.

@@ -71,6 +71,7 @@ def test_shipped_metadata_has_provenance_metrics_and_the_command(name):
 
 
 # ------------------------------------------------------------------ presets work
+@pytest.mark.float_sensitive
 def test_cytof_preset_corrects_the_demo_case_like_its_metadata_says(cytof_preset, sample):
     from neuronedit_tf import metrics
 
@@ -78,6 +79,11 @@ def test_cytof_preset_corrects_the_demo_case_like_its_metadata_says(cytof_preset
     edited = cytof_preset.transform(sample)
     scale = lambda d: np.arcsinh(np.asarray(d.values, np.float64) / 5.0)  # noqa: E731
     emd = metrics.mean_emd(scale(edited), scale(truth))
+    # The stored metric was computed on one CPU; here the network runs in another float order
+    # (kernels, threads, oneDNN). The EMD moves by at most the largest change of any scaled
+    # value (W1 is 1-Lipschitz in the max norm), and float32 outputs computed in another order
+    # differ by ~1e-6 relative, so 1e-4 is ample: observed 8e-8 under AVX2 or SSE4.1 kernels,
+    # oneDNN off, one thread, while an edit that changed the model moves it by far more.
     assert emd == pytest.approx(cytof_preset.metadata["metrics"]["emd_edited"], rel=1e-4)
     assert emd < metrics.mean_emd(scale(sample), scale(truth))
 
