@@ -78,8 +78,8 @@ def _parser():
                      help="autoencoders trained side by side and edited together (default 1; "
                           "3 won the spike-in cross-validation, at 2x the fit time)")
     fit.add_argument("--fast", action="store_true",
-                     help="the fast training configuration (XLA for dense models, several "
-                          "steps per call); seeded results differ slightly from the default's")
+                     help="also compile training with XLA (dense models); seeded results differ "
+                          "slightly from the default's (benchmarks/SPEED.md compares both)")
 
     apply = command("apply", "Edit files with a fitted editor.")
     apply.add_argument("--model", required=True, help="a folder written by `neuronedit fit`")
@@ -198,7 +198,7 @@ def _fit(args):
     )
     source, target = read(args.source, args.format), read(args.target, args.format)
     extra = [read(path, args.format) for path in args.extra] or None
-    fast = dict(jit_compile="auto", steps_per_execution="auto") if args.fast else {}
+    fast = dict(jit_compile="auto") if args.fast else {}
     editor.fit(source, target, extra=extra, epochs=args.epochs, **fast)
     path = editor.save(args.model, overwrite=args.overwrite)
     print(f"saved the fitted editor to {path}")

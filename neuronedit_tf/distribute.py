@@ -168,15 +168,18 @@ def xla_helps(model):
     return plain(model)
 
 
-def compile_for_training(model, optimizer, steps, jit_compile=False, steps_per_execution=1):
+def compile_for_training(model, optimizer, steps, jit_compile=False,
+                         steps_per_execution="auto"):
     """``model.compile`` as the editor trains: MSE and ``optimizer``.
 
-    The defaults are Keras's own CPU behaviour (no XLA, one step per call). The fast
-    configuration, ``jit_compile="auto"`` and ``steps_per_execution="auto"`` (what
-    ``neuronedit bench speed`` measures against PyTorch), compiles with XLA when
-    :func:`xla_helps` and runs :func:`steps_per_call` steps per call; it trains the
+    The default runs :func:`steps_per_call` training steps per compiled call
+    (``steps_per_execution="auto"``), without XLA: each step is the same computation
+    as with Keras's one step per call, so seeded weights are the same bit for bit, but
+    the per-step Python and dispatch overhead is paid once per call.
+    ``jit_compile="auto"`` also compiles with XLA when :func:`xla_helps`; it trains the
     same model, but XLA's float rounding differs, so a seeded fit gives (slightly)
-    different weights than with the defaults. Returns ``model``.
+    different weights, and every fit pays XLA's compile time (``neuronedit bench
+    speed`` measures both against PyTorch). Returns ``model``.
 
     Example:
         >>> from neuronedit_tf.models import dense_autoencoder
@@ -303,7 +306,7 @@ class EpochProgress(keras.callbacks.Callback):
 
 
 def train(build, strategy, training, steps, validation, epochs, patience, learning_rate,
-          verbose="auto", checkpoint_dir=None, jit_compile=False, steps_per_execution=1,
+          verbose="auto", checkpoint_dir=None, jit_compile=False, steps_per_execution="auto",
           copies=1):
     """Build and train an autoencoder under ``strategy``; return it and its history.
 
@@ -319,8 +322,7 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
         verbose: 0: silent; ``"auto"`` or 1: one progress bar over the epochs
             (:class:`EpochProgress`); 2: one line per epoch.
         checkpoint_dir: resume from / back up to this folder after each epoch.
-        jit_compile, steps_per_execution: see :func:`compile_for_training` (``"auto"``
-            for both: the fast configuration).
+        jit_compile, steps_per_execution: see :func:`compile_for_training`.
         copies: the model reconstructs its input this many times side by side (along
             the last axis; e.g. :func:`neuronedit_tf.models.side_by_side`): the loss is
             the mean squared error against the input repeated ``copies`` times.

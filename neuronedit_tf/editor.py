@@ -199,7 +199,7 @@ class NeuronEditor(Estimator):
         deterministic=False,
         shuffle_rows=streaming.SHUFFLE_ROWS,
         jit_compile=False,
-        steps_per_execution=1,
+        steps_per_execution="auto",
     ):
         """Train the autoencoder on S ∪ T ∪ X and adapt the edit from S to T.
 
@@ -227,11 +227,14 @@ class NeuronEditor(Estimator):
             deterministic: make TensorFlow's ops deterministic (slower).
             shuffle_rows: the training shuffle buffer, in rows; data up to this
                 size is shuffled exactly, larger data through the buffer.
-            jit_compile, steps_per_execution: Keras's ``compile`` options; ``"auto"``
-                for both is the fast configuration (XLA for dense models, several
-                steps per call: 1.2-1.5x the samples/s, see ``benchmarks/SPEED.md``);
-                its float rounding differs, so seeded results differ slightly from
-                the default's.
+            jit_compile, steps_per_execution: Keras's ``compile`` options. By default
+                several training steps run per compiled call
+                (``steps_per_execution="auto"``, :func:`~neuronedit_tf.distribute.steps_per_call`):
+                the same computation, bit for bit, as one step per call, with less per-step
+                overhead (``benchmarks/SPEED.md``). ``jit_compile="auto"`` adds XLA for dense
+                models; its float rounding differs, so seeded results differ slightly, and
+                its compile time (seconds) is paid by every fit (``benchmarks/SPEED.md`` gives
+                both, per training loop and per whole fit).
 
         Returns:
             self.

@@ -155,15 +155,35 @@ def test_constant_features_and_far_values_stay_finite(cytof):
     assert np.all(np.isfinite(editor.transform(pd.DataFrame(source))))
 
 
+def test_several_steps_per_call_train_the_very_same_weights_as_one(cytof):
+    """The default runs several steps per compiled call; each step is the same ops on the
+    same batches as Keras's one step per call, so the weights are the same bit for bit."""
+    def fit(**options):
+        editor = NeuronEditor(transform="arcsinh", hidden=(16, 8, 4), seed=3)
+        return editor.fit(cytof["source"], cytof["target"], extra=cytof["sample"], epochs=3,
+                          verbose=0, **options)
+
+    from neuronedit_tf.distribute import compile_for_training
+    from neuronedit_tf.models import dense_autoencoder
+
+    # The default is several steps per call (30 for a 300-step epoch) ...
+    assert compile_for_training(dense_autoencoder(5, (4, 2)), "adam", 300).steps_per_execution == 30
+    default, one_step = fit(), fit(steps_per_execution=1)
+    # ... and it trains exactly what one step per call trains.
+    for got, expected in zip(default.model.get_weights(), one_step.model.get_weights()):
+        np.testing.assert_array_equal(got, expected)
+    assert default.history == one_step.history
+
+
 def test_fast_training_configuration_is_seeded_and_trains_the_same_model(cytof):
-    """fit(jit_compile="auto", steps_per_execution="auto"): XLA and several steps per call."""
+    """fit(jit_compile="auto"): XLA on top of the default's several steps per call."""
     def fit(**options):
         editor = NeuronEditor(transform="arcsinh", hidden=(16, 8, 4), seed=3)
         editor.fit(cytof["source"], cytof["target"], extra=cytof["sample"], epochs=3, verbose=0,
                    **options)
         return editor
 
-    fast = [fit(jit_compile="auto", steps_per_execution="auto") for _ in range(2)]
+    fast = [fit(jit_compile="auto") for _ in range(2)]
     plain = fit()
     np.testing.assert_array_equal(fast[0].transform(cytof["sample"].values),
                                   fast[1].transform(cytof["sample"].values))
