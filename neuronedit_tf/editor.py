@@ -43,7 +43,7 @@ class NeuronEditor(Estimator):
             ``"bottleneck"``). Spike-in cross-validation scores the dense model's
             ``"encoder_act_0"`` (its first hidden layer) a little better, within one seed's
             noise. Its edit costs 2.2x the default's per row, so it is not the default
-            (``benchmarks/issue10/README.md`` §7).
+            (``docs/decisions/0001-default-edit-for-tables.md``, decision 2).
         quantiles: the percentiles that define the neuron edit's maps. Default (None):
             the paper's 0..100 for ``"paper"``, fewer knots for the residual methods
             (:data:`~neuronedit_tf.methods.RESIDUAL_QUANTILES`, chosen by spike-in
@@ -68,8 +68,9 @@ class NeuronEditor(Estimator):
             their codes are edited side by side and their decoded edits averaged
             (:func:`~neuronedit_tf.models.ensemble`), so the method's graph runs on
             the ensemble (fit time grows with ``members``). Default 1; ``members=3``
-            with ``"gated"`` won the spike-in cross-validation of
-            ``benchmarks/issue10/`` (see :data:`~neuronedit_tf.methods.ENSEMBLE_MEMBERS`).
+            with ``"gated"`` won the spike-in cross-validation with the 101-knot edit
+            (``docs/decisions/0001-default-edit-for-tables.md``, decision 3; see
+            :data:`~neuronedit_tf.methods.ENSEMBLE_MEMBERS`).
         seed: seeds weights and shuffling.
         learning_rate: Adam's learning rate (paper: 1e-3).
         strategy: a ``tf.distribute.Strategy`` to train under (default: the

@@ -69,12 +69,11 @@ METHODS = ("paper", "calibrated", "gated")
 #: quartile edit: ``"gated"`` with ``GATE`` scored 0.638 (held-out spike-in EMD / no
 #: correction), ``"calibrated"`` 0.976, ``"paper"`` 0.969 (``benchmarks/RESULTS.md``).
 DEFAULT_METHOD = "gated"
-#: Ensemble size chosen by cross-validation (``benchmarks/issue10/cv_members.py``, seed 0, with
-#: the paper's 101-knot edit: 3 members side by side 1.007 vs 1.074 on one autoencoder). With
-#: the quartile edit the gain is gone (``benchmarks/issue10/cv_knots.py 0,1,2 3``, the default's
-#: 3-seed, 3-family protocol): 0.633 on 3 members vs 0.638 on one. Not the default
-#: (``NeuronEditor(members=1)``): it doubles the fit time and halves the throughput of the edit
-#: (``benchmarks/issue10/README.md``).
+#: Ensemble size chosen by cross-validation (``docs/decisions/0001-default-edit-for-tables.md``,
+#: decision 3; seed 0, with the paper's 101-knot edit: 3 members side by side 1.007 vs 1.074 on
+#: one autoencoder). With the quartile edit the gain is gone (the default's 3-seed, 3-family
+#: protocol): 0.633 on 3 members vs 0.638 on one. Not the default
+#: (``NeuronEditor(members=1)``): it doubles the fit time and halves the throughput of the edit.
 ENSEMBLE_MEMBERS = 3
 #: The support gate of ``"gated"``: neighbour k and the distance-ratio band where w falls 1 -> 0
 #: (the best of 3 bands in the same cross-validation, with either two-knot edit; 1.5-3.0 was
@@ -82,12 +81,13 @@ ENSEMBLE_MEMBERS = 3
 GATE = {"k": 5, "low": 1.2, "high": 1.8}
 #: The knots (percentiles) of the neuron edit itself in the residual methods (``"calibrated"``,
 #: ``"gated"``); their per-feature calibration keeps 0..100. Chosen by cross-validation on the
-#: spike-in pairs (``benchmarks/issue10/cv_knots.py``: select_method's protocol on seeds 0, 1, 2
-#: and three families, CyTOF, cross-channel and the drug case; rule fixed before the run): the
+#: spike-in pairs (``docs/decisions/0001-default-edit-for-tables.md``, decision 1:
+#: select_method's protocol on seeds 0, 1, 2 and three families, CyTOF, cross-channel and the
+#: drug case; rule fixed before the run): the
 #: quartiles (25, 75) with the gate band 1.2-1.8 scored 0.638, each neuron's median shift (49, 51)
 #: 0.642, (10, 50, 90) 0.704, the method ``"paper"`` 0.969 -- a margin within one seed's
 #: noise (sd ~0.015), which the drug case decides. The many-knot maps fail where the held-out cells
-#: are another population (``benchmarks/issue10/probe_knots.py``: 0..100 1.074 vs 0.681 for 49, 51).
+#: are another population (same record: 0..100 1.074 vs 0.681 for 49, 51 on one seed).
 RESIDUAL_QUANTILES = (25.0, 75.0)
 #: The knots of the residual methods' per-feature calibration (the full quantile map).
 CALIBRATION_QUANTILES = DEFAULT_QUANTILES

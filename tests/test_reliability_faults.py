@@ -27,7 +27,7 @@ import neuronedit_tf
 from neuronedit_tf import NeuronEditError, NeuronEditor
 from neuronedit_tf.cli import main
 from neuronedit_tf.data import read, write
-from neuronedit_tf.reliability_report import record
+from tools.reliability_report import record
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")

@@ -1,8 +1,8 @@
 """Bad input never crashes silently: one typed error or a correct, finite result, at every
 public entry point (Python API, readers, CLI). Numerical safety of the full editor.
 
-Every case is counted with ``neuronedit_tf.reliability_report.record`` (``docs/RELIABILITY.md``)
-and runs under an alarm, so a hang fails instead of stalling the suite.
+Every case is counted with ``record`` of ``tests/tools/reliability_report.py``
+(``docs/RELIABILITY.md``) and runs under an alarm, so a hang fails instead of stalling the suite.
 """
 
 import contextlib
@@ -22,7 +22,7 @@ from neuronedit_tf.data.datasets import CYTOF_BATCHES, cytof_fcs_bytes, facs_div
 from neuronedit_tf.data.tables import as_table
 from neuronedit_tf.layers import NeuronEdit
 from neuronedit_tf.methods import METHODS
-from neuronedit_tf.reliability_report import record
+from tools.reliability_report import record
 
 F32 = float(np.finfo(np.float32).max)
 SETTINGS = settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -517,7 +517,7 @@ def test_fuzz_harness_runs_and_finds_nothing_in_a_short_random_run(tmp_path):
     """The fuzzing command itself (its random engine, a few seconds; the atheris run is separate)."""
     import json
 
-    from neuronedit_tf import fuzz
+    from tools import fuzz
 
     with alarm(120):
         code = fuzz.main(["fcs", "--seconds", "3", "--engine", "random", "--artifacts",

@@ -38,7 +38,8 @@ from neuronedit_tf.layers import NeuronEdit
 COMMAND = "neuronedit bench batch"
 
 #: The paper's Table 2 (spike-in r), in its column order, as extracted from the paper's text
-#: (/work/shared/paper, Table 2); the extraction interleaves stray dashes, dropped here.
+#: (Amodio & Krishnaswamy, ICLR 2020 submission, Table 2); the extraction interleaves stray
+#: dashes, dropped here.
 PAPER_R = {"neuron editing (paper)": 0.963, "gan": 0.511, "cyclegan": 0.431, "resnetgan": 0.627,
            "regae": -0.051, "constant_shift": 0.882, "cca": 0.603, "mnn": 0.534,
            "combat": 0.557, "limma": 0.543}

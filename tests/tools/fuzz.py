@@ -1,6 +1,7 @@
-"""Coverage-guided fuzzing of the file readers (not part of the test suite).
+"""Coverage-guided fuzzing of the file readers (not part of the test suite; run from the
+repository's root, it is not in the installed package).
 
-``python -m neuronedit_tf.fuzz fcs --seconds 300`` feeds mutated FCS files to
+``python -m tests.tools.fuzz fcs --seconds 300`` feeds mutated FCS files to
 :func:`neuronedit_tf.data.read_fcs` under `atheris <https://github.com/google/atheris>`_
 (libFuzzer for Python; ``pip install atheris``), seeded with the real shipped FCS files
 (:mod:`neuronedit_tf.data.datasets`) and small files written by :func:`write_fcs`. The
@@ -14,7 +15,7 @@ to a time-bounded random mutation loop (truncations, byte flips, splices), which
 not coverage-guided; the summary says which engine ran.
 
 Example:
-    $ python -m neuronedit_tf.fuzz fcs --seconds 60 --json fuzz_fcs.json
+    $ python -m tests.tools.fuzz fcs --seconds 60 --json fuzz_fcs.json
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def main(argv=None):
     if argv and argv[0] == "_worker":
         _worker([sys.argv[0]] + argv[1:])
         return 0
-    parser = argparse.ArgumentParser(prog="python -m neuronedit_tf.fuzz",
+    parser = argparse.ArgumentParser(prog="python -m tests.tools.fuzz",
                                      description="Fuzz a file reader for a bounded time.")
     parser.add_argument("target", choices=("fcs",))
     parser.add_argument("--seconds", type=int, default=300)
@@ -202,6 +203,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["_worker"]:
-        # Started as a script: import the package from its parent folder, not this one.
-        sys.path[0] = str(Path(__file__).resolve().parents[1])
+        # Started as a script: import the package from the repository's root (two folders up),
+        # not from this one.
+        sys.path[0] = str(Path(__file__).resolve().parents[2])
     sys.exit(main())

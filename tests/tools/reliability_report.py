@@ -1,14 +1,14 @@
 """Regenerate ``docs/RELIABILITY.md``: run the reliability tests, count what they tried.
 
-``python -m neuronedit_tf.reliability_report [--fuzz-seconds 300]`` runs
+``python -m tests.tools.reliability_report [--fuzz-seconds 300]`` runs
 ``tests/test_reliability_inputs.py`` and ``tests/test_reliability_faults.py``
 with pytest; every case in them calls :func:`record` (a no-op in an ordinary
 test run), which appends one line to the file named by
 ``$NEURONEDIT_RELIABILITY_LOG``. The counts in the page (inputs tried, faults
 injected, how each ended) are summed from that log, next to pytest's own pass/fail
 counts; with ``--fuzz-seconds`` the FCS reader is fuzzed too
-(:mod:`neuronedit_tf.fuzz`), else the last fuzz summary (``docs/fuzz_fcs.json``,
-written by ``python -m neuronedit_tf.fuzz fcs --seconds 300 --json docs/fuzz_fcs.json``)
+(:mod:`tests.tools.fuzz`), else the last fuzz summary (``docs/fuzz_fcs.json``,
+written by ``python -m tests.tools.fuzz fcs --seconds 300 --json docs/fuzz_fcs.json``)
 is quoted.
 
 Example:
@@ -98,7 +98,7 @@ def render(counts, tests, seconds, fuzz, command):
         "",
         f"    {command}",
         "",
-        "(counts come from the tests' own tally, see ``neuronedit_tf/reliability_report.py``;",
+        "(counts come from the tests' own tally, see ``tests/tools/reliability_report.py``;",
         "nothing here is typed by hand).",
         "",
         "## Promises",
@@ -140,8 +140,8 @@ def render(counts, tests, seconds, fuzz, command):
     if fuzz:
         budget = fuzz.get("budget", "?")
         lines += [
-            f"From ``docs/fuzz_fcs.json``, written by ``python -m neuronedit_tf.reliability_report "
-            f"--fuzz-seconds {budget}`` (or ``python -m neuronedit_tf.fuzz fcs --seconds {budget} "
+            f"From ``docs/fuzz_fcs.json``, written by ``python -m tests.tools.reliability_report "
+            f"--fuzz-seconds {budget}`` (or ``python -m tests.tools.fuzz fcs --seconds {budget} "
             "--json docs/fuzz_fcs.json``). The target is ``read_fcs``; flowio and the package's "
             "data modules are instrumented for coverage. "
             f"Engine: {fuzz['engine']}; {fuzz['executions']:,} inputs in {fuzz['seconds']} s"
@@ -158,7 +158,7 @@ def render(counts, tests, seconds, fuzz, command):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m neuronedit_tf.reliability_report")
+    parser = argparse.ArgumentParser(prog="python -m tests.tools.reliability_report")
     parser.add_argument("--out", default="docs/RELIABILITY.md")
     parser.add_argument("--fuzz-seconds", type=int, default=0,
                         help="also fuzz the FCS reader this long (else quote docs/fuzz_fcs.json)")
@@ -167,7 +167,7 @@ def main(argv=None):
 
     fuzz_json = Path("docs/fuzz_fcs.json")
     if args.fuzz_seconds:
-        from neuronedit_tf import fuzz
+        from . import fuzz
 
         summary = fuzz.run_atheris(args.fuzz_seconds, tempfile.mkdtemp(prefix="fuzz_"))
         summary["budget"] = args.fuzz_seconds
@@ -179,7 +179,7 @@ def main(argv=None):
         result, seconds = _pytest(log, junit)
         counts = tally(log)
         tests = _junit_counts(junit)
-    command = "python -m neuronedit_tf.reliability_report" + (
+    command = "python -m tests.tools.reliability_report" + (
         f" --fuzz-seconds {args.fuzz_seconds}" if args.fuzz_seconds else "")
     text = render(counts, tests, seconds, fuzz_summary, command)
     with atomic_path(args.out) as temporary:
