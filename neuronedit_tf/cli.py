@@ -115,14 +115,15 @@ def _parser():
                        help="a tiny configuration that proves the harness works (seconds)")
     zoo = command("zoo", "Presets: list, describe, download or retrain fitted editors.")
     actions = zoo.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
-    actions.add_parser("list", help="the registry's presets")
+    listing = actions.add_parser("list", help="the registry's presets")
     info = actions.add_parser("info", help="a preset's registry entry and metadata (JSON)")
     info.add_argument("name", help="a preset name or folder")
     pull = actions.add_parser("pull", help="download a preset (sha256 checked) into the cache")
     pull.add_argument("name")
     pull.add_argument("--force-download", action="store_true")
-    for action in (info, pull):
-        action.add_argument("--index", help="a registry index.json (path or URL; default: shipped)")
+    for action in (listing, info, pull):
+        action.add_argument("--index", help="a registry index.json (path, folder or URL; "
+                            "default: the presets shipped in the package)")
     pull.add_argument("--cache-dir", help="cache folder (default $NEURONEDIT_HOME/zoo)")
     train = actions.add_parser("train", help="retrain a preset from its recipe")
     train.add_argument("name")
@@ -397,7 +398,7 @@ def _zoo(args):
     from neuronedit_tf import zoo
 
     if args.zoo_command == "list":
-        for row in zoo.list():
+        for row in zoo.list_presets(args.index):
             where = "shipped" if row["shipped"] else "download"
             print(f"{row['name']:<18} {row['size'] / 1e6:5.2f} MB  {where:<8}  {row['description']}")
     elif args.zoo_command == "info":
@@ -407,7 +408,9 @@ def _zoo(args):
                         force_download=args.force_download)
         print(f"pulled {args.name} to {path}")
     elif args.zoo_command == "train":
-        metadata = zoo.train(args.name, args.out, epochs=args.epochs, seed=args.seed,
+        from neuronedit_tf.bench.presets import train
+
+        metadata = train(args.name, args.out, epochs=args.epochs, seed=args.seed,
                              overwrite=args.overwrite)
         print(f"wrote the preset {args.name} to {args.out}")
         for key, value in metadata["metrics"].items():

@@ -4,12 +4,14 @@
 ``median_change`` the per-feature median change the edit applied against the
 one seen from source to target (Figure 5b). Both read the settings stored in
 ``adata.uns[key]`` and draw on the editor's scale (e.g. arcsinh for CyTOF);
-they reuse :mod:`neuronedit_tf.plotting`.
+they reuse :mod:`neuronedit_tf.plotting`. Like scanpy's, each takes ``ax=`` to
+draw on given Axes.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 
@@ -19,8 +21,7 @@ from neuronedit_tf.errors import NeuronEditError
 
 def _result(adata, key):
     """Settings, masks and the before/after matrices of a ``tl.edit`` result."""
-    from neuronedit_tf.data.annotated import dense_matrix
-    from neuronedit_tf.tl import _groups
+    from neuronedit_tf.data.annotated import dense_matrix, group_masks
 
     if key not in adata.uns or key not in adata.layers:
         raise NeuronEditError(
@@ -28,7 +29,7 @@ def _result(adata, key):
             f"adata.layers[{key!r}]); run neuronedit_tf.tl.edit(adata, ..., key_added={key!r})."
         )
     settings = adata.uns[key]
-    masks = _groups(adata, settings["key"], settings["source"], settings["target"],
+    masks = group_masks(adata, settings["key"], settings["source"], settings["target"],
                     list(settings["apply_to"]))
     layer = None if settings["layer"] == "X" else settings["layer"]
     before = dense_matrix(adata, layer, "adata")
@@ -50,7 +51,7 @@ def _scaled(values, settings, scale):
 
 
 def _finish(figure, save, show):
-    plt = plotting._pyplot()
+    plt = plotting.pyplot()
     if save:
         from neuronedit_tf.data.atomic import atomic_path
 
@@ -67,7 +68,8 @@ def _index(adata, name):
     return names.index(name)
 
 
-def biaxial(adata, x, y, key="neuronedit", *, scale="auto", axes=None, show=False, save=None):
+def biaxial(adata, x, y, key="neuronedit", *, scale="auto", ax=None, show=False, save=None,
+            axes=None):
     """Two features before and after the edit: source vs target, and the edited cells.
 
     Args:
@@ -75,9 +77,10 @@ def biaxial(adata, x, y, key="neuronedit", *, scale="auto", axes=None, show=Fals
         x, y: ``var_names`` of the features on the two axes.
         key: the ``key_added`` of ``tl.edit``.
         scale: ``"auto"`` (the editor's transform, e.g. arcsinh) or ``"linear"``.
-        axes: two matplotlib Axes to draw on (default: a new 1x2 figure).
+        ax: two matplotlib Axes to draw on (default: a new 1x2 figure).
         show: call ``plt.show()``.
         save: write the figure to this PNG path (atomically).
+        axes: deprecated name of ``ax`` (removed in the next release).
 
     Returns:
         The two Axes.
@@ -85,14 +88,19 @@ def biaxial(adata, x, y, key="neuronedit", *, scale="auto", axes=None, show=Fals
     Example:
         >>> axes = biaxial(edited, "CD3", "CD19", key="neuronedit")   # doctest: +SKIP
     """
+    if axes is not None:
+        warnings.warn("pl.biaxial(axes=...) is deprecated; pass ax=... (as in scanpy).",
+                      DeprecationWarning, stacklevel=2)
+        if ax is not None:
+            raise NeuronEditError("Pass ax= only (axes= is its deprecated name), not both.")
+        ax = axes
     settings, (is_source, is_target, is_edited, _), before, after = _result(adata, key)
     columns = [_index(adata, x), _index(adata, y)]
     names = [x, y]
     before = _scaled(before[:, columns], settings, scale)
     after = _scaled(after[:, columns], settings, scale)
-    plt = plotting._pyplot()
-    if axes is None:
-        figure, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    plt = plotting.pyplot()
+    axes = ax if ax is not None else plt.subplots(1, 2, figsize=(10, 4.6))[1]
     figure = axes[0].figure
     edited_label = ", ".join(settings["apply_to"])
     plotting.biaxial(axes[0], [(f"source: {settings['source']}", before[is_source], "tab:cyan"),
@@ -112,6 +120,14 @@ def median_change(adata, key="neuronedit", *, scale="auto", ax=None, show=False,
     Points on the diagonal mean the edit applied exactly the change seen from
     source to target; the title gives their Pearson r (the paper's metric).
 
+    Args:
+        adata: the AnnData returned by (or given to, with ``copy=False``) ``tl.edit``.
+        key: the ``key_added`` of ``tl.edit``.
+        scale: ``"auto"`` (the editor's transform, e.g. arcsinh) or ``"linear"``.
+        ax: a matplotlib Axes to draw on (default: a new figure).
+        show: call ``plt.show()``.
+        save: write the figure to this PNG path (atomically).
+
     Returns:
         The matplotlib Axes.
 
@@ -124,7 +140,7 @@ def median_change(adata, key="neuronedit", *, scale="auto", ax=None, show=False,
     after = _scaled(after[:, columns], settings, scale)
     observed = np.median(before[is_target], 0) - np.median(before[is_source], 0)
     applied = np.median(after[is_edited], 0) - np.median(before[is_edited], 0)
-    plt = plotting._pyplot()
+    plt = plotting.pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.6))
     plotting.median_change(ax, observed, applied, list(settings["channels"]))

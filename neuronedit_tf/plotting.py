@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot``, on the non-interactive Agg backend unless inline (notebooks)."""
     import matplotlib
 
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
@@ -59,7 +60,7 @@ def spike_in_figure(path, source, target, sample, edited, truth, names, x, y):
     """
     from neuronedit_tf.data.atomic import atomic_path
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     biaxial(axes[0], [("spike-in, batch A", source, "tab:cyan"),
                       ("spike-in, batch B", target, "tab:red")], x, y, names,

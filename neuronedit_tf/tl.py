@@ -15,38 +15,6 @@ import numpy as np
 from neuronedit_tf.errors import NeuronEditError
 
 
-def _groups(adata, key, source, target, apply_to):
-    """Boolean masks of the source, target and to-edit cells, and the ``apply_to`` list."""
-    if key not in adata.obs.columns:
-        raise NeuronEditError(
-            f"adata.obs has no column {key!r}; its columns are {list(adata.obs.columns)}. "
-            "Pass key= the column that holds the conditions."
-        )
-    labels = adata.obs[key].astype(str).to_numpy()
-    present = sorted(set(labels))
-    if apply_to is None:
-        apply_to = [c for c in present if c not in (str(source), str(target))]
-    elif isinstance(apply_to, str):
-        apply_to = [apply_to]
-    apply_to = [str(c) for c in apply_to]
-    wanted = {"source": [str(source)], "target": [str(target)], "apply_to": apply_to}
-    for role, categories in wanted.items():
-        absent = [c for c in categories if c not in present]
-        if absent:
-            raise NeuronEditError(
-                f"adata.obs[{key!r}] has no {role} categor{'y' if len(absent) == 1 else 'ies'} "
-                f"{absent}; its categories are {present}."
-            )
-    if not apply_to:
-        raise NeuronEditError(
-            f"adata.obs[{key!r}] has no cells other than the source and target ({present}); "
-            "pass apply_to=[...] naming the categories to edit."
-        )
-    if str(source) == str(target):
-        raise NeuronEditError(f"source and target are the same category {source!r}.")
-    return (labels == str(source), labels == str(target), np.isin(labels, apply_to), apply_to)
-
-
 def edit(
     adata,
     key="condition",
@@ -110,7 +78,7 @@ def edit(
     import pandas as pd
 
     from neuronedit_tf import __version__
-    from neuronedit_tf.data.annotated import dense_matrix
+    from neuronedit_tf.data.annotated import dense_matrix, group_masks
     from neuronedit_tf.data.tables import check_unique, is_anndata
     from neuronedit_tf.editor import NeuronEditor
 
@@ -118,7 +86,8 @@ def edit(
         raise TypeError(f"edit() takes an AnnData; got {type(adata).__name__}.")
     if getattr(adata, "isbacked", False):
         raise NeuronEditError("adata is backed (on disk); load it with adata.to_memory() first.")
-    is_source, is_target, is_edited, apply_to = _groups(adata, key, source, target, apply_to)
+    is_source, is_target, is_edited, apply_to = group_masks(adata, key, source, target,
+                                                            apply_to)
     matrix = dense_matrix(adata, layer, "adata")
     frame = pd.DataFrame(matrix, columns=check_unique(adata.var_names, "adata.var_names"),
                          index=[str(i) for i in adata.obs_names])

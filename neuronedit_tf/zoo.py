@@ -2,7 +2,8 @@
 
 A preset is a folder, modelled on KerasHub presets:
 
-- ``config.json``: what to build (``{"module", "class_name", "config"}``);
+- ``config.json``: what to build (``{"module", "class_name", "config"}``), read back on
+  load: the class must be the editor and the config the one the model was saved with;
 - ``neuronedit.json`` and ``model.keras``: the editor itself, written by
   :meth:`NeuronEditor.save` (the whole raw -> edited raw graph, weights included);
 - ``percentiles.npz``: the ``NeuronEdit`` tables (``quantiles``, ``source_q``,
@@ -13,8 +14,12 @@ A preset is a folder, modelled on KerasHub presets:
 - ``README.md``: the model card.
 
 The registry is ``zoo/index.json`` at the repository's top level (name,
-description, files with sha256 and size, origin URL); the wheel ships the same
+description, files with sha256 and size, origin); the wheel ships the same
 index and the small presets as package data (``neuronedit_tf/zoo_presets/``).
+An entry's ``origin`` is the folder its files are fetched from, relative to the
+index (the shipped index: the package's own folders) or an absolute URL; a lab
+serves its own presets by publishing an ``index.json`` beside them and passing
+its URL or folder as ``index=`` (``--index`` on the command line).
 ``load`` accepts a preset name, a local folder or a URL; downloads go through
 ``keras.utils.get_file`` with the sha256 checked, into a cache
 (``$NEURONEDIT_HOME/zoo``), and a partial or corrupt download never stays there.
@@ -24,14 +29,13 @@ Keras ``safe_mode`` refuses ``Lambda`` layers, and NumPy files load with
 
 Example:
     >>> from neuronedit_tf import zoo
-    >>> [p["name"] for p in zoo.list()]
+    >>> [p["name"] for p in zoo.list_presets()]
     ['cytof_spikein', 'digits_thicken']
     >>> editor = zoo.load("cytof_spikein")          # doctest: +SKIP
     >>> edited = editor.transform(load_cytof("021", 2))   # doctest: +SKIP
 
-Retrain a shipped preset (this is the command written into its metadata)::
-
-    python -m neuronedit_tf.zoo train cytof_spikein --out neuronedit_tf/zoo_presets/cytof_spikein --overwrite
+The recipes that trained the shipped presets are in :mod:`neuronedit_tf.bench.presets`
+(``neuronedit zoo train NAME --out FOLDER``); this module holds no training code.
 """
 
 from __future__ import annotations
@@ -43,11 +47,11 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +62,14 @@ from neuronedit_tf.errors import NeuronEditError
 PRESETS_DIR = Path(__file__).resolve().parent / "zoo_presets"
 REPO_ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 INDEX_FILE = "index.json"
-ORIGIN = ("https://raw.githubusercontent.com/neuronedit/neuronedit_tf/main/"
-          "neuronedit_tf/zoo_presets/{name}/")
+CONFIG_FILE = "config.json"
+METADATA_FILE = "metadata.json"
+TABLES_FILE = "percentiles.npz"
+CARD_FILE = "README.md"
 EDITOR_FILES = ("neuronedit.json", "model.keras")  # written by NeuronEditor.save
-PRESET_FILES = ("config.json",) + EDITOR_FILES + ("percentiles.npz", "metadata.json", "README.md")
+PRESET_FILES = (CONFIG_FILE,) + EDITOR_FILES + (TABLES_FILE, METADATA_FILE, CARD_FILE)
+#: The one class a preset's ``config.json`` may name (nothing else is imported or built).
+PRESET_CLASS = {"module": "neuronedit_tf", "class_name": "NeuronEditor"}
 
 
 # ------------------------------------------------------------------ helpers
@@ -101,12 +109,20 @@ def _is_url(text) -> bool:
 
 
 # ------------------------------------------------------------------ registry
+def _index_location(index) -> str:
+    """``index`` as a path or URL of an ``index.json`` (a folder means its ``index.json``)."""
+    if index is None:
+        return str(PRESETS_DIR / INDEX_FILE)
+    if not _is_url(str(index)) and Path(index).is_dir():
+        return str(Path(index) / INDEX_FILE)
+    return str(index)
+
+
 def read_index(index=None) -> dict:
     """The registry ``{"format": 1, "presets": [...]}``: the shipped one by default,
-    or a local ``index.json`` path, or an ``http(s)://``/``file://`` URL."""
-    if index is None:
-        index = PRESETS_DIR / INDEX_FILE
-    if _is_url(str(index)):
+    or a local ``index.json`` (or the folder holding it), or an ``http(s)://``/``file://`` URL."""
+    index = _index_location(index)
+    if _is_url(index):
         try:
             with urllib.request.urlopen(str(index), timeout=30) as response:
                 return json.loads(response.read().decode())
@@ -127,7 +143,7 @@ def _entry(name, index=None) -> dict:
     )
 
 
-def list(index=None):  # noqa: A001  (the zoo's public verb, like keras_hub's list_presets)
+def list_presets(index=None):
     """The presets of the registry: ``[{"name", "description", "size", "shipped"}, ...]``."""
     rows = []
     for entry in read_index(index)["presets"]:
@@ -140,51 +156,72 @@ def list(index=None):  # noqa: A001  (the zoo's public verb, like keras_hub's li
     return rows
 
 
+def list(index=None):  # noqa: A001  (deprecated: shadowed the builtin)
+    """Deprecated alias of :func:`list_presets` (removed in the next release)."""
+    warnings.warn("neuronedit_tf.zoo.list is deprecated; use zoo.list_presets.",
+                  DeprecationWarning, stacklevel=2)
+    return list_presets(index)
+
+
 def info(name_or_path, index=None) -> dict:
     """A preset's registry entry (if any) and its ``metadata.json``."""
     path = Path(str(name_or_path))
     if path.is_dir():
-        return {"path": str(path), "metadata": _read_json(path / "metadata.json", "Metadata")}
+        return {"path": str(path), "metadata": _read_json(path / METADATA_FILE, "Metadata")}
     entry = _entry(name_or_path, index)
     shipped = PRESETS_DIR / entry["name"]
     result = {"entry": entry}
     if shipped.is_dir():
         result["path"] = str(shipped)
-        result["metadata"] = _read_json(shipped / "metadata.json", "Metadata")
+        result["metadata"] = _read_json(shipped / METADATA_FILE, "Metadata")
     return result
 
 
 def index_entry(path, name=None, description=None, origin=None) -> dict:
-    """A registry entry for the preset folder ``path``: its files with sha256 and size."""
+    """A registry entry for the preset folder ``path``: its files with sha256 and size.
+
+    ``origin`` is where the files are fetched from: a URL, or a folder relative to
+    the index (default ``NAME/``, the layout of ``zoo_presets/`` beside its index).
+    """
     path = Path(path)
-    metadata = _read_json(path / "metadata.json", "Metadata")
+    metadata = _read_json(path / METADATA_FILE, "Metadata")
     name = name or metadata["name"]
     return {
         "name": name,
         "description": description or metadata["description"],
-        "origin": origin or ORIGIN.format(name=name),
+        "origin": origin or f"{name}/",
         "files": [{"name": f, "sha256": sha256(path / f), "size": (path / f).stat().st_size}
                   for f in PRESET_FILES],
     }
 
 
 def write_index(folders=None, destinations=None) -> dict:
-    """Rewrite the registry from the shipped preset folders.
+    """Rewrite the registry from the shipped preset folders; returns the shipped copy.
 
-    Writes the same bytes to ``zoo/index.json`` (the repository's registry) and
-    ``neuronedit_tf/zoo_presets/index.json`` (the copy the wheel ships).
+    Writes ``neuronedit_tf/zoo_presets/index.json`` (the copy the wheel ships) and
+    ``zoo/index.json`` (the repository's registry). Each entry's ``origin`` is the
+    preset's folder relative to that index, so both copies name folders that exist.
     """
     if folders is None:
-        folders = sorted(p for p in PRESETS_DIR.iterdir() if (p / "metadata.json").exists())
-    registry = {"format": 1, "presets": [index_entry(p) for p in folders]}
-    text = json.dumps(registry, indent=2) + "\n"
+        folders = sorted(p for p in PRESETS_DIR.iterdir() if (p / METADATA_FILE).exists())
     if destinations is None:
         destinations = [PRESETS_DIR / INDEX_FILE]
         if REPO_ZOO_DIR.is_dir():
             destinations.append(REPO_ZOO_DIR / INDEX_FILE)
+    entries = [index_entry(p) for p in folders]
+    registries = []
     for destination in destinations:
-        _write_text(destination, text)
-    return registry
+        presets = [dict(entry, origin=_relative_origin(folder, destination))
+                   for entry, folder in zip(entries, folders)]
+        registries.append({"format": 1, "presets": presets})
+        _write_text(destination, json.dumps(registries[-1], indent=2) + "\n")
+    return registries[0]
+
+
+def _relative_origin(folder, index_file) -> str:
+    """``folder`` as a URL path relative to the folder of ``index_file`` (ending in ``/``)."""
+    relative = os.path.relpath(Path(folder).resolve(), Path(index_file).resolve().parent)
+    return Path(relative).as_posix() + "/"
 
 
 # ------------------------------------------------------------------ save
@@ -239,14 +276,13 @@ def save(editor, path, name, description, metadata=None, card=None, overwrite=Fa
         for file in EDITOR_FILES:
             os.replace(scratch / "editor" / file, scratch / file)
         (scratch / "editor").rmdir()
-        config = {"module": "neuronedit_tf", "class_name": "NeuronEditor",
-                  "config": editor.get_config()}
-        (scratch / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        with open(scratch / "percentiles.npz", "wb") as handle:
+        config = dict(PRESET_CLASS, config=editor.get_config())
+        (scratch / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        with open(scratch / TABLES_FILE, "wb") as handle:
             np.savez(handle, quantiles=np.asarray(editor.quantiles, np.float32),
                      source_q=np.asarray(edit.source_q), target_q=np.asarray(edit.target_q))
-        (scratch / "metadata.json").write_text(json.dumps(state, indent=2) + "\n")
-        (scratch / "README.md").write_text(model_card(state, card))
+        (scratch / METADATA_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        (scratch / CARD_FILE).write_text(model_card(state, card))
     return path
 
 
@@ -304,13 +340,32 @@ def check_files(path, expected=None):
             )
 
 
+def read_config(path) -> dict:
+    """A preset's ``config.json``, refused unless it names :data:`PRESET_CLASS`
+    (the class is never looked up by a name the file chooses)."""
+    config = _read_json(Path(path) / CONFIG_FILE, "The preset config")
+    named = {key: config.get(key) for key in PRESET_CLASS} if isinstance(config, dict) else {}
+    if named != PRESET_CLASS or not isinstance(config.get("config"), dict):
+        raise NeuronEditError(
+            f"{Path(path) / CONFIG_FILE} names {named or config!r}; a preset holds a "
+            f"{PRESET_CLASS['module']}.{PRESET_CLASS['class_name']} and its 'config'. "
+            "Refusing to load it."
+        )
+    return config["config"]
+
+
 def load_folder(path, expected=None):
     """Load a preset folder safely (see :func:`check_files`); returns a NeuronEditor
-    with ``.metadata`` set."""
+    with ``.metadata`` set.
+
+    ``config.json`` is read back: it must name the editor class and hold the
+    configuration the editor was saved with (``neuronedit.json``).
+    """
     from neuronedit_tf.editor import NeuronEditor
 
     path = Path(path)
     check_files(path, expected)
+    config = read_config(path)
     try:
         editor = NeuronEditor.load(path)
     except NeuronEditError:
@@ -321,20 +376,25 @@ def load_folder(path, expected=None):
             "Presets must hold plain Keras layers (no Lambda, no custom code)."
         ) from None
     try:
-        with np.load(path / "percentiles.npz", allow_pickle=False) as tables:
+        with np.load(path / TABLES_FILE, allow_pickle=False) as tables:
             stored = {k: tables[k] for k in ("source_q", "target_q")}
     except (ValueError, KeyError, OSError) as error:
         raise NeuronEditError(
-            f"{path / 'percentiles.npz'} is not a plain array file ({error}); refusing it."
+            f"{path / TABLES_FILE} is not a plain array file ({error}); refusing it."
         ) from None
     edit = editor.part("neuron_edit")
     for key, values in stored.items():
         if not np.array_equal(values, np.asarray(getattr(edit, key))):
             raise NeuronEditError(
-                f"{path / 'percentiles.npz'}'s {key} differs from the model's; the preset "
+                f"{path / TABLES_FILE}'s {key} differs from the model's; the preset "
                 "is inconsistent. Pull or save it again."
             )
-    editor.metadata = _read_json(path / "metadata.json", "Metadata")
+    if config != _read_json(path / EDITOR_FILES[0], "The editor's settings")["config"]:
+        raise NeuronEditError(
+            f"{path / CONFIG_FILE} differs from the configuration the editor was saved with "
+            f"({EDITOR_FILES[0]}); the preset is inconsistent. Pull or save it again."
+        )
+    editor.metadata = _read_json(path / METADATA_FILE, "Metadata")
     return editor
 
 
@@ -348,8 +408,8 @@ def pull(name, index=None, cache=None, force_download=False) -> Path:
 
     Args:
         name: the preset's name in the registry.
-        index: the registry (default: the shipped one), a path or URL; files come
-            from each entry's ``origin`` (a URL, or a path relative to the index).
+        index: the registry (default: the shipped one), a path, folder or URL; files
+            come from each entry's ``origin`` (a URL, or a folder relative to the index).
         cache: the cache folder (default :func:`cache_dir`).
         force_download: fetch again even when a checked copy is cached.
     """
@@ -362,9 +422,7 @@ def pull(name, index=None, cache=None, force_download=False) -> Path:
         with contextlib.suppress(NeuronEditError):
             check_files(final, entry["files"])
             return final
-    base = entry["origin"]
-    if index is not None and not _is_url(base):
-        base = urllib.parse.urljoin(_as_url(index), base)
+    base = urllib.parse.urljoin(_as_url(_index_location(index)), entry["origin"])
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry['name']}.", suffix=".part", dir=root))
     try:
@@ -434,125 +492,6 @@ def load(name_or_path_or_url, index=None, cache=None, force_download=False):
     return load_folder(pull(source, index, cache, force_download), entry["files"])
 
 
-# ------------------------------------------------------------------ recipes
-def _command(name, out, epochs, overwrite):
-    parts = ["python -m neuronedit_tf.zoo train", name, "--out", str(out)]
-    if epochs is not None:
-        parts += ["--epochs", str(epochs)]
-    if overwrite:
-        parts.append("--overwrite")
-    return " ".join(parts)
-
-
-def train_cytof_spikein(epochs=None, seed=0, verbose="auto"):
-    """The demo's case: spike-ins donor 1, batch 021 -> 028; sample donor 2 in 021."""
-    from neuronedit_tf.data.datasets import CYTONORMPY, load_cytof
-    from neuronedit_tf.demo import COFACTOR, run_demo
-    from neuronedit_tf.editor import NeuronEditor
-
-    epochs = 200 if epochs is None else epochs
-    source, target, sample = load_cytof("021", 1), load_cytof("028", 1), load_cytof("021", 2)
-    editor = NeuronEditor(transform="arcsinh", cofactor=COFACTOR, seed=seed)
-    editor.fit(source, target, extra=sample, epochs=epochs, verbose=verbose)
-    with tempfile.TemporaryDirectory() as scratch:
-        result = run_demo(scratch, editor=editor, seed=seed)
-    metrics = {k: float(result[k]) for k in ("r", "emd_edited", "emd_uncorrected", "emd_floor")}
-    files = {"source": "Gates_PTLG021_Unstim_Control_1.fcs (donor 1, batch 021)",
-             "target": "Gates_PTLG028_Unstim_Control_1.fcs (donor 1, batch 028)",
-             "extra": "Gates_PTLG021_Unstim_Control_2.fcs (donor 2, batch 021)",
-             "truth (scoring only)": "Gates_PTLG028_Unstim_Control_2.fcs (donor 2, batch 028)"}
-    data = {"kind": "real mass cytometry (CyTOF), 1000 cells x 37 markers per file",
-            "artifact": f"{CYTONORMPY.name}=={CYTONORMPY.version} wheel "
-                        f"({CYTONORMPY.filename}, sha256 {CYTONORMPY.sha256}), "
-                        "cytonormpy/_resources/*.fcs and coding_detectors.txt",
-            "files": files, "epochs_max": epochs,
-            "epochs_run": len((editor.history or {}).get("loss", [])) or None}
-    card = (
-        "A dense neuron editor (the paper's 500-250-50 autoencoder, LeakyReLU) that moves CyTOF "
-        "cells from batch 021 to batch 028 of the cytonormpy files: exactly the case of "
-        "`neuronedit demo`, which uses it with `--preset` to skip training.\n\n"
-        "Metrics are on the arcsinh(x/5) scale: `r` is the paper's Pearson r between the spike-in's "
-        "per-marker median change and the change applied to the sample; `emd_*` are mean per-marker "
-        "earth mover's distances to the real batch-028 file of donor 2 (edited, uncorrected, and the "
-        "sampling floor of two halves of that file).\n\n"
-        "Use it on cells of the same panel (the 37 marker channels, by name) measured in batch 021; "
-        "it learned one specific plate-to-plate batch effect and knows nothing else.")
-    return editor, {"data": data, "metrics": metrics, "benchmark": "neuronedit demo case"}, card
-
-
-DIGITS_FILTERS = (16, 32, 64)
-
-
-def train_digits_thicken(epochs=None, seed=0, verbose="auto"):
-    """Images: learn 'thicker strokes' on digits 0-4, apply to 5-9 (bench/images.py)."""
-    import keras
-
-    from neuronedit_tf.bench import images
-    from neuronedit_tf.editor import NeuronEditor
-    from neuronedit_tf.models import conv_autoencoder
-
-    epochs = 60 if epochs is None else epochs
-    case = images.image_case(seed=seed)
-    keras.utils.set_random_seed(seed)
-    model = conv_autoencoder((8, 8, 1), filters=DIGITS_FILTERS, seed=seed)
-    editor = NeuronEditor(model=model, seed=seed)
-    editor.fit(case.source, case.target, extra=case.extra, epochs=epochs, verbose=verbose)
-    classifier, features = images.train_classifier(seed=seed)
-    metrics = images.score(case, editor.transform(case.extra), classifier, features)
-    unedited = images.score(case, case.extra, classifier, features)
-    metrics.update({f"{k}_unedited": v for k, v in unedited.items()})
-    import sklearn
-
-    data = {"kind": "real handwritten digits, 8x8, values 0-16",
-            "artifact": f"scikit-learn {sklearn.__version__} bundled load_digits (1,797 images)",
-            "split": "source: a seeded half of digits 0-4; target: the 2x2 grey dilation of the "
-                     "other half; extra (X): digits 5-9; truth: the dilation of X",
-            "epochs_max": epochs,
-            "epochs_run": len((editor.history or {}).get("loss", [])) or None}
-    card = (
-        "A convolutional neuron editor (stride-2 4x4 convolutions) that thickens handwritten "
-        "strokes: learned on digits 0-4 (before/after a 2x2 grey dilation) and applied to "
-        f"digits 5-9, which it never saw dilated. To stay small it uses filters {DIGITS_FILTERS} "
-        "instead of the paper's (64, 128, 256).\n\n"
-        "Metrics: per-image RMSE to the true dilation (0-16 pixel scale), the Fréchet distance on "
-        "a small digit classifier's 64-unit features, and the share of edited images that keep "
-        "their digit's class; `*_unedited` are the same for the unedited X.")
-    return editor, {"data": data, "metrics": metrics, "benchmark": "neuronedit_tf.bench.images"}, card
-
-
-RECIPES = {
-    "cytof_spikein": (train_cytof_spikein,
-                      "Dense editor: CyTOF batch 021 -> 028 from donor-1 spike-ins (the demo's case)"),
-    "digits_thicken": (train_digits_thicken,
-                       "Conv editor: thicker strokes learned on digits 0-4, applied to 5-9"),
-}
-
-
-def train(name, out, epochs=None, seed=0, overwrite=False, verbose="auto"):
-    """Retrain a preset from its recipe and save it to ``out``; returns its metadata.
-
-    Training the shipped folder (``out`` = ``neuronedit_tf/zoo_presets/NAME``)
-    also rewrites the registry (both copies of ``index.json``).
-    """
-    if name not in RECIPES:
-        raise NeuronEditError(f"No recipe for {name!r}; recipes: {', '.join(RECIPES)}.")
-    recipe, description = RECIPES[name]
-    started = time.time()
-    editor, metadata, card = recipe(epochs=epochs, seed=seed, verbose=verbose)
-    metadata["command"] = _command(name, out, epochs, overwrite)
-    metadata["train_seconds"] = round(time.time() - started, 1)
-    path = save(editor, out, name, description, metadata=metadata, card=card, overwrite=overwrite)
-    if Path(out).resolve().parent == PRESETS_DIR:
-        write_index()
-    return _read_json(Path(path) / "metadata.json", "Metadata")
-
-
-def main(argv=None):
-    """``python -m neuronedit_tf.zoo list|info|pull|train ...`` (same as ``neuronedit zoo``)."""
-    from neuronedit_tf.cli import main as cli_main
-
-    return cli_main(["zoo"] + builtins.list(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the entry point of earlier releases: the CLI owns the command now
+    raise SystemExit("python -m neuronedit_tf.zoo is replaced by the command line: run "
+                     "`neuronedit zoo ACTION ...` with the same arguments.")

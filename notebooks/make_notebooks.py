@@ -122,7 +122,7 @@ assert np.array_equal(again.transform(sample.values), editor.transform(sample.va
 preset = zoo.load("cytof_spikein")
 print("preset metrics (from its metadata):", preset.metadata["metrics"])
 print("preset EMD here:", round(metrics.mean_emd(scale(preset.transform(sample)), y), 4))
-for row in zoo.list():
+for row in zoo.list_presets():
     print(row["name"], "-", row["description"])""",
     ],
 )

@@ -147,3 +147,13 @@ def test_plots_draw_before_and_after_and_save_png(edited, tmp_path):
         ne.pl.median_change(edited, key="other_key")
     with pytest.raises(NeuronEditError, match="not in adata.var_names"):
         ne.pl.biaxial(edited, "CD3", "Nd144Di")
+
+
+def test_plots_draw_on_the_axes_given_as_ax_and_axes_is_deprecated(edited):
+    plt = ne.plotting.pyplot()
+    figure, given = plt.subplots(1, 3)
+    assert ne.pl.biaxial(edited, "Nd142Di", "Nd144Di", ax=given[:2]) == list(given[:2])
+    assert ne.pl.median_change(edited, ax=given[2]) is given[2]
+    with pytest.warns(DeprecationWarning, match="ax="):
+        assert ne.pl.biaxial(edited, "Nd142Di", "Nd144Di", axes=given[:2]) == list(given[:2])
+    plt.close(figure)

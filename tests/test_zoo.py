@@ -29,12 +29,32 @@ def cytof_preset():
 
 
 # ------------------------------------------------------------------ registry
-def test_registry_copies_are_identical_and_list_the_shipped_presets():
+def test_registry_copies_list_the_shipped_presets_at_origins_that_exist():
     top, shipped = REPO / "zoo" / "index.json", zoo.PRESETS_DIR / "index.json"
-    assert top.read_bytes() == shipped.read_bytes()
-    names = [row["name"] for row in zoo.list()]
-    assert names == ["cytof_spikein", "digits_thicken"]
-    assert all(row["shipped"] for row in zoo.list())
+    copies = [json.loads(top.read_text()), json.loads(shipped.read_text())]
+    without_origin = [[{k: v for k, v in e.items() if k != "origin"} for e in c["presets"]]
+                      for c in copies]
+    assert without_origin[0] == without_origin[1]
+    for index, registry in zip((top, shipped), copies):
+        for entry in registry["presets"]:
+            assert "://" not in entry["origin"]  # relative to the index: no invented address
+            folder = (index.parent / entry["origin"]).resolve()
+            assert folder == (zoo.PRESETS_DIR / entry["name"]).resolve(), (index, entry)
+    rows = zoo.list_presets()
+    assert [row["name"] for row in rows] == ["cytof_spikein", "digits_thicken"]
+    assert all(row["shipped"] for row in rows)
+
+
+def test_list_is_a_deprecated_alias_of_list_presets():
+    with pytest.warns(DeprecationWarning, match="list_presets"):
+        assert zoo.list() == zoo.list_presets()
+
+
+@pytest.mark.parametrize("index", [None, REPO / "zoo", REPO / "zoo" / "index.json"],
+                         ids=["shipped", "repository folder", "repository file"])
+def test_pull_from_an_index_fetches_from_its_relative_origin(index, tmp_path):
+    path = zoo.pull("digits_thicken", index=index, cache=tmp_path)
+    zoo.check_files(path, zoo._entry("digits_thicken")["files"])
 
 
 @pytest.mark.parametrize("entry", zoo.read_index()["presets"], ids=lambda e: e["name"])
@@ -45,7 +65,6 @@ def test_registry_checksums_match_the_shipped_files(entry):
         assert zoo.sha256(folder / item["name"]) == item["sha256"], item["name"]
         assert (folder / item["name"]).stat().st_size == item["size"]
     assert sum(f["size"] for f in entry["files"]) < 2_000_000  # small enough for the wheel
-    assert entry["origin"].startswith("https://") and entry["origin"].endswith(f"/{entry['name']}/")
 
 
 def test_setup_cfg_ships_every_preset_file():
@@ -65,7 +84,7 @@ def test_shipped_metadata_has_provenance_metrics_and_the_command(name):
     metadata = zoo.info(name)["metadata"]
     for key in ("versions", "parameters", "data", "seed", "metrics", "command", "transform"):
         assert key in metadata, key
-    assert metadata["command"].startswith(f"python -m neuronedit_tf.zoo train {name} --out")
+    assert metadata["command"].startswith(f"neuronedit zoo train {name} --out")
     card = (zoo.PRESETS_DIR / name / "README.md").read_text()
     assert metadata["command"] in card
 
@@ -144,6 +163,24 @@ def test_a_lambda_layer_is_refused(tmp_path):
     outputs = keras.layers.Lambda(lambda x: x * 2.0, name="neuron_edit")(inputs)
     keras.Model(inputs, outputs).save(folder / "model.keras")
     with pytest.raises(NeuronEditError, match="a Lambda layer.*refused"):
+        zoo.load(folder)
+
+
+def test_a_config_naming_another_class_is_refused(tmp_path):
+    folder = _copy(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(module="os", class_name="system")
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(NeuronEditError, match="names .*os.*Refusing"):
+        zoo.load(folder)
+
+
+def test_a_config_that_differs_from_the_model_is_refused(tmp_path):
+    folder = _copy(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["config"]["cofactor"] = 150.0
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(NeuronEditError, match="config.json differs"):
         zoo.load(folder)
 
 
@@ -281,10 +318,10 @@ def test_a_conv_preset_round_trips_as_an_image_editor(tmp_path):
 def test_train_writes_a_preset_with_its_command_and_leaves_the_registry_alone(tmp_path, capsys):
     before = (zoo.PRESETS_DIR / "index.json").read_bytes()
     out = tmp_path / "digits"
-    assert zoo.main(["train", "digits_thicken", "--out", str(out), "--epochs", "2"]) == 0
+    assert cli_main(["zoo", "train", "digits_thicken", "--out", str(out), "--epochs", "2"]) == 0
     assert "rmse_per_image" in capsys.readouterr().out
     metadata = zoo.info(out)["metadata"]
-    assert metadata["command"] == f"python -m neuronedit_tf.zoo train digits_thicken --out {out} --epochs 2"
+    assert metadata["command"] == f"neuronedit zoo train digits_thicken --out {out} --epochs 2"
     assert metadata["data"]["epochs_max"] == 2
     assert set(metadata["metrics"]) >= {"rmse_per_image", "frechet", "class_kept"}
     zoo.load(out)

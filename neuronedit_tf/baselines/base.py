@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf import models, validation
+from neuronedit_tf.baselines.catalog import method_class
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.estimator import Estimator
@@ -252,8 +253,6 @@ class Baseline(Estimator):
 
         Called on ``Baseline`` it returns the saved method's own class.
         """
-        from neuronedit_tf.baselines import registry
-
         path = Path(path)
         config_file = path / CONFIG_FILE
         if not config_file.exists():
@@ -267,7 +266,7 @@ class Baseline(Estimator):
             raise NeuronEditError(
                 f"{config_file} has format {record.get('format')!r}; this version reads {FORMAT}."
             )
-        method = registry.method_class(record["method"])
+        method = method_class(record["method"])
         if cls is not Baseline and not issubclass(method, cls):
             raise NeuronEditError(f"{path} holds a {record['method']!r}, not a {cls.__name__}.")
         baseline = method(**record["config"])

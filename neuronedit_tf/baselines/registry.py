@@ -10,39 +10,8 @@ from __future__ import annotations
 import builtins
 from pathlib import Path
 
+from neuronedit_tf.baselines.catalog import METHODS, method_class
 from neuronedit_tf.errors import NeuronEditError
-
-# name -> "module:Class"; the order is the order of list().
-_METHODS = {
-    "neuron_edit": "neuron_edit:NeuronEditMethod",
-    "none": "data_space:NoCorrection",
-    "train_mean": "data_space:TrainMean",
-    "mean_shift": "data_space:MeanShift",
-    "quantile_map": "data_space:QuantileMap",
-    "constant_shift": "latent:ConstantShift",
-    "pca_edit": "latent:PCAEdit",
-    "regae": "regae:RegAE",
-    "gan": "gans:GAN",
-    "cyclegan": "gans:CycleGAN",
-    "resnetgan": "gans:ResnetGAN",
-    "combat": "classical:ComBat",
-    "limma": "classical:Limma",
-    "mnn": "mnn:MNN",
-    "cca": "classical:CCA",
-}
-
-
-def method_class(name):
-    """The class registered under ``name``."""
-    import importlib
-
-    if name not in _METHODS:
-        raise NeuronEditError(
-            f"Unknown method {name!r}; choose one of: {', '.join(_METHODS)}."
-        )
-    module, cls = _METHODS[name].split(":")
-    return getattr(importlib.import_module(f"neuronedit_tf.baselines.{module}"), cls)
-
 
 def get(name, **kwargs):
     """A new, unfitted instance of method ``name`` (e.g. ``get("cyclegan", epochs=50)``).
@@ -58,12 +27,12 @@ def get(name, **kwargs):
 
 def list():  # noqa: A001 - the registry's public name, as in neuronedit_tf.baselines.list()
     """``[(name, one-line description), ...]`` of every method, in a stable order."""
-    return [(name, method_class(name).description) for name in _METHODS]
+    return [(name, method_class(name).description) for name in METHODS]
 
 
 def names():
     """The method names, in the order of :func:`list`."""
-    return builtins.list(_METHODS)
+    return builtins.list(METHODS)
 
 
 def load(path):

@@ -283,9 +283,9 @@ def summary(rows, family, metric_names):
 # ------------------------------------------------------------------ figures
 def _figures(out_dir, rows, family, floor, example, predictions):
     from neuronedit_tf.data.atomic import atomic_path
-    from neuronedit_tf.plotting import _pyplot
+    from neuronedit_tf.plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     table = [r for r in summary(rows, family, ["emd"]) if np.isfinite(r["_emd"])]
     table.sort(key=lambda r: r["_emd"])
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(table) + 1.2))

@@ -226,9 +226,9 @@ def _moment_figure(path, case, predictions):
     from neuronedit_tf.methods import DEFAULT_METHOD
 
     from neuronedit_tf.data.atomic import atomic_path
-    from neuronedit_tf.plotting import _pyplot
+    from neuronedit_tf.plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     truth = to_scale(case.truth)
     shown = [m for m in ("none", "linear additive", f"neuron editing (default: {DEFAULT_METHOD})",
                          "neuron editing (paper)") if m in predictions]

@@ -100,9 +100,9 @@ def score(case: ImageCase, predicted, classifier, features):
 def image_grid(path, case: ImageCase, predictions: dict, n=8):
     """A figure like the paper's Figure 2: rows = original, truth, then each method."""
     from neuronedit_tf.data.atomic import atomic_path
-    from neuronedit_tf.plotting import _pyplot
+    from neuronedit_tf.plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     rows = [("X (unseen digits)", case.extra), ("truth: thickened", case.truth)]
     rows += [(name, np.asarray(p).reshape(case.truth.shape)) for name, p in predictions.items()]
     pick = np.linspace(0, len(case.extra) - 1, n).astype(int)

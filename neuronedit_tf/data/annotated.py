@@ -48,6 +48,47 @@ def dense_matrix(adata, layer=None, name="adata"):
     return np.asarray(matrix, dtype=np.float32)
 
 
+def group_masks(adata, key, source, target, apply_to=None):
+    """Boolean masks of the source, target and to-edit cells, and the ``apply_to`` list.
+
+    ``adata.obs[key]`` names each cell's condition; ``apply_to`` (a category or a
+    list; default every category but ``source`` and ``target``) are the cells to
+    edit. Used by :func:`neuronedit_tf.tl.edit` and the plots of :mod:`neuronedit_tf.pl`.
+
+    Returns:
+        ``(is_source, is_target, is_edited, apply_to)``: three boolean ``(n_obs,)``
+        arrays and the list of categories edited.
+    """
+    if key not in adata.obs.columns:
+        raise NeuronEditError(
+            f"adata.obs has no column {key!r}; its columns are {list(adata.obs.columns)}. "
+            "Pass key= the column that holds the conditions."
+        )
+    labels = adata.obs[key].astype(str).to_numpy()
+    present = sorted(set(labels))
+    if apply_to is None:
+        apply_to = [c for c in present if c not in (str(source), str(target))]
+    elif isinstance(apply_to, str):
+        apply_to = [apply_to]
+    apply_to = [str(c) for c in apply_to]
+    wanted = {"source": [str(source)], "target": [str(target)], "apply_to": apply_to}
+    for role, categories in wanted.items():
+        absent = [c for c in categories if c not in present]
+        if absent:
+            raise NeuronEditError(
+                f"adata.obs[{key!r}] has no {role} categor{'y' if len(absent) == 1 else 'ies'} "
+                f"{absent}; its categories are {present}."
+            )
+    if not apply_to:
+        raise NeuronEditError(
+            f"adata.obs[{key!r}] has no cells other than the source and target ({present}); "
+            "pass apply_to=[...] naming the categories to edit."
+        )
+    if str(source) == str(target):
+        raise NeuronEditError(f"source and target are the same category {source!r}.")
+    return (labels == str(source), labels == str(target), np.isin(labels, apply_to), apply_to)
+
+
 def with_matrix(adata, values, layer=None):
     """A copy of ``adata`` whose ``X`` (or ``layers[layer]``) holds ``values``.
 
