@@ -59,8 +59,8 @@ def test_rerunning_one_experiment_keeps_the_others(tmp_path):
 def test_speed_quick_writes_speed_md(tmp_path):
     assert cli.main(["bench", "speed", "--quick", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "SPEED.md").read_text()
-    for heading in ("## Training throughput", "## Percentile fitting", "## End to end",
-                    "## Exported graph inference"):
+    for heading in ("## Training throughput", "## The whole fit", "## Percentile fitting",
+                    "## End to end", "## Exported graph inference"):
         assert heading in text
     assert "neuronedit bench speed --out" in text
     # Every rate in the tables is a positive number that was measured, not a placeholder.

@@ -135,6 +135,8 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
     Returns:
         dict with ``rows_per_second[graph][format]``, ``edit_overhead[graph][format]``
         (``plain rows/s / graph rows/s - 1``; goal <= ``MAX_EDIT_OVERHEAD``),
+        ``matmul_flops_per_row[graph]`` (:func:`matmul_flops_per_row`: the floor of each
+        graph's cost, whatever the kernels),
         ``tflite_vs_saved_model[graph]`` (goal >= ``MIN_TFLITE_RATIO``), the lookup
         table's ``bins``, ``width`` and ``rows`` (layout), the largest difference between the lookup
         and search graphs' outputs (relative to max(|output|, 1)), the machine
@@ -150,13 +152,14 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
     load_before = os.getloadavg()
     frozen = lookup_edit(editor.part("neuron_edit"))
     with tempfile.TemporaryDirectory() as scratch:
-        runners = {}
+        runners, flops = {}, {}
         for graph, (edit, method) in GRAPHS.items():
             if method is None and editor.method == "paper":
                 continue  # the paper's graph is already "lookup"
             folder = Path(scratch) / graph
             write_saved_model(editor, folder, edit=edit, method=method)
             write_tflite(folder, folder / "model.tflite")
+            flops[graph] = matmul_flops_per_row(folder / "model.tflite")
             runners[graph] = {
                 "saved_model": _SavedModelRunner(folder),
                 "tflite": _TFLiteRunner(folder / "model.tflite", batches[0].shape, threads),
@@ -181,6 +184,7 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
         "tflite_runtime": _interpreter()[1],
         "rows_per_second": best,
         "rows_per_cpu_second": best_cpu,
+        "matmul_flops_per_row": flops,
         "edit_overhead": {g: {f: plain[f] / best[g][f] - 1.0 for f in plain}
                           for g in best if g != "plain"},
         "tflite_vs_saved_model": {g: best[g]["tflite"] / best[g]["saved_model"] for g in best},
@@ -195,6 +199,18 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
         "machine": {"cpu_count": os.cpu_count(), "load_average_before": load_before,
                     "load_average_after": os.getloadavg(), "tensorflow": tf.__version__},
     }
+
+
+def matmul_flops_per_row(tflite_file):
+    """FLOPs per input row of a TFLite graph's matrix products: 2 x the weights of every
+    ``FULLY_CONNECTED`` op (the autoencoder's layers, the gate's distances to its stored
+    codes). The rest of a graph (activations, lookups, selections) is extra."""
+    interpreter_class, _ = _interpreter()
+    interpreter = interpreter_class(model_path=os.fspath(tflite_file))
+    shapes = {t["index"]: t["shape"] for t in interpreter.get_tensor_details()}
+    return int(sum(2 * int(np.prod(shapes[op["inputs"][1]]))
+                   for op in interpreter._get_ops_details()
+                   if op["op_name"] == "FULLY_CONNECTED"))
 
 
 def export_parity(editor=None, rows=None, out=None, epochs=20, seed=0, name="neuronedit"):
