@@ -246,7 +246,8 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
     chunk by chunk with ``preprocess``, split into validation (every
     ``1/validation_split``-th row: ``floor(n_rows * validation_split)`` rows)
     and training rows, and the training rows are shuffled through a buffer of
-    ``shuffle_rows`` (exact shuffling up to that size), batched and prefetched.
+    ``shuffle_rows`` (exact shuffling up to that size: then the rows are held once
+    and their indices shuffled), batched and prefetched.
 
     Returns:
         ``(training, steps, validation)``: ``training`` repeats epoch after epoch
@@ -268,14 +269,22 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     n_validation = int(np.floor(n_rows * validation_split))
     n_training = n_rows - n_validation
-    training = (
-        standardised.map(lambda chunk, held: tf.boolean_mask(chunk, ~held))
-        .unbatch()
-        .shuffle(min(shuffle_rows, n_training), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .repeat()
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    kept = standardised.map(lambda chunk, held: tf.boolean_mask(chunk, ~held))
+    if n_training <= shuffle_rows:
+        # The shuffle buffer would hold every training row anyway: hold them once as one
+        # tensor and shuffle their indices instead. tf.data's shuffle draws the same order
+        # whatever the elements are, so the batches are the very same rows as shuffling
+        # the rows themselves, for a fraction of the per-row work at every epoch.
+        rows = write_chunks(kept.as_numpy_iterator(),
+                            np.empty((n_training,) + streams[0].sample_shape, np.float32))
+        rows = tf.constant(rows)
+        order = tf.data.Dataset.range(n_training).shuffle(
+            n_training, seed=seed, reshuffle_each_iteration=True)
+        training = order.batch(batch_size).map(lambda index: tf.gather(rows, index))
+    else:
+        training = kept.unbatch().shuffle(shuffle_rows, seed=seed,
+                                          reshuffle_each_iteration=True).batch(batch_size)
+    training = training.repeat().prefetch(tf.data.AUTOTUNE)
     validation = (
         standardised.map(lambda chunk, held: tf.boolean_mask(chunk, held))
         .unbatch()
