@@ -14,7 +14,7 @@ from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.estimator import Estimator, named_inputs
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.layers import NeuronEdit, SupportGate
+from neuronedit_tf.layers import NeuronEdit, custom_objects
 
 CONFIG_FILE = "neuronedit.json"
 MODEL_FILE = "model.keras"
@@ -486,12 +486,7 @@ class NeuronEditor(Estimator):
         except TypeError as error:  # unknown or missing settings: another version or a damaged file
             raise NeuronEditError(f"{config_file} holds settings this version cannot use: "
                                   f"{error}.") from None
-        from neuronedit_tf.transforms import Logicle
-
-        custom = {"NeuronEdit": NeuronEdit, "SupportGate": SupportGate, "Arcsinh": models.Arcsinh,
-                  "Logicle": Logicle, "Saturate": models.Saturate,
-                  "MemberSlice": models.MemberSlice}
-        editor.model = checks.load_keras_model(model_file, custom)
+        editor.model = checks.load_keras_model(model_file, custom_objects())
         if config.get("model") == "dense" and state["config"].get("model") == "custom":
             editor.architecture = editor.model  # a custom (e.g. conv) graph: images or tables
         editor.columns = state.get("columns")
