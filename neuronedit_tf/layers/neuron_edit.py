@@ -215,8 +215,11 @@ class NeuronEdit(keras.layers.Layer):
     def build(self, input_shape):
         n_neurons = input_shape[-1]
         if n_neurons is None:
-            raise NeuronEditError("NeuronEdit needs a known number of neurons (last axis).")
+            raise NeuronEditError("NeuronEdit needs a known number of neurons (last axis). "
+                                  f"Received: input_shape={input_shape}")
         shape = (len(self.quantiles), int(n_neurons))
+        # A call on another width is Keras's ValueError naming both shapes, not a failed gather.
+        self.input_spec = keras.InputSpec(min_ndim=2, axes={-1: int(n_neurons)})
         self.source_q = self.add_weight(
             name="source_q", shape=shape, initializer="zeros", trainable=False
         )
@@ -244,8 +247,9 @@ class NeuronEdit(keras.layers.Layer):
         for name, rows in (("source", source), ("target", target)):
             if len(rows) < 2:
                 raise NeuronEditError(
-                    f"The {name} set has {len(rows)} row(s); percentile maps need at least 2 "
-                    f"(and at least {len(self.quantiles)} to resolve every quantile)."
+                    f"The {name} set has too few rows: percentile maps need at least 2 "
+                    f"(and at least {len(self.quantiles)} to resolve every quantile). "
+                    f"Received: {len(rows)} row(s)"
                 )
             if not np.all(np.isfinite(rows)):
                 raise NeuronEditError(
@@ -253,20 +257,45 @@ class NeuronEdit(keras.layers.Layer):
                 )
         if source.shape[1] != target.shape[1]:
             raise NeuronEditError(
-                f"source has {source.shape[1]} neurons but target has {target.shape[1]}."
+                f"source has {source.shape[1]} neurons but target has {target.shape[1]}; give "
+                f"both the same neurons. Received: source.shape={source.shape}, "
+                f"target.shape={target.shape}"
             )
         if not self.built:
             self.build((None, source.shape[1]))
         elif source.shape[1] != self.source_q.shape[1]:
             raise NeuronEditError(
-                f"This layer edits {self.source_q.shape[1]} neurons; adapt got {source.shape[1]}."
+                f"This layer edits {self.source_q.shape[1]} neurons; adapt got {source.shape[1]}. "
+                f"Received: source.shape={source.shape}"
             )
         self.source_q.assign(_clean_knots(percentiles(source, self.quantiles)))
         self.target_q.assign(_clean_knots(percentiles(target, self.quantiles)))
+        self.finalize_state()
+
+    def finalize_state(self):
+        """Mark the tables as adapted: after ``adapt``, and after loading them (Keras calls
+        ``load_own_variables`` with the saved tables, as for its ``Normalization``)."""
         self.is_adapted = True
 
-    def _tables(self):
-        """Per neuron: knots, collapsed target values, segment widths and rises, end slopes."""
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        self.finalize_state()
+
+    def tables(self):
+        """The map as tensors, per neuron (what ``call``, the export's lookup tables and its
+        parity check read): ``(knots, values, widths, rises, low, high)``.
+
+        ``knots`` is ``source_q`` and ``values`` the target knots with equal source knots
+        collapsed to their mean, both ``(Q, n_neurons)``; ``widths`` and ``rises`` are the
+        segments' source and target spans, ``(Q - 1, n_neurons)``; ``low`` and ``high`` the
+        slopes beyond the end knots (``extrapolation``), ``(n_neurons,)``.
+
+        Raises:
+            NeuronEditError: the layer is not adapted.
+        """
+        if not self.built:
+            raise NeuronEditError("This NeuronEdit is not adapted; call adapt(source, target) "
+                                  "first. Received: a layer with no tables")
         largest = float(np.finfo(np.float32).max)
         s = tf.convert_to_tensor(self.source_q)
         t = tf.convert_to_tensor(self.target_q)
@@ -299,7 +328,7 @@ class NeuronEdit(keras.layers.Layer):
         dtype = inputs.dtype
         # Every leading axis is a sample axis: a conv feature map is edited per channel.
         a = tf.reshape(tf.cast(inputs, tf.float32), [-1, tf.shape(inputs)[-1]])
-        s, t_eff, width, rise, low, high = self._tables()
+        s, t_eff, width, rise, low, high = self.tables()
         n_knots = len(self.quantiles)
         n_neurons = tf.shape(s)[1]
         s_flat = tf.reshape(s, [-1])

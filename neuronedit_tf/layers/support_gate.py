@@ -70,12 +70,16 @@ class SupportGate(keras.layers.Layer):
         self.low = float(low)
         self.high = float(high)
         self.max_reference = int(max_reference)
+        self.is_adapted = False
 
     def build_reference(self, n_reference, n_neurons):
         self.reference = self.add_weight(name="reference", shape=(n_reference, n_neurons),
                                          initializer="zeros", trainable=False)
         self.scale = self.add_weight(name="scale", shape=(), initializer="ones",
                                      trainable=False)
+        # Inputs [codes, inside, outside]: the codes as wide as the reference codes.
+        self.input_spec = [keras.InputSpec(min_ndim=2, axes={-1: int(n_neurons)}),
+                           keras.InputSpec(min_ndim=2), keras.InputSpec(min_ndim=2)]
 
     def build(self, input_shape):
         if not hasattr(self, "reference"):
@@ -113,6 +117,11 @@ class SupportGate(keras.layers.Layer):
         self.reference.assign(reference)
         self.scale.assign(scale)
         self.built = True
+        self.is_adapted = True
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        self.is_adapted = True  # the saved reference codes and scale are an adapted state
 
     def weight(self, codes):
         """``w`` per row, shape ``(rows, 1)``.
