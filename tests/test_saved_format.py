@@ -19,5 +19,7 @@ def test_an_editor_saved_before_the_methods_package_loads_and_edits_as_it_did():
     editor = NeuronEditor.load(DATA / "editor_cbecd6d_gated")
     probe = np.load(DATA / "editor_cbecd6d_gated_probe.npz")
     assert editor.method == "gated"
+    assert all(editor.part(name).is_adapted for name in ("neuron_edit", "calibration",
+                                                         "support_gate"))
     np.testing.assert_allclose(editor.transform(probe["rows"]), probe["edited"],
                                rtol=1e-5, atol=1e-6)
