@@ -186,9 +186,9 @@ def _fit(args):
     from neuronedit_tf.data.formats import read
     from neuronedit_tf.editor import NeuronEditor
 
-    from neuronedit_tf.methods import METHODS
+    from neuronedit_tf import methods
 
-    if args.method != "neuron_edit" and args.method not in METHODS:
+    if args.method != "neuron_edit" and args.method not in methods.names():
         _fit_baseline(args)
         return
     editor = NeuronEditor(
@@ -207,14 +207,15 @@ def _fit(args):
 
 def _fit_baseline(args):
     """``neuronedit fit --method NAME``: a comparison method, saved for ``apply``."""
-    from neuronedit_tf import baselines
+    from neuronedit_tf import baselines, methods
     from neuronedit_tf.data.formats import read
     from neuronedit_tf.errors import NeuronEditError
 
     if args.method not in baselines.names():
         raise NeuronEditError(
-            f"Unknown --method {args.method!r}; choose neuron editing's paper, calibrated or "
-            f"gated, or one of {', '.join(baselines.names())}."
+            f"Unknown --method {args.method!r}; choose one of neuron editing's methods "
+            f"({', '.join(methods.names())}) or a comparison method: "
+            f"{', '.join(baselines.names())}."
         )
     if args.channels or args.logicle:
         raise NeuronEditError(
@@ -224,7 +225,7 @@ def _fit_baseline(args):
     if args.members != 1 or args.fast:
         raise NeuronEditError(
             f"--members and --fast train neuron editing's autoencoders; {args.method!r} is a "
-            "comparison method (use --method neuron_edit, paper, calibrated or gated)."
+            f"comparison method (use --method neuron_edit or one of {', '.join(methods.names())})."
         )
     method = baselines.get(args.method, transform=args.transform, cofactor=args.cofactor,
                            seed=args.seed)

@@ -14,7 +14,7 @@ from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.estimator import Estimator, named_inputs
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.layers import NeuronEdit, SupportGate
+from neuronedit_tf.layers import NeuronEdit, custom_objects
 
 CONFIG_FILE = "neuronedit.json"
 MODEL_FILE = "model.keras"
@@ -29,7 +29,8 @@ class NeuronEditor(Estimator):
     model (``self.model``), saved, loaded and exported as one graph.
 
     Args:
-        method: ``"paper"``, ``"calibrated"`` or ``"gated"``; see :mod:`neuronedit_tf.methods`.
+        method: ``"paper"``, ``"calibrated"``, ``"gated"`` or another registered method's
+            name; see :mod:`neuronedit_tf.methods`.
             ``"paper"`` is exactly the paper's ``D(NeuronEdit(E(X)))``;
             ``"calibrated"`` adds the decoded edit to X and calibrates each
             feature on the spike-in pair (tabular data only); ``"gated"``
@@ -123,11 +124,10 @@ class NeuronEditor(Estimator):
                 f"transform must be one of {models.TRANSFORMS}; got {transform!r}."
             )
         self.architecture = model
-        if method is None:
-            method = "paper" if self.images else methods.DEFAULT_METHOD
-        self.method = methods.check_method(method)
+        self.method = methods.check_method(methods.default_name(self.images) if method is None
+                                           else method)
         if quantiles is None:
-            quantiles = methods.default_quantiles(self.method)
+            quantiles = methods.get(self.method).default_quantiles
         NeuronEdit(quantiles=quantiles, extrapolation=extrapolation)  # validates both
         self.layer = layer
         self.quantiles = tuple(float(q) for q in quantiles)
@@ -315,10 +315,9 @@ class NeuronEditor(Estimator):
         target_standardised = np.concatenate([models.run(pre, c) for c in streams[1].chunks()])
         edit.adapt(models.run(encoder, source_standardised),
                    models.run(encoder, target_standardised), seed=self.seed)
-        self.model = methods.build_edit_graph(
-            self.method, sample_shape, pre, encoder, decoder, post, edit,
-            source_standardised, target_standardised, extrapolation=self.extrapolation,
-            seed=self.seed,
+        self.model = methods.get(self.method).fit_graph(
+            sample_shape, methods.Pieces(pre, encoder, decoder, post), edit,
+            source_standardised, target_standardised, self.extrapolation, self.seed,
         )
         return self
 
@@ -490,12 +489,7 @@ class NeuronEditor(Estimator):
         except TypeError as error:  # unknown or missing settings: another version or a damaged file
             raise NeuronEditError(f"{config_file} holds settings this version cannot use: "
                                   f"{error}.") from None
-        from neuronedit_tf.transforms import Logicle
-
-        custom = {"NeuronEdit": NeuronEdit, "SupportGate": SupportGate, "Arcsinh": models.Arcsinh,
-                  "Logicle": Logicle, "Saturate": models.Saturate,
-                  "MemberSlice": models.MemberSlice}
-        editor.model = checks.load_keras_model(model_file, custom)
+        editor.model = checks.load_keras_model(model_file, custom_objects())
         if config.get("model") == "dense" and state["config"].get("model") == "custom":
             editor.architecture = editor.model  # a custom (e.g. conv) graph: images or tables
         editor.columns = state.get("columns")

@@ -59,6 +59,7 @@ import tensorflow as tf
 
 from neuronedit_tf import methods
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.layers import NeuronEdit
 from neuronedit_tf.lookup import lookup_edit
 from neuronedit_tf.models import run
 
@@ -124,11 +125,13 @@ def _spec(shape, name):
     return tf.TensorSpec((None,) + tuple(shape), tf.float32, name=name)
 
 
-def _edit_graph(editor, edit, part="neuron_edit"):
-    """The edit (or the calibration, ``part``) as exported: ``"lookup"`` (default),
-    ``"search"`` (the layer's binary search) or ``"plain"`` (no edit: the same
-    autoencoder without it, for benchmarks)."""
-    layer = editor.part(part)
+def _edit_graph(layer, edit):
+    """A fitted percentile map (the edit, or a method's ``NeuronEdit`` part such as the
+    calibration) as exported: ``"lookup"`` (default), ``"search"`` (the layer's binary
+    search) or ``"plain"`` (no edit: the same autoencoder without it, for benchmarks).
+    A method's other layers (e.g. the support gate) are exported as fitted."""
+    if not isinstance(layer, NeuronEdit):
+        return layer
     if edit == "lookup":
         return lookup_edit(layer)
     if edit == "search":
@@ -145,21 +148,21 @@ def write_saved_model(editor, path, edit="lookup", method=None):
         editor: a fitted ``NeuronEditor``.
         path: the folder to create.
         edit: how the edit is computed in the graph; see ``_edit_graph``.
-        method: the graph's method (default: the editor's); ``"paper"`` on a
-            calibrated editor drops the residual form and the calibration (the
-            speed benchmark compares both graphs).
+        method: the graph's method, a name or an ``EditMethod`` (default: the editor's);
+            ``"paper"`` on a calibrated editor drops the residual form and the
+            calibration (the speed benchmark compares both graphs).
     """
-    pre, encoder = editor.part("preprocessing"), editor.part("encoder")
-    decoder, post = editor.part("decoder"), editor.part("postprocessing")
-    edit_layer = _edit_graph(editor, edit)
+    pieces = methods.Pieces(*(editor.part(name) for name in
+                              ("preprocessing", "encoder", "decoder", "postprocessing")))
+    pre, encoder, decoder, post = pieces
+    edit_layer = _edit_graph(editor.part("neuron_edit"), edit)
     feature_shape = tuple(editor.model.input.shape[1:])
     latent_shape = tuple(encoder.output.shape[1:])
-    # The plain autoencoder (benchmark baseline) has neither edit nor calibration.
-    method = "paper" if edit == "plain" else (method or editor.method)
-    calibration = None if method == "paper" else _edit_graph(editor, edit, "calibration")
-    gate = editor.part("support_gate") if method == "gated" else None
-    serving = methods.assemble(method, feature_shape, pre, encoder, edit_layer, decoder, post,
-                               calibration, name="neuron_editor_serving", gate=gate)
+    # The plain autoencoder (benchmark baseline) is the paper's graph with no edit: no parts.
+    method = methods.Paper() if edit == "plain" else methods.get(method or editor.method)
+    parts = {part: _edit_graph(editor.part(part), edit) for part in method.parts}
+    serving = method.assemble(feature_shape, pieces, edit_layer, parts,
+                              name="neuron_editor_serving")
     archive = keras.export.ExportArchive()
     archive.track(serving)
     archive.add_endpoint(
@@ -444,7 +447,7 @@ def export_editor(editor, path, format="saved_model", name=None, version=None, o
         if verify:
             inputs = _typical_inputs(editor) if sample is None else _sample(editor, sample)
             chain = None
-            if editor.method != "paper":  # encode -> edit -> decode is the uncalibrated path
+            if not methods.get(editor.method).serves_chain:  # the endpoints' own path
                 pieces = [editor.part(n) for n in ("preprocessing", "encoder", "neuron_edit",
                                                    "decoder", "postprocessing")]
                 chain = inputs
@@ -477,19 +480,20 @@ def export_editor(editor, path, format="saved_model", name=None, version=None, o
 
 
 def output_gain(editor):
-    """Per output feature, the largest slope of the graph's last percentile map
-    (``"calibrated"``/``"gated"``: the calibration; at least 1), or ones (``"paper"``,
-    whose decoder follows the edit).
+    """Per output feature, the largest slope of the graph's last percentile map (the
+    method's ``output_map``, e.g. the calibration of ``"calibrated"``/``"gated"``; at least
+    1), or ones (``"paper"``, whose decoder follows the edit).
 
     Example:
         >>> output_gain(editor).shape  # doctest: +SKIP
         (37,)
     """
     width = int(editor.model.output.shape[-1])
-    if editor.method == "paper":
+    last_map = methods.get(editor.method).output_map
+    if last_map is None:
         return np.ones(width, np.float32)
     _, _, width, rise, low, high = (np.asarray(t, np.float64)
-                                    for t in editor.part("calibration")._tables())
+                                    for t in editor.part(last_map).tables())
     slopes = np.where(width > 0, np.abs(rise) / np.where(width > 0, width, 1.0), 0.0)
     steepest = np.maximum(slopes.max(axis=0), np.maximum(np.abs(low), np.abs(high)))
     return np.maximum(steepest, 1.0).astype(np.float32)

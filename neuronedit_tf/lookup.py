@@ -158,7 +158,7 @@ def build_table(source_q, tables, inner, bins, width, rows=None):
     ``NeuronEdit`` computes it). Wider: rows ``(base, starts[width],
     lengths[width], slopes[width])`` of the clipped-ramp sum.
 
-    ``tables`` is ``NeuronEdit._tables()`` as numpy: knots, collapsed target
+    ``tables`` is ``NeuronEdit.tables()`` as numpy: knots, collapsed target
     values and segment slopes, each ``(Q or Q-1, n)``. ``rows``: see ``ROWS``
     (default ``row_layout(width)``).
     """
@@ -262,10 +262,11 @@ class LookupEdit(keras.layers.Layer):
         ``rows``: see ``ROWS``, default ``row_layout(width)``)."""
         if not isinstance(edit, NeuronEdit):
             raise NeuronEditError(f"from_layer needs a NeuronEdit layer; got {type(edit).__name__}.")
-        if not edit.built:
-            raise NeuronEditError("The NeuronEdit layer is not adapted; call adapt() first.")
+        if not edit.is_adapted:
+            raise NeuronEditError("The NeuronEdit layer is not adapted; call adapt() first. "
+                                  "Received: is_adapted=False")
         source_q = edit.source_q.numpy()
-        s, t_eff, width, rise, low, high = (np.asarray(x) for x in edit._tables())
+        s, t_eff, width, rise, low, high = (np.asarray(x) for x in edit.tables())
         positive = width > 0
         largest = np.finfo(np.float32).max
         with np.errstate(over="ignore"):

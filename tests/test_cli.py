@@ -166,8 +166,9 @@ def test_public_names_are_imported_on_first_use():
               ne.tl.__name__, ne.baselines.__name__, ne.data.__name__)
     """
     printed = _run_python(script).stdout.split()
-    assert printed == ["False", "neuronedit_tf.editor", "neuronedit_tf.layers", "neuronedit_tf.zoo",
-                       "neuronedit_tf.tl", "neuronedit_tf.baselines", "neuronedit_tf.data"]
+    assert printed == ["False", "neuronedit_tf.editor", "neuronedit_tf.layers.neuron_edit",
+                       "neuronedit_tf.zoo", "neuronedit_tf.tl", "neuronedit_tf.baselines",
+                       "neuronedit_tf.data"]
 
 
 TENSORFLOW_LOG_LINES = (

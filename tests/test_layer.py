@@ -190,6 +190,38 @@ def test_serialises_through_keras_file(tmp_path):
     assert loaded.layers[-1].get_config()["extrapolation"] == "linear"
 
 
+def test_loaded_layer_is_adapted_and_a_fresh_one_is_not(tmp_path):
+    source = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+    layer = NeuronEdit(quantiles=QUANTILES)
+    assert not layer.is_adapted
+    layer.adapt(source, source + 1)
+    inputs = keras.Input((3,))
+    keras.Model(inputs, layer(inputs)).save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True).layers[-1]
+    assert layer.is_adapted and loaded.is_adapted
+
+
+def test_adapted_layer_called_on_another_width_is_a_value_error_naming_both_shapes():
+    source = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+    layer = NeuronEdit(quantiles=QUANTILES)
+    layer.adapt(source, source + 1)
+    with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 3.*"
+                                         r"received input with shape \(2, 4\)"):
+        layer(np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="expected min_ndim=2"):
+        layer(np.zeros(3, np.float32))
+
+
+def test_gate_called_on_codes_of_another_width_is_a_value_error():
+    from neuronedit_tf.layers import SupportGate
+
+    gate = SupportGate(k=5)
+    gate.adapt(np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32))
+    rows = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"value 4.*received input with shape \(2, 5\)"):
+        gate([np.zeros((2, 5), np.float32), rows, rows])
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"extrapolation": "cubic"}, "extrapolation"), ({"quantiles": (50,)}, "at least two"),

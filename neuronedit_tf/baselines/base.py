@@ -39,16 +39,12 @@ from neuronedit_tf.baselines.catalog import method_class
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.estimator import Estimator
-from neuronedit_tf.layers import NeuronEdit, SupportGate
+from neuronedit_tf.layers import custom_objects
 
 CONFIG_FILE = "baseline.json"
 STATE_FILE = "state.npz"
 MODEL_FILE = "model.keras"
 FORMAT = 1
-
-#: Layers our graphs may contain; passed to ``keras.saving.load_model`` (safe mode stays on).
-CUSTOM_OBJECTS = {"NeuronEdit": NeuronEdit, "SupportGate": SupportGate, "Arcsinh": models.Arcsinh,
-                  "Saturate": models.Saturate}
 
 
 def optional(module, extra):
@@ -283,7 +279,7 @@ class Baseline(Estimator):
                     f"{path / STATE_FILE} cannot be read without unpickling ({error}); refused."
                 ) from None
         if (path / MODEL_FILE).exists():
-            baseline.model = validation.load_keras_model(path / MODEL_FILE, CUSTOM_OBJECTS)
+            baseline.model = validation.load_keras_model(path / MODEL_FILE, custom_objects())
         baseline._after_load()
         return baseline
 

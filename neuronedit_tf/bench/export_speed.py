@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from neuronedit_tf import methods
 from neuronedit_tf.export import write_saved_model, write_tflite
 from neuronedit_tf.lookup import LookupEdit, lookup_edit
 
@@ -154,8 +155,8 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
     with tempfile.TemporaryDirectory() as scratch:
         runners, flops = {}, {}
         for graph, (edit, method) in GRAPHS.items():
-            if method is None and editor.method == "paper":
-                continue  # the paper's graph is already "lookup"
+            if method is None and methods.get(editor.method).serves_chain:
+                continue  # the editor's graph is the paper's, already "lookup"
             folder = Path(scratch) / graph
             write_saved_model(editor, folder, edit=edit, method=method)
             write_tflite(folder, folder / "model.tflite")
@@ -296,9 +297,10 @@ def component_times(editor=None, rows=None, batch_size=4096, repeats=20, threads
               "decoder": (editor.part("decoder"), latent),
               "edit_lookup": (lookup_edit(editor.part("neuron_edit")), latent),
               "edit_search": (editor.part("neuron_edit"), latent)}
-    if editor.method != "paper":
+    parts = methods.get(editor.method).parts
+    if "calibration" in parts:
         pieces["calibration_lookup"] = (lookup_edit(editor.part("calibration")), standardised)
-    if editor.method == "gated":
+    if "support_gate" in parts:
         pieces["gate_weight"] = (_GateWeight(editor.part("support_gate")), latent)
     load_before = os.getloadavg()
     timings = {}

@@ -1,0 +1,38 @@
+"""Every Keras layer of neuronedit_tf, and the one registry that loads them.
+
+* :class:`NeuronEdit` (``neuron_edit.py``): per-neuron percentile maps (paper eq. 1), and
+  :func:`percentiles`, the exact column-sorted percentiles its ``adapt`` computes;
+* :class:`SupportGate` (``support_gate.py``): the ``"gated"`` method's blend by distance to
+  reference codes;
+* the in-graph transforms :class:`~neuronedit_tf.models.Arcsinh`,
+  :class:`~neuronedit_tf.models.Saturate`, :class:`~neuronedit_tf.transforms.Logicle` and the
+  ensemble's :class:`~neuronedit_tf.models.MemberSlice`, registered here too.
+
+:func:`custom_objects` is what ``keras.saving.load_model`` is given wherever this package loads
+a ``.keras`` file (the editor, the baselines, the zoo), so every loader knows the same layers.
+"""
+
+from neuronedit_tf.layers.neuron_edit import (DEFAULT_MAX_SAMPLES, DEFAULT_QUANTILES,
+                                              EXTRAPOLATIONS, NeuronEdit, _as_rows, _clean_knots,
+                                              _reservoir, percentiles)
+from neuronedit_tf.layers.support_gate import (DEFAULT_GATE_REFERENCE, SupportGate, _kth_largest,
+                                               gate_groups)
+from neuronedit_tf.models import Arcsinh, MemberSlice, Saturate
+from neuronedit_tf.transforms import Logicle
+
+__all__ = ["DEFAULT_GATE_REFERENCE", "DEFAULT_MAX_SAMPLES", "DEFAULT_QUANTILES", "EXTRAPOLATIONS",
+           "LAYERS", "NeuronEdit", "SupportGate", "custom_objects", "gate_groups", "percentiles",
+           "_as_rows", "_clean_knots", "_kth_largest", "_reservoir"]
+
+#: The package's Keras layers, each registered (``keras.saving``) under package ``neuronedit``.
+LAYERS = (NeuronEdit, SupportGate, Arcsinh, Saturate, Logicle, MemberSlice)
+
+
+def custom_objects():
+    """``{class name: layer class}`` for ``keras.saving.load_model(..., custom_objects=...)``.
+
+    Example:
+        >>> sorted(custom_objects())
+        ['Arcsinh', 'Logicle', 'MemberSlice', 'NeuronEdit', 'Saturate', 'SupportGate']
+    """
+    return {layer.__name__: layer for layer in LAYERS}

@@ -1,0 +1,87 @@
+"""What every edit method is: an object that turns the fitted pieces into one Keras graph.
+
+A method (one module in this package, one line in its registry) owns its default knots,
+whether it takes images, which layers of its own it adapts at fit, and how it assembles its
+graph, raw values in and raw values out, from the autoencoder's pieces, the neuron edit and
+those layers. ``NeuronEditor.fit`` calls :meth:`EditMethod.fit_graph`; the export calls
+:meth:`EditMethod.assemble` with its own (frozen) versions of the same layers.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.layers import DEFAULT_QUANTILES
+
+
+class Pieces(NamedTuple):
+    """The fitted autoencoder's parts, raw -> standardised -> latent -> standardised -> raw."""
+
+    pre: object
+    encoder: object
+    decoder: object
+    post: object
+
+
+class EditMethod:
+    """One edit formulation; subclasses set the attributes and override :meth:`adapt` and
+    :meth:`assemble`.
+
+    Attributes:
+        name: the name ``NeuronEditor(method=...)`` and saved editors use.
+        default_quantiles: the neuron edit's knots (percentiles) when none are given.
+        handles_images: whether the graph applies to images ``(H, W, C)`` (else tables only).
+        parts: names of the method's own layers in the fitted graph (e.g. ``"calibration"``),
+            which the export takes from the fitted editor (a ``NeuronEdit`` frozen to a lookup).
+        output_map: the part that is the graph's last percentile map (its slopes scale the
+            export's parity check), or None when the decoder comes last.
+        serves_chain: whether the served graph is exactly encode -> edit -> decode (the
+            export's three endpoints chained).
+    """
+
+    name = None
+    default_quantiles = DEFAULT_QUANTILES
+    handles_images = False
+    parts = ()
+    output_map = None
+    serves_chain = False
+
+    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0):
+        """The method's own layers, adapted: ``{part name: layer}`` (default: none).
+
+        Args:
+            pieces: the fitted :class:`Pieces`.
+            edit: the :class:`~neuronedit_tf.layers.NeuronEdit` adapted from ``E(S)`` to ``E(T)``.
+            source, target: standardised S and T (``pre`` applied), float32 ``(n, d)``.
+            extrapolation: the editor's extrapolation (see ``NeuronEdit``).
+            seed: seeds any subsample the method draws.
+        """
+        return {}
+
+    def assemble(self, sample_shape, pieces, edit, parts, name="neuron_editor"):
+        """The raw -> edited raw ``keras.Model`` from fitted pieces (nothing is adapted).
+
+        Args:
+            sample_shape: one input row's shape, e.g. ``(d,)``.
+            pieces: :class:`Pieces`.
+            edit: the neuron edit layer (a ``NeuronEdit``, or the export's ``LookupEdit``).
+            parts: ``{name: layer}`` for every name in :attr:`parts`.
+            name: the model's name.
+        """
+        raise NotImplementedError
+
+    def fit_graph(self, sample_shape, pieces, edit, source, target, extrapolation="shift",
+                  seed=0):
+        """Check the input kind, adapt the method's layers and assemble its graph
+        (``keras.Model`` named ``neuron_editor``)."""
+        if len(sample_shape) != 1 and not self.handles_images:
+            raise NeuronEditError(
+                f"method={self.name!r} calibrates each feature of tabular data; for images use "
+                "method='paper'."
+            )
+        parts = self.adapt(pieces, edit, source, target, extrapolation, seed)
+        return self.assemble(sample_shape, pieces, edit, parts)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"

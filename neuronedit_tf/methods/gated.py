@@ -1,0 +1,51 @@
+"""``"gated"``: ``"calibrated"`` applied only where it was learned.
+
+A :class:`~neuronedit_tf.layers.SupportGate` blends, per cell, the calibrated output (cells
+whose codes ``E(X)`` lie within the spike-ins' codes ``E(S)``) with the residual edit alone
+(cells far outside, e.g. another population), so a per-feature calibration learned on one
+population is not forced on others whose change differs (a shift that mixes channels).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from neuronedit_tf.layers import SupportGate
+from neuronedit_tf.methods.calibrated import CALIBRATION_QUANTILES, Calibrated, residual_graph
+from neuronedit_tf.models import run
+
+#: The support gate of ``"gated"``: neighbour k and the distance-ratio band where w falls 1 -> 0
+#: (the best of 3 bands in the same cross-validation, with either two-knot edit; 1.5-3.0 was
+#: best with 101-knot edits).
+GATE = {"k": 5, "low": 1.2, "high": 1.8}
+
+
+class Gated(Calibrated):
+    """``post(gate([E(pre(x)), calibration(R), R]))``; tables only.
+
+    Args:
+        calibration_quantiles: knots (percentiles) of the calibration's maps.
+        gate: the :class:`SupportGate` settings ``{"k", "low", "high"}`` (default ``GATE``).
+    """
+
+    name = "gated"
+    parts = ("calibration", "support_gate")
+
+    def __init__(self, calibration_quantiles=CALIBRATION_QUANTILES, gate=None):
+        super().__init__(calibration_quantiles)
+        self.gate = dict(GATE if gate is None else gate)
+
+    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0):
+        """The calibration (see ``Calibrated``) and the gate, adapted on the codes ``E(source)``
+        (a subsample seeded ``seed``)."""
+        parts = super().adapt(pieces, edit, source, target, extrapolation, seed)
+        gate = SupportGate(**self.gate, name="support_gate")
+        gate.adapt(run(pieces.encoder, np.asarray(source, np.float32)), seed=seed)
+        return {**parts, "support_gate": gate}
+
+    def assemble(self, sample_shape, pieces, edit, parts, name="neuron_editor"):
+        features, latent, residual = residual_graph(sample_shape, pieces, edit)
+        gate, calibration = parts["support_gate"], parts["calibration"]
+        return keras.Model(features, pieces.post(gate([latent, calibration(residual), residual])),
+                           name=name)
