@@ -270,7 +270,7 @@ def gate_problem(n_reference, n_neurons, k, draw):
 def kth_largest(codes, weights, bias, k):
     import tensorflow as tf
 
-    from neuronedit_tf.layers import _kth_largest
+    from neuronedit_tf.layers.support_gate import _kth_largest
 
     return _kth_largest(tf.constant(codes), tf.constant(weights), tf.constant(bias), k).numpy()
 

@@ -13,16 +13,13 @@ a ``.keras`` file (the editor, the baselines, the zoo), so every loader knows th
 """
 
 from neuronedit_tf.layers.neuron_edit import (DEFAULT_MAX_SAMPLES, DEFAULT_QUANTILES,
-                                              EXTRAPOLATIONS, NeuronEdit, _as_rows, _clean_knots,
-                                              _reservoir, percentiles)
-from neuronedit_tf.layers.support_gate import (DEFAULT_GATE_REFERENCE, SupportGate, _kth_largest,
-                                               gate_groups)
+                                              EXTRAPOLATIONS, NeuronEdit, percentiles)
+from neuronedit_tf.layers.support_gate import DEFAULT_GATE_REFERENCE, SupportGate, gate_groups
 from neuronedit_tf.models import Arcsinh, MemberSlice, Saturate
 from neuronedit_tf.transforms import Logicle
 
 __all__ = ["DEFAULT_GATE_REFERENCE", "DEFAULT_MAX_SAMPLES", "DEFAULT_QUANTILES", "EXTRAPOLATIONS",
-           "LAYERS", "NeuronEdit", "SupportGate", "custom_objects", "gate_groups", "percentiles",
-           "_as_rows", "_clean_knots", "_kth_largest", "_reservoir"]
+           "LAYERS", "NeuronEdit", "SupportGate", "custom_objects", "gate_groups", "percentiles"]
 
 #: The package's Keras layers, each registered (``keras.saving``) under package ``neuronedit``.
 LAYERS = (NeuronEdit, SupportGate, Arcsinh, Saturate, Logicle, MemberSlice)
