@@ -14,131 +14,17 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.layers.ensemble import MemberSlice
+from neuronedit_tf.layers.transforms import Arcsinh, Logicle, Saturate
+from neuronedit_tf.transforms import logicle_options
 
 TRANSFORMS = ("none", "arcsinh", "logicle")
 BOTTLENECK = "bottleneck"
 
 
-@keras.saving.register_keras_serializable(package="neuronedit")
-class Arcsinh(keras.layers.Layer):
-    """``arcsinh(x / cofactor)``, or its exact inverse ``cofactor * sinh(x)``.
-
-    The cytometry transform (cofactor 5 for CyTOF, 150 for flow), in the graph
-    so that exported models take raw values.
-
-    Example:
-        >>> import numpy as np
-        >>> forward, back = Arcsinh(5.0), Arcsinh(5.0, inverse=True)
-        >>> x = np.array([[0.0, 5.0, 500.0]], "float32")
-        >>> bool(np.allclose(back(forward(x)).numpy(), x, rtol=1e-5))
-        True
-    """
-
-    def __init__(self, cofactor=5.0, inverse=False, **kwargs):
-        super().__init__(**kwargs)
-        if not cofactor > 0:
-            raise NeuronEditError(f"The arcsinh cofactor must be positive; got {cofactor}.")
-        self.cofactor = float(cofactor)
-        self.inverse = bool(inverse)
-
-    def call(self, inputs):
-        # Written with log1p/expm1 rather than tf.asinh/tf.sinh, which are not TFLite
-        # builtin ops; accurate to a few float32 ulps, exact at 0, finite up to float32's
-        # range (asinh) and overflowing where sinh does.
-        if self.inverse:
-            return self.cofactor * _sinh(inputs)
-        return _asinh(inputs / self.cofactor)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(cofactor=self.cofactor, inverse=self.inverse)
-        return config
-
-
 #: Standardised values are held within this many standard deviations of the mean, so
 #: that no layer of the network can overflow float32 (a far value saturates, never NaN).
 STANDARD_LIMIT = 1e12
-
-
-@keras.saving.register_keras_serializable(package="neuronedit")
-class Saturate(keras.layers.Layer):
-    """Clip values to ``[-limit, limit]`` (inf becomes ``±limit``): far inputs saturate.
-
-    Example:
-        >>> import numpy as np
-        >>> Saturate(10.0)(np.array([[-np.inf, 3.0, 1e30]], "float32")).numpy().tolist()
-        [[-10.0, 3.0, 10.0]]
-    """
-
-    def __init__(self, limit=float(np.finfo(np.float32).max), **kwargs):
-        super().__init__(**kwargs)
-        self.limit = float(limit)
-
-    def call(self, inputs):
-        return tf.clip_by_value(inputs, -self.limit, self.limit)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(limit=self.limit)
-        return config
-
-
-@keras.saving.register_keras_serializable(package="neuronedit")
-class MemberSlice(keras.layers.Layer):
-    """Columns ``[start, stop)`` of the last axis: one member's code in an ensemble's codes.
-
-    (``StridedSlice``: a TFLite builtin.) See :func:`ensemble`.
-
-    Example:
-        >>> import numpy as np
-        >>> MemberSlice(1, 3)(np.arange(4, dtype="float32")[None]).numpy().tolist()
-        [[1.0, 2.0]]
-    """
-
-    def __init__(self, start, stop, **kwargs):
-        super().__init__(**kwargs)
-        self.start, self.stop = int(start), int(stop)
-        if not 0 <= self.start < self.stop:
-            raise NeuronEditError(f"MemberSlice needs 0 <= start < stop; got {start}, {stop}.")
-
-    def call(self, inputs):
-        return inputs[..., self.start : self.stop]
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.stop - self.start,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(start=self.start, stop=self.stop)
-        return config
-
-
-_LN2 = float(np.log(2.0))
-
-
-def _asinh(x):
-    """asinh(x) = sign(x) log1p(a + a^2 / (1 + sqrt(1 + a^2))), a = |x|; log(2a) past 2^60."""
-    a = tf.abs(x)
-    bounded = tf.minimum(a, 2.0**60)  # keeps a^2 finite
-    near = tf.math.log1p(bounded + bounded * bounded / (1.0 + tf.sqrt(1.0 + bounded * bounded)))
-    far = tf.math.log(a) + _LN2
-    return tf.sign(x) * tf.where(a > 2.0**60, far, near)
-
-
-def _sinh(y):
-    """sinh(y) = sign(y) (m + m / (1 + m)) / 2, m = expm1(|y|); exp(|y| - ln 2) past 20."""
-    a = tf.abs(y)
-    m = tf.math.expm1(tf.minimum(a, 20.0))
-    near = 0.5 * (m + m / (1.0 + m))
-    # Past |y| ~ 89.4 sinh overflows float32: saturate at float32's largest value instead.
-    far = tf.minimum(tf.exp(a - _LN2), float(np.finfo(np.float32).max))
-    return tf.sign(y) * tf.where(a > 20.0, far, near)
 
 
 def _transform_layer(transform, cofactor, inverse, name, logicle=None):
@@ -147,8 +33,6 @@ def _transform_layer(transform, cofactor, inverse, name, logicle=None):
     if transform == "arcsinh":
         return Arcsinh(cofactor, inverse=inverse, name=name)
     if transform == "logicle":
-        from neuronedit_tf.transforms import Logicle, logicle_options
-
         return Logicle(**logicle_options(logicle), inverse=inverse, name=name)
     return None
 

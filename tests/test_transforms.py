@@ -6,7 +6,8 @@ import pytest
 from neuronedit_tf import NeuronEditError, NeuronEditor, models
 from neuronedit_tf.data import read_fcs
 from neuronedit_tf.data.datasets import facs_diva_bytes
-from neuronedit_tf.transforms import Logicle, logicle_options
+from neuronedit_tf.layers import Logicle
+from neuronedit_tf.transforms import logicle_options
 
 import flowutils  # noqa: E402  (the test extra installs it; a missing one must fail)
 

@@ -4,9 +4,8 @@
   :func:`percentiles`, the exact column-sorted percentiles its ``adapt`` computes;
 * :class:`SupportGate` (``support_gate.py``): the ``"gated"`` method's blend by distance to
   reference codes;
-* the in-graph transforms :class:`~neuronedit_tf.models.Arcsinh`,
-  :class:`~neuronedit_tf.models.Saturate`, :class:`~neuronedit_tf.transforms.Logicle` and the
-  ensemble's :class:`~neuronedit_tf.models.MemberSlice`, registered here too.
+* the in-graph transforms (``transforms.py``): :class:`Arcsinh`, :class:`Logicle` and
+  :class:`Saturate`; the ensemble's :class:`MemberSlice` (``ensemble.py``).
 
 :func:`custom_objects` is what ``keras.saving.load_model`` is given wherever this package loads
 a ``.keras`` file (the editor, the baselines, the zoo), so every loader knows the same layers.
@@ -15,11 +14,12 @@ a ``.keras`` file (the editor, the baselines, the zoo), so every loader knows th
 from neuronedit_tf.layers.neuron_edit import (DEFAULT_MAX_SAMPLES, DEFAULT_QUANTILES,
                                               EXTRAPOLATIONS, NeuronEdit, percentiles)
 from neuronedit_tf.layers.support_gate import DEFAULT_GATE_REFERENCE, SupportGate, gate_groups
-from neuronedit_tf.models import Arcsinh, MemberSlice, Saturate
-from neuronedit_tf.transforms import Logicle
+from neuronedit_tf.layers.ensemble import MemberSlice
+from neuronedit_tf.layers.transforms import Arcsinh, Logicle, Saturate
 
 __all__ = ["DEFAULT_GATE_REFERENCE", "DEFAULT_MAX_SAMPLES", "DEFAULT_QUANTILES", "EXTRAPOLATIONS",
-           "LAYERS", "NeuronEdit", "SupportGate", "custom_objects", "gate_groups", "percentiles"]
+           "Arcsinh", "LAYERS", "Logicle", "MemberSlice", "NeuronEdit", "Saturate", "SupportGate",
+           "custom_objects", "gate_groups", "percentiles"]
 
 #: The package's Keras layers, each registered (``keras.saving``) under package ``neuronedit``.
 LAYERS = (NeuronEdit, SupportGate, Arcsinh, Saturate, Logicle, MemberSlice)
