@@ -31,6 +31,7 @@ import numpy as np
 
 from neuronedit_tf.data.atomic import atomic_path
 from neuronedit_tf.errors import NeuronEditError, foreign_errors
+from neuronedit_tf.validation import check_unique
 
 EXTENSIONS = {
     ".fcs": "fcs", ".lmd": "fcs", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv",
@@ -150,8 +151,6 @@ def _check_header(path, separator):
     """Refuse a missing header or repeated column names (pandas would rename a repeat "a.1")."""
     import csv
 
-    from neuronedit_tf.data.tables import check_unique
-
     with open(path, newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader(handle, delimiter=separator), None)
     if not header:
@@ -186,8 +185,6 @@ def _require_pyarrow():
 def _read_parquet(path, **_):
     import pandas as pd
 
-    from neuronedit_tf.data.tables import check_unique
-
     _require_pyarrow()
     import pyarrow.parquet as pq
 
@@ -201,8 +198,6 @@ def _read_npy(path, mmap=True, **_):
 
 def _read_npz(path, dataset=None, **_):
     import pandas as pd
-
-    from neuronedit_tf.data.tables import check_unique
 
     with np.load(path, allow_pickle=False) as archive:
         keys = list(archive.keys())
@@ -260,8 +255,6 @@ def resolve_dataset(path, dataset=None):
 def _read_hdf5(path, dataset=None, **_):
     import h5py
     import pandas as pd
-
-    from neuronedit_tf.data.tables import check_unique
 
     key = resolve_dataset(path, dataset)
     with h5py.File(path, "r") as handle:
@@ -493,7 +486,7 @@ def iter_chunks(path, chunk_size=65536, format=None, *, dataset=None):
 
 
 def _iter_chunks(path, chunk_size, format, dataset):
-    from neuronedit_tf.data.tables import Table, as_table, check_unique
+    from neuronedit_tf.data.tables import Table, as_table
 
     if int(chunk_size) < 1:
         raise NeuronEditError(f"chunk_size must be a positive integer; got {chunk_size}.")

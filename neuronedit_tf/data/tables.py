@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.validation import check_float32_range
+from neuronedit_tf.validation import check_unique, float32_values, numeric_frame
 
 
 @dataclass
@@ -43,18 +43,6 @@ def is_anndata(data) -> bool:
 
 def _is_frame(data) -> bool:
     return hasattr(data, "columns") and hasattr(data, "to_numpy") and hasattr(data, "dtypes")
-
-
-def check_unique(names, name="input") -> list[str]:
-    """``names`` as strings; raises if any repeats (two channels with one name cannot be matched)."""
-    names = [str(n) for n in names]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise NeuronEditError(
-            f"{name} has duplicate column/channel names {duplicated}; rename them so that "
-            "every feature has one name."
-        )
-    return names
 
 
 def names_of(data) -> list[str] | None:
@@ -99,48 +87,11 @@ def as_table(data, name="input") -> Table:
         table = Table(dense_matrix(data, None, name), check_unique(data.var_names, name),
                       data.obs_names)
     elif _is_frame(data):
-        columns = check_unique(data.columns, name)
-        non_numeric = [c for c, kind in zip(columns, data.dtypes) if kind.kind not in "biuf"]
-        if non_numeric:
-            raise NeuronEditError(
-                f"{name} has non-numeric columns {non_numeric}; drop them, or pass "
-                "channels=[...] so that only numeric channels are edited."
-            )
-        table = Table(data.to_numpy(), columns, data.index)
+        values, columns = numeric_frame(data, name)
+        table = Table(values, columns, data.index)
     else:
         table = Table(data)
-    values = table.values
-    kind = getattr(values, "dtype", np.dtype(object)).kind
-    if kind in "cmMSUV":  # complex, times, text and raw bytes are not measurements
-        raise NeuronEditError(
-            f"{name} has dtype {values.dtype}, not real numbers; convert it to real numbers "
-            "first (e.g. values.astype('float32'), or values.real for complex data)."
-        )
-    if not isinstance(values, np.ndarray) or values.dtype.kind not in "biuf":
-        try:
-            values = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise NeuronEditError(
-                f"{name} is not numeric; pass a numeric array or DataFrame."
-            ) from None
-    if values.ndim != 2:
-        raise NeuronEditError(
-            f"{name} must be 2-D (rows = cells/samples, columns = features); got shape "
-            f"{values.shape}. Reshape it, e.g. values.reshape(len(values), -1)."
-        )
-    if values.shape[0] == 0 or values.shape[1] == 0:
-        raise NeuronEditError(f"{name} is empty (shape {values.shape}).")
-    check_float32_range(values, name)
-    values = values.astype(np.float32)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        rows, cols = np.nonzero(bad)
-        where = table.columns[cols[0]] if table.columns else f"column {cols[0]}"
-        raise NeuronEditError(
-            f"{name} contains {bad.sum()} NaN/inf value(s) (first at row {rows[0]}, {where}); "
-            "remove or impute them first."
-        )
-    return Table(values, table.columns, table.index)
+    return Table(float32_values(table.values, name, table.columns), table.columns, table.index)
 
 
 def match_names(names, expected, name="input", against="the model's"):
