@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from neuronedit_tf.data.atomic import atomic_path
+from neuronedit_tf.data.fcs import FCSData, read_fcs, write_fcs
+from neuronedit_tf.data.tables import Table, as_table, is_anndata
 from neuronedit_tf.errors import NeuronEditError, foreign_errors
 from neuronedit_tf.validation import check_unique
 
@@ -141,9 +143,17 @@ def read(path, format=None, *, dataset=None, mmap=True):
         return reader(path, dataset=dataset, mmap=mmap)
 
 
-def _read_fcs(path, dataset=None, **_):
-    from neuronedit_tf.data.fcs import read_fcs
+def read_table(path, format=None, *, dataset=None):
+    """Read a file of any :data:`FORMATS` into a checked :class:`~neuronedit_tf.data.tables.Table`.
 
+    Raises:
+        NeuronEditError: the file cannot be read (see :func:`read`), or its
+            content is not a valid table (see :func:`~neuronedit_tf.data.tables.as_table`).
+    """
+    return as_table(read(path, format, dataset=dataset), name=str(path))
+
+
+def _read_fcs(path, dataset=None, **_):
     return read_fcs(path, dataset=dataset)
 
 
@@ -283,9 +293,6 @@ def _as_frame(data):
     """``data`` as a DataFrame (column names kept; arrays get 0..d-1)."""
     import pandas as pd
 
-    from neuronedit_tf.data.fcs import FCSData
-    from neuronedit_tf.data.tables import Table, is_anndata
-
     if isinstance(data, FCSData):
         return data.to_frame()
     if is_anndata(data):
@@ -305,9 +312,6 @@ def _as_frame(data):
 
 def _names_and_values(data):
     """``(names or None, 2-D values)`` of anything writable."""
-    from neuronedit_tf.data.fcs import FCSData
-    from neuronedit_tf.data.tables import Table, is_anndata
-
     if isinstance(data, FCSData):
         return list(data.channels), np.asarray(data.values)
     if isinstance(data, Table):
@@ -357,9 +361,6 @@ def write(path, data, format=None, *, dataset=None, note=None):
 
 
 def _write_fcs(path, data, note=None, **_):
-    from neuronedit_tf.data.fcs import FCSData, write_fcs
-    from neuronedit_tf.data.tables import is_anndata
-
     if not isinstance(data, FCSData):
         names, _values = _names_and_values(data)
         if names is None:
@@ -441,8 +442,6 @@ def _write_hdf5(path, data, dataset=None, note=None, **_):
 
 def _write_h5ad(path, data, note=None, **_):
     from neuronedit_tf.data.annotated import from_table, write_h5ad
-    from neuronedit_tf.data.fcs import FCSData
-    from neuronedit_tf.data.tables import is_anndata
 
     if not is_anndata(data):
         names, values = _names_and_values(data)
@@ -486,8 +485,6 @@ def iter_chunks(path, chunk_size=65536, format=None, *, dataset=None):
 
 
 def _iter_chunks(path, chunk_size, format, dataset):
-    from neuronedit_tf.data.tables import Table, as_table
-
     if int(chunk_size) < 1:
         raise NeuronEditError(f"chunk_size must be a positive integer; got {chunk_size}.")
     chunk_size = int(chunk_size)
@@ -540,7 +537,7 @@ def _iter_chunks(path, chunk_size, format, dataset):
         finally:
             adata.file.close()
         return
-    whole = as_table(read(path, format, dataset=dataset), label)
+    whole = read_table(path, format, dataset=dataset)
     for start in range(0, len(whole), chunk_size):
         index = None if whole.index is None else whole.index[start:start + chunk_size]
         yield Table(whole.values[start:start + chunk_size], whole.columns, index)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuronedit_tf.data.fcs import FCSData
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.validation import check_unique, float32_values, numeric_frame
 
@@ -29,13 +30,6 @@ class Table:
         return len(self.values)
 
 
-def read_table(path, format=None) -> Table:
-    """Read any supported file (see :func:`neuronedit_tf.data.formats.read`) into a checked Table."""
-    from neuronedit_tf.data.formats import read
-
-    return as_table(read(path, format=format), name=str(path))
-
-
 def is_anndata(data) -> bool:
     """True for an ``anndata.AnnData`` (checked by its attributes; anndata is optional)."""
     return all(hasattr(data, attr) for attr in ("obs_names", "var_names", "X", "layers"))
@@ -47,8 +41,6 @@ def _is_frame(data) -> bool:
 
 def names_of(data) -> list[str] | None:
     """The feature names of ``data`` (FCS $PnN, DataFrame columns, AnnData var_names), or None."""
-    from neuronedit_tf.data.fcs import FCSData
-
     if isinstance(data, Table):
         return data.columns
     if isinstance(data, FCSData):
@@ -61,7 +53,7 @@ def names_of(data) -> list[str] | None:
 
 
 def as_table(data, name="input") -> Table:
-    """Validate ``data`` (numpy array, DataFrame, FCSData, AnnData, Table or a file path).
+    """Validate ``data`` (numpy array, DataFrame, FCSData, AnnData or Table).
 
     AnnData gives its ``X`` (dense; sparse matrices are densified) with
     ``var_names`` as columns and ``obs_names`` as the index.
@@ -73,12 +65,10 @@ def as_table(data, name="input") -> Table:
         NeuronEditError: not 2-D, empty, non-numeric, containing NaN/inf, or
             with duplicate names.
     """
-    from neuronedit_tf.data.fcs import FCSData
-
     if isinstance(data, Table):
         table = data
     elif isinstance(data, (str, os.PathLike)):
-        table = read_table(data)
+        raise _file_path(data, name)
     elif isinstance(data, FCSData):
         table = Table(data.values, check_unique(data.channels, name))
     elif is_anndata(data):
@@ -92,6 +82,15 @@ def as_table(data, name="input") -> Table:
     else:
         table = Table(data)
     return Table(float32_values(table.values, name, table.columns), table.columns, table.index)
+
+
+def _file_path(path, name):
+    # Files are read in data.formats (which builds on this module), never here.
+    return NeuronEditError(
+        f"{name} is a file path ({path}), not data; read it first: "
+        "neuronedit_tf.data.formats.read_table(path) gives a checked Table, "
+        "neuronedit_tf.data.read(path) its content (FCSData, DataFrame, AnnData, ...)."
+    )
 
 
 def match_names(names, expected, name="input", against="the model's"):
@@ -137,12 +136,8 @@ def select(data, columns, name="input") -> Table:
         NeuronEditError: ``data`` has no names, lacks some of ``columns``, or
             the chosen columns are not finite numbers.
     """
-    from neuronedit_tf.data.fcs import FCSData
-
     if isinstance(data, (str, os.PathLike)):
-        from neuronedit_tf.data.formats import read
-
-        data = read(data)
+        raise _file_path(data, name)
     columns = check_unique(columns, "the channel list")
     names = names_of(data)
     if names is None:
@@ -181,8 +176,6 @@ def replace_columns(original, columns, values):
     Returns:
         The same kind as ``original`` (an ndarray for arrays and Tables).
     """
-    from neuronedit_tf.data.fcs import FCSData
-
     values = np.asarray(values, np.float32)
     names = None if isinstance(original, Table) else names_of(original)
     if names is None:
