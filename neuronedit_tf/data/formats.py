@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neuronedit_tf.data.annotated import (dense_matrix, from_table, read_h5ad, require_anndata,
+                                           write_h5ad)
 from neuronedit_tf.data.atomic import atomic_path
 from neuronedit_tf.data.fcs import FCSData, read_fcs, write_fcs
 from neuronedit_tf.data.tables import Table, as_table, is_anndata
@@ -277,8 +279,6 @@ def _read_hdf5(path, dataset=None, **_):
 
 
 def _read_h5ad(path, **_):
-    from neuronedit_tf.data.annotated import read_h5ad
-
     return read_h5ad(path)
 
 
@@ -296,8 +296,6 @@ def _as_frame(data):
     if isinstance(data, FCSData):
         return data.to_frame()
     if is_anndata(data):
-        from neuronedit_tf.data.annotated import dense_matrix
-
         return pd.DataFrame(dense_matrix(data), columns=[str(c) for c in data.var_names],
                             index=[str(i) for i in data.obs_names])
     if isinstance(data, Table):
@@ -317,8 +315,6 @@ def _names_and_values(data):
     if isinstance(data, Table):
         return data.columns, data.values
     if is_anndata(data):
-        from neuronedit_tf.data.annotated import dense_matrix
-
         return [str(c) for c in data.var_names], dense_matrix(data)
     if hasattr(data, "columns") and hasattr(data, "to_numpy"):
         return [str(c) for c in data.columns], data.to_numpy()
@@ -441,8 +437,6 @@ def _write_hdf5(path, data, dataset=None, note=None, **_):
 
 
 def _write_h5ad(path, data, note=None, **_):
-    from neuronedit_tf.data.annotated import from_table, write_h5ad
-
     if not is_anndata(data):
         names, values = _names_and_values(data)
         frame = _as_frame(data)
@@ -525,8 +519,6 @@ def _iter_chunks(path, chunk_size, format, dataset):
                 yield as_table(Table(source[start:start + chunk_size], columns), label)
         return
     if format == "h5ad":
-        from neuronedit_tf.data.annotated import dense_matrix, require_anndata
-
         anndata = require_anndata()
         adata = anndata.read_h5ad(path, backed="r")
         try:

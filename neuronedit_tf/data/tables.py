@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuronedit_tf.data.annotated import dense_matrix, with_matrix
 from neuronedit_tf.data.fcs import FCSData
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.validation import check_unique, float32_values, numeric_frame
@@ -72,8 +73,6 @@ def as_table(data, name="input") -> Table:
     elif isinstance(data, FCSData):
         table = Table(data.values, check_unique(data.channels, name))
     elif is_anndata(data):
-        from neuronedit_tf.data.annotated import dense_matrix
-
         table = Table(dense_matrix(data, None, name), check_unique(data.var_names, name),
                       data.obs_names)
     elif _is_frame(data):
@@ -186,8 +185,6 @@ def replace_columns(original, columns, values):
         result[:, order] = values
         return original.with_values(result)
     if is_anndata(original):
-        from neuronedit_tf.data.annotated import dense_matrix, with_matrix
-
         result = dense_matrix(original, None, "input").copy()
         result[:, order] = values
         return with_matrix(original, result)
