@@ -13,6 +13,7 @@ import json
 import numpy as np
 
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.validation import check_unique
 
 
 def edit(
@@ -79,7 +80,7 @@ def edit(
 
     from neuronedit_tf import __version__
     from neuronedit_tf.data.annotated import dense_matrix, group_masks
-    from neuronedit_tf.data.tables import check_unique, is_anndata
+    from neuronedit_tf.data.tables import is_anndata
     from neuronedit_tf.editor import NeuronEditor
 
     if not is_anndata(adata):

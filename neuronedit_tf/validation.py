@@ -120,6 +120,73 @@ def check_output(values, name="the result"):
     return values
 
 
+# --------------------------------------------------------------------- tables
+def check_unique(names, name="input") -> list[str]:
+    """``names`` as strings; raises if any repeats (two channels with one name cannot be matched)."""
+    names = [str(n) for n in names]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise NeuronEditError(
+            f"{name} has duplicate column/channel names {duplicated}; rename them so that "
+            "every feature has one name."
+        )
+    return names
+
+
+def numeric_frame(frame, name="input"):
+    """``(values, column names)`` of a DataFrame whose columns are uniquely named numbers."""
+    columns = check_unique(frame.columns, name)
+    non_numeric = [c for c, kind in zip(columns, frame.dtypes) if kind.kind not in "biuf"]
+    if non_numeric:
+        raise NeuronEditError(
+            f"{name} has non-numeric columns {non_numeric}; drop them, or pass "
+            "channels=[...] so that only numeric channels are edited."
+        )
+    return frame.to_numpy(), columns
+
+
+def float32_values(values, name="input", columns=None) -> np.ndarray:
+    """``values`` as a checked ``(rows, features)`` float32 array.
+
+    ``columns`` (optional) name the features in the message about a NaN/inf.
+
+    Raises:
+        NeuronEditError: not 2-D, empty, non-numeric, beyond float32's range,
+            or containing NaN/inf.
+    """
+    kind = getattr(values, "dtype", np.dtype(object)).kind
+    if kind in "cmMSUV":  # complex, times, text and raw bytes are not measurements
+        raise NeuronEditError(
+            f"{name} has dtype {values.dtype}, not real numbers; convert it to real numbers "
+            "first (e.g. values.astype('float32'), or values.real for complex data)."
+        )
+    if not isinstance(values, np.ndarray) or values.dtype.kind not in "biuf":
+        try:
+            values = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise NeuronEditError(
+                f"{name} is not numeric; pass a numeric array or DataFrame."
+            ) from None
+    if values.ndim != 2:
+        raise NeuronEditError(
+            f"{name} must be 2-D (rows = cells/samples, columns = features); got shape "
+            f"{values.shape}. Reshape it, e.g. values.reshape(len(values), -1)."
+        )
+    if values.shape[0] == 0 or values.shape[1] == 0:
+        raise NeuronEditError(f"{name} is empty (shape {values.shape}).")
+    check_float32_range(values, name)
+    values = values.astype(np.float32)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        where = columns[cols[0]] if columns else f"column {cols[0]}"
+        raise NeuronEditError(
+            f"{name} contains {bad.sum()} NaN/inf value(s) (first at row {rows[0]}, {where}); "
+            "remove or impute them first."
+        )
+    return values
+
+
 # --------------------------------------------------------------------- saved files
 def _is_pickle(path):
     with open(path, "rb") as handle:

@@ -11,11 +11,6 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "neuronedit_tf"
 
-#: Function-level circles still to break (issue #20): fcs.from_frame checks with
-#: tables.as_table, tables.as_table reads a path with formats.read, formats reads FCS.
-KNOWN_CIRCLES = [{"neuronedit_tf.data.fcs", "neuronedit_tf.data.formats",
-                  "neuronedit_tf.data.tables"}]
-
 
 def _modules():
     """``{"neuronedit_tf.x.y": path}`` for every module of the package."""
@@ -120,8 +115,8 @@ def test_no_module_level_import_circle():
     assert _circles({"module"}) == []
 
 
-def test_no_import_circle_even_inside_functions_but_the_known_ones():
-    assert [c for c in _circles({"module", "function"}) if c not in KNOWN_CIRCLES] == []
+def test_no_import_circle_even_inside_functions():
+    assert _circles({"module", "function"}) == []
 
 
 @pytest.mark.parametrize("top", ["neuronedit_tf.cli", "neuronedit_tf.bench"])

@@ -5,6 +5,7 @@ import pytest
 
 from neuronedit_tf import NeuronEditError
 from neuronedit_tf.data import datasets, read_fcs, write_fcs
+from neuronedit_tf.data.formats import read_table
 from neuronedit_tf.data.tables import align, as_table
 
 
@@ -60,7 +61,12 @@ def test_unreadable_fcs_is_one_clear_error(tmp_path, content):
 
 def test_missing_file_is_named():
     with pytest.raises(NeuronEditError, match="No such"):
-        as_table("/nonexistent/cells.fcs")
+        read_table("/nonexistent/cells.fcs")
+
+
+def test_as_table_refuses_a_file_path_and_says_how_to_read_it():
+    with pytest.raises(NeuronEditError, match=r"file path .*read_table\(path\)"):
+        as_table("cells.fcs", "source")
 
 
 def test_align_matches_reordered_names():

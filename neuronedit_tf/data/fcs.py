@@ -20,6 +20,7 @@ import numpy as np
 
 from neuronedit_tf.data.atomic import atomic_path
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.validation import float32_values, numeric_frame
 
 #: Keywords that describe the file layout; the writer sets them from the data.
 _LAYOUT = frozenset({
@@ -102,12 +103,13 @@ class FCSData:
     @classmethod
     def from_frame(cls, frame, markers=None, text=None):
         """An FCSData from a DataFrame: columns become $PnN, ``markers`` the $PnS."""
-        from neuronedit_tf.data.tables import as_table
-
-        table = as_table(frame, "data")
-        names = table.columns or [f"P{i + 1}" for i in range(table.values.shape[1])]
+        values, names = frame, None
+        if hasattr(frame, "dtypes"):
+            values, names = numeric_frame(frame, "data")
+        values = float32_values(values, "data", names)
+        names = names or [f"P{i + 1}" for i in range(values.shape[1])]
         markers = list(markers) if markers is not None else [""] * len(names)
-        return cls(table.values, list(names), markers, dict(text or {}))
+        return cls(values, list(names), markers, dict(text or {}))
 
 
 class FCSWarning(UserWarning):

@@ -29,8 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from neuronedit_tf.data.annotated import (dense_matrix, from_table, read_h5ad, require_anndata,
+                                           write_h5ad)
 from neuronedit_tf.data.atomic import atomic_path
+from neuronedit_tf.data.fcs import FCSData, read_fcs, write_fcs
+from neuronedit_tf.data.tables import Table, as_table, is_anndata
 from neuronedit_tf.errors import NeuronEditError, foreign_errors
+from neuronedit_tf.validation import check_unique
 
 EXTENSIONS = {
     ".fcs": "fcs", ".lmd": "fcs", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv",
@@ -140,17 +145,23 @@ def read(path, format=None, *, dataset=None, mmap=True):
         return reader(path, dataset=dataset, mmap=mmap)
 
 
-def _read_fcs(path, dataset=None, **_):
-    from neuronedit_tf.data.fcs import read_fcs
+def read_table(path, format=None, *, dataset=None):
+    """Read a file of any :data:`FORMATS` into a checked :class:`~neuronedit_tf.data.tables.Table`.
 
+    Raises:
+        NeuronEditError: the file cannot be read (see :func:`read`), or its
+            content is not a valid table (see :func:`~neuronedit_tf.data.tables.as_table`).
+    """
+    return as_table(read(path, format, dataset=dataset), name=str(path))
+
+
+def _read_fcs(path, dataset=None, **_):
     return read_fcs(path, dataset=dataset)
 
 
 def _check_header(path, separator):
     """Refuse a missing header or repeated column names (pandas would rename a repeat "a.1")."""
     import csv
-
-    from neuronedit_tf.data.tables import check_unique
 
     with open(path, newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader(handle, delimiter=separator), None)
@@ -186,8 +197,6 @@ def _require_pyarrow():
 def _read_parquet(path, **_):
     import pandas as pd
 
-    from neuronedit_tf.data.tables import check_unique
-
     _require_pyarrow()
     import pyarrow.parquet as pq
 
@@ -201,8 +210,6 @@ def _read_npy(path, mmap=True, **_):
 
 def _read_npz(path, dataset=None, **_):
     import pandas as pd
-
-    from neuronedit_tf.data.tables import check_unique
 
     with np.load(path, allow_pickle=False) as archive:
         keys = list(archive.keys())
@@ -261,8 +268,6 @@ def _read_hdf5(path, dataset=None, **_):
     import h5py
     import pandas as pd
 
-    from neuronedit_tf.data.tables import check_unique
-
     key = resolve_dataset(path, dataset)
     with h5py.File(path, "r") as handle:
         values = handle[key][()]
@@ -274,8 +279,6 @@ def _read_hdf5(path, dataset=None, **_):
 
 
 def _read_h5ad(path, **_):
-    from neuronedit_tf.data.annotated import read_h5ad
-
     return read_h5ad(path)
 
 
@@ -290,14 +293,9 @@ def _as_frame(data):
     """``data`` as a DataFrame (column names kept; arrays get 0..d-1)."""
     import pandas as pd
 
-    from neuronedit_tf.data.fcs import FCSData
-    from neuronedit_tf.data.tables import Table, is_anndata
-
     if isinstance(data, FCSData):
         return data.to_frame()
     if is_anndata(data):
-        from neuronedit_tf.data.annotated import dense_matrix
-
         return pd.DataFrame(dense_matrix(data), columns=[str(c) for c in data.var_names],
                             index=[str(i) for i in data.obs_names])
     if isinstance(data, Table):
@@ -312,16 +310,11 @@ def _as_frame(data):
 
 def _names_and_values(data):
     """``(names or None, 2-D values)`` of anything writable."""
-    from neuronedit_tf.data.fcs import FCSData
-    from neuronedit_tf.data.tables import Table, is_anndata
-
     if isinstance(data, FCSData):
         return list(data.channels), np.asarray(data.values)
     if isinstance(data, Table):
         return data.columns, data.values
     if is_anndata(data):
-        from neuronedit_tf.data.annotated import dense_matrix
-
         return [str(c) for c in data.var_names], dense_matrix(data)
     if hasattr(data, "columns") and hasattr(data, "to_numpy"):
         return [str(c) for c in data.columns], data.to_numpy()
@@ -364,9 +357,6 @@ def write(path, data, format=None, *, dataset=None, note=None):
 
 
 def _write_fcs(path, data, note=None, **_):
-    from neuronedit_tf.data.fcs import FCSData, write_fcs
-    from neuronedit_tf.data.tables import is_anndata
-
     if not isinstance(data, FCSData):
         names, _values = _names_and_values(data)
         if names is None:
@@ -447,10 +437,6 @@ def _write_hdf5(path, data, dataset=None, note=None, **_):
 
 
 def _write_h5ad(path, data, note=None, **_):
-    from neuronedit_tf.data.annotated import from_table, write_h5ad
-    from neuronedit_tf.data.fcs import FCSData
-    from neuronedit_tf.data.tables import is_anndata
-
     if not is_anndata(data):
         names, values = _names_and_values(data)
         frame = _as_frame(data)
@@ -493,8 +479,6 @@ def iter_chunks(path, chunk_size=65536, format=None, *, dataset=None):
 
 
 def _iter_chunks(path, chunk_size, format, dataset):
-    from neuronedit_tf.data.tables import Table, as_table, check_unique
-
     if int(chunk_size) < 1:
         raise NeuronEditError(f"chunk_size must be a positive integer; got {chunk_size}.")
     chunk_size = int(chunk_size)
@@ -535,8 +519,6 @@ def _iter_chunks(path, chunk_size, format, dataset):
                 yield as_table(Table(source[start:start + chunk_size], columns), label)
         return
     if format == "h5ad":
-        from neuronedit_tf.data.annotated import dense_matrix, require_anndata
-
         anndata = require_anndata()
         adata = anndata.read_h5ad(path, backed="r")
         try:
@@ -547,7 +529,7 @@ def _iter_chunks(path, chunk_size, format, dataset):
         finally:
             adata.file.close()
         return
-    whole = as_table(read(path, format, dataset=dataset), label)
+    whole = read_table(path, format, dataset=dataset)
     for start in range(0, len(whole), chunk_size):
         index = None if whole.index is None else whole.index[start:start + chunk_size]
         yield Table(whole.values[start:start + chunk_size], whole.columns, index)

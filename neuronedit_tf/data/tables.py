@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuronedit_tf.data.annotated import dense_matrix, with_matrix
+from neuronedit_tf.data.fcs import FCSData
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.validation import check_float32_range
+from neuronedit_tf.validation import check_unique, float32_values, numeric_frame
 
 
 @dataclass
@@ -29,13 +31,6 @@ class Table:
         return len(self.values)
 
 
-def read_table(path, format=None) -> Table:
-    """Read any supported file (see :func:`neuronedit_tf.data.formats.read`) into a checked Table."""
-    from neuronedit_tf.data.formats import read
-
-    return as_table(read(path, format=format), name=str(path))
-
-
 def is_anndata(data) -> bool:
     """True for an ``anndata.AnnData`` (checked by its attributes; anndata is optional)."""
     return all(hasattr(data, attr) for attr in ("obs_names", "var_names", "X", "layers"))
@@ -45,22 +40,8 @@ def _is_frame(data) -> bool:
     return hasattr(data, "columns") and hasattr(data, "to_numpy") and hasattr(data, "dtypes")
 
 
-def check_unique(names, name="input") -> list[str]:
-    """``names`` as strings; raises if any repeats (two channels with one name cannot be matched)."""
-    names = [str(n) for n in names]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise NeuronEditError(
-            f"{name} has duplicate column/channel names {duplicated}; rename them so that "
-            "every feature has one name."
-        )
-    return names
-
-
 def names_of(data) -> list[str] | None:
     """The feature names of ``data`` (FCS $PnN, DataFrame columns, AnnData var_names), or None."""
-    from neuronedit_tf.data.fcs import FCSData
-
     if isinstance(data, Table):
         return data.columns
     if isinstance(data, FCSData):
@@ -73,7 +54,7 @@ def names_of(data) -> list[str] | None:
 
 
 def as_table(data, name="input") -> Table:
-    """Validate ``data`` (numpy array, DataFrame, FCSData, AnnData, Table or a file path).
+    """Validate ``data`` (numpy array, DataFrame, FCSData, AnnData or Table).
 
     AnnData gives its ``X`` (dense; sparse matrices are densified) with
     ``var_names`` as columns and ``obs_names`` as the index.
@@ -85,62 +66,30 @@ def as_table(data, name="input") -> Table:
         NeuronEditError: not 2-D, empty, non-numeric, containing NaN/inf, or
             with duplicate names.
     """
-    from neuronedit_tf.data.fcs import FCSData
-
     if isinstance(data, Table):
         table = data
     elif isinstance(data, (str, os.PathLike)):
-        table = read_table(data)
+        raise _file_path(data, name)
     elif isinstance(data, FCSData):
         table = Table(data.values, check_unique(data.channels, name))
     elif is_anndata(data):
-        from neuronedit_tf.data.annotated import dense_matrix
-
         table = Table(dense_matrix(data, None, name), check_unique(data.var_names, name),
                       data.obs_names)
     elif _is_frame(data):
-        columns = check_unique(data.columns, name)
-        non_numeric = [c for c, kind in zip(columns, data.dtypes) if kind.kind not in "biuf"]
-        if non_numeric:
-            raise NeuronEditError(
-                f"{name} has non-numeric columns {non_numeric}; drop them, or pass "
-                "channels=[...] so that only numeric channels are edited."
-            )
-        table = Table(data.to_numpy(), columns, data.index)
+        values, columns = numeric_frame(data, name)
+        table = Table(values, columns, data.index)
     else:
         table = Table(data)
-    values = table.values
-    kind = getattr(values, "dtype", np.dtype(object)).kind
-    if kind in "cmMSUV":  # complex, times, text and raw bytes are not measurements
-        raise NeuronEditError(
-            f"{name} has dtype {values.dtype}, not real numbers; convert it to real numbers "
-            "first (e.g. values.astype('float32'), or values.real for complex data)."
-        )
-    if not isinstance(values, np.ndarray) or values.dtype.kind not in "biuf":
-        try:
-            values = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise NeuronEditError(
-                f"{name} is not numeric; pass a numeric array or DataFrame."
-            ) from None
-    if values.ndim != 2:
-        raise NeuronEditError(
-            f"{name} must be 2-D (rows = cells/samples, columns = features); got shape "
-            f"{values.shape}. Reshape it, e.g. values.reshape(len(values), -1)."
-        )
-    if values.shape[0] == 0 or values.shape[1] == 0:
-        raise NeuronEditError(f"{name} is empty (shape {values.shape}).")
-    check_float32_range(values, name)
-    values = values.astype(np.float32)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        rows, cols = np.nonzero(bad)
-        where = table.columns[cols[0]] if table.columns else f"column {cols[0]}"
-        raise NeuronEditError(
-            f"{name} contains {bad.sum()} NaN/inf value(s) (first at row {rows[0]}, {where}); "
-            "remove or impute them first."
-        )
-    return Table(values, table.columns, table.index)
+    return Table(float32_values(table.values, name, table.columns), table.columns, table.index)
+
+
+def _file_path(path, name):
+    # Files are read in data.formats (which builds on this module), never here.
+    return NeuronEditError(
+        f"{name} is a file path ({path}), not data; read it first: "
+        "neuronedit_tf.data.formats.read_table(path) gives a checked Table, "
+        "neuronedit_tf.data.read(path) its content (FCSData, DataFrame, AnnData, ...)."
+    )
 
 
 def match_names(names, expected, name="input", against="the model's"):
@@ -186,12 +135,8 @@ def select(data, columns, name="input") -> Table:
         NeuronEditError: ``data`` has no names, lacks some of ``columns``, or
             the chosen columns are not finite numbers.
     """
-    from neuronedit_tf.data.fcs import FCSData
-
     if isinstance(data, (str, os.PathLike)):
-        from neuronedit_tf.data.formats import read
-
-        data = read(data)
+        raise _file_path(data, name)
     columns = check_unique(columns, "the channel list")
     names = names_of(data)
     if names is None:
@@ -230,8 +175,6 @@ def replace_columns(original, columns, values):
     Returns:
         The same kind as ``original`` (an ndarray for arrays and Tables).
     """
-    from neuronedit_tf.data.fcs import FCSData
-
     values = np.asarray(values, np.float32)
     names = None if isinstance(original, Table) else names_of(original)
     if names is None:
@@ -242,8 +185,6 @@ def replace_columns(original, columns, values):
         result[:, order] = values
         return original.with_values(result)
     if is_anndata(original):
-        from neuronedit_tf.data.annotated import dense_matrix, with_matrix
-
         result = dense_matrix(original, None, "input").copy()
         result[:, order] = values
         return with_matrix(original, result)
