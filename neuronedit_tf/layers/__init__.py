@@ -7,7 +7,7 @@
 * the in-graph transforms (``transforms.py``): :class:`Arcsinh`, :class:`Logicle` and
   :class:`Saturate`; the ensemble's :class:`MemberSlice` (``ensemble.py``).
 
-:func:`custom_objects` is what ``keras.saving.load_model`` is given wherever this package loads
+:func:`custom_objects` is what Keras's loader is given wherever this package loads
 a ``.keras`` file (the editor, the baselines, the zoo), so every loader knows the same layers.
 """
 
@@ -26,7 +26,8 @@ LAYERS = (NeuronEdit, SupportGate, Arcsinh, Saturate, Logicle, MemberSlice)
 
 
 def custom_objects():
-    """``{class name: layer class}`` for ``keras.saving.load_model(..., custom_objects=...)``.
+    """``{class name: layer class}``: the ``custom_objects`` of every Keras model load
+    (:func:`neuronedit_tf.validation.load_keras_model` or its equivalent there).
 
     Example:
         >>> sorted(custom_objects())
