@@ -27,7 +27,7 @@ LAYERS = (NeuronEdit, SupportGate, Arcsinh, Saturate, Logicle, MemberSlice)
 
 def custom_objects():
     """``{class name: layer class}``: the ``custom_objects`` of every Keras model load
-    (:func:`neuronedit_tf.validation.load_keras_model` or its equivalent there).
+    (:func:`neuronedit_tf.validation.load_keras_model`, the package's one Keras loader).
 
     Example:
         >>> sorted(custom_objects())
