@@ -91,7 +91,6 @@ class Baseline(Estimator):
         self.transform_name = transform
         self.cofactor = float(cofactor)
         self.seed = int(seed)
-        self.columns = None
         self.sample_shape = None
         self.state = {}
         self.model = None
@@ -147,7 +146,7 @@ class Baseline(Estimator):
                     f"{role} has {len(table)} rows; {self.name} needs at least {self.min_rows}."
                 )
         keras.utils.set_random_seed(self.seed)
-        self.columns = columns
+        self.columns_ = columns
         self.sample_shape = tuple(int(s) for s in tables[0].values.shape[1:])
         self.state, self.model, self.history = {}, None, None
         self._fit_values(*[t.values for t in tables])
@@ -230,7 +229,7 @@ class Baseline(Estimator):
                 "format": FORMAT,
                 "method": self.name,
                 "config": self.get_config(),
-                "columns": self.columns,
+                "columns": self.columns_,
                 "sample_shape": list(self.sample_shape),
                 "images": self._image_input,
                 "history": self.history,
@@ -266,7 +265,7 @@ class Baseline(Estimator):
         if cls is not Baseline and not issubclass(method, cls):
             raise NeuronEditError(f"{path} holds a {record['method']!r}, not a {cls.__name__}.")
         baseline = method(**record["config"])
-        baseline.columns = record["columns"]
+        baseline.columns_ = record["columns"]
         baseline.sample_shape = tuple(record["sample_shape"])
         baseline._image_input = bool(record["images"])
         baseline.history = record["history"]

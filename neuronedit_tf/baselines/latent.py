@@ -73,7 +73,7 @@ class ConstantShift(NetworkBaseline):
         editor.fit(source, target, extra=extra, epochs=self.epochs, batch_size=self.batch_size,
                    validation_split=self.validation_split, patience=self.patience,
                    verbose=2 if self.verbose else 0, deterministic=self.deterministic)
-        self.history = editor.history
+        self.history = editor.history_
         pre, encoder = editor.part("preprocessing"), editor.part("encoder")
         decoder, post = editor.part("decoder"), editor.part("postprocessing")
         codes = [models.run(encoder, models.run(pre, v)) for v in (source, target)]

@@ -78,13 +78,15 @@ class NeuronEditMethod(NetworkBaseline):
             validation_split=self.validation_split, patience=self.patience,
             verbose=2 if self.verbose else 0, deterministic=self.deterministic,
         )
-        self.history = self.editor.history
-        self.model = self.editor.model
+        self.history = self.editor.history_
+        self.model = self.editor.model_
 
     def _after_load(self):
         self.editor = self._editor()
-        self.editor.model, self.editor.columns = self.model, self.columns
-        self.editor.history = self.history
+        config = self.editor.get_config()  # the resolved method and knots it was fitted with
+        self.editor.method_, self.editor.quantiles_ = config["method"], tuple(config["quantiles"])
+        self.editor.model_, self.editor.columns_ = self.model, self.columns_
+        self.editor.history_ = self.history
 
     @classmethod
     def from_editor_folder(cls, path):
@@ -97,9 +99,9 @@ class NeuronEditMethod(NetworkBaseline):
                       extrapolation=config["extrapolation"], transform=config["transform"],
                       cofactor=config["cofactor"], hidden=config["hidden"],
                       seed=config["seed"], learning_rate=config["learning_rate"],
-                      model="conv" if len(editor.model.input.shape) == 4 else "dense")
-        wrapped.editor, wrapped.model = editor, editor.model
-        wrapped.columns, wrapped.history = editor.columns, editor.history
-        wrapped.sample_shape = tuple(editor.model.input.shape[1:])
-        wrapped._image_input = len(editor.model.input.shape) == 4
+                      model="conv" if len(editor.model_.input.shape) == 4 else "dense")
+        wrapped.editor, wrapped.model = editor, editor.model_
+        wrapped.columns_, wrapped.history = editor.columns_, editor.history_
+        wrapped.sample_shape = tuple(editor.model_.input.shape[1:])
+        wrapped._image_input = len(editor.model_.input.shape) == 4
         return wrapped
