@@ -13,7 +13,7 @@ import tensorflow as tf
 from neuronedit_tf import distribute, methods, models, streaming
 from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
-from neuronedit_tf.estimator import Estimator, Renamed, named_inputs
+from neuronedit_tf.estimator import TRAINING, Estimator, Renamed, named_inputs
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import NeuronEdit, custom_objects
 
@@ -77,6 +77,17 @@ class NeuronEditor(Estimator):
             cytometry panel); the other features (Time, scatter, text columns)
             must be present too and pass through unchanged. Default: all.
         hidden: encoder widths of the dense model.
+        epochs: the most epochs; early stopping usually ends sooner.
+        batch_size: minibatch size (paper: 100).
+        validation_split: share of rows held out for early stopping (every
+            ``1/validation_split``-th row of S, T and X in order).
+        patience: epochs without validation improvement before stopping.
+        verbose: 0: silent; ``"auto"`` or 1: one progress bar over the epochs with
+            the loss and validation loss (tqdm, on stderr; it says where early
+            stopping ended); 2: one line per epoch (Keras's).
+        deterministic: make TensorFlow's ops deterministic (slower).
+            These training settings (:data:`~neuronedit_tf.estimator.TRAINING`, shared
+            with the baselines) can also be given to ``fit``, for that fit only.
         members: how many dense autoencoders to train (initial weights seeded
             ``seed``, ``seed + 1``, ...) and edit together. They train side by side in
             one model (:func:`~neuronedit_tf.models.side_by_side`: the same batches, each
@@ -124,11 +135,17 @@ class NeuronEditor(Estimator):
         cofactor=5.0,
         hidden=(500, 250, 50),
         seed=0,
-        learning_rate=1e-3,
+        learning_rate=TRAINING["learning_rate"],
         logicle=None,
         channels=None,
         strategy=None,
         members=1,
+        epochs=TRAINING["epochs"],
+        batch_size=TRAINING["batch_size"],
+        validation_split=TRAINING["validation_split"],
+        patience=TRAINING["patience"],
+        verbose="auto",
+        deterministic=TRAINING["deterministic"],
     ):
         self.model = model
         self.method = method
@@ -144,6 +161,12 @@ class NeuronEditor(Estimator):
         self.channels = channels
         self.strategy = strategy
         self.members = members
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.validation_split = validation_split
+        self.patience = patience
+        self.verbose = verbose
+        self.deterministic = deterministic
         self._settings()  # bad arguments fail here, early; fit() resolves them again
 
     architecture = Renamed("model")
@@ -231,13 +254,13 @@ class NeuronEditor(Estimator):
         source,
         target,
         extra=None,
-        epochs=200,
-        batch_size=100,
-        validation_split=0.1,
-        patience=10,
-        verbose="auto",
+        epochs=None,
+        batch_size=None,
+        validation_split=None,
+        patience=None,
+        verbose=None,
         checkpoint_dir=None,
-        deterministic=False,
+        deterministic=None,
         shuffle_rows=streaming.SHUFFLE_ROWS,
         jit_compile=False,
         steps_per_execution="auto",
@@ -253,19 +276,13 @@ class NeuronEditor(Estimator):
                 reordered named columns are matched by name).
             extra: X, data to be edited later; seen in training (the paper).
                 A list of data sets (e.g. several files) is used together.
-            epochs: the most epochs; early stopping usually ends sooner.
-            batch_size: minibatch size (paper: 100).
-            validation_split: share of rows held out for early stopping (every
-                ``1/validation_split``-th row of S, T and X in order).
-            patience: epochs without validation improvement before stopping.
-            verbose: 0: silent; ``"auto"`` or 1: one progress bar over the epochs with
-                the loss and validation loss (tqdm, on stderr; it says where early
-                stopping ended); 2: one line per epoch (Keras's).
+            epochs, batch_size, validation_split, patience, verbose, deterministic:
+                the constructor's training settings, overridden for this fit when given
+                (None: the constructor's).
             checkpoint_dir: if given, training resumes from here after a crash
                 (``keras.callbacks.BackupAndRestore`` with the early stopping's state
                 and the data position): call ``fit`` again with the same arguments and
                 it ends with the uninterrupted run's result. Removed when training ends.
-            deterministic: make TensorFlow's ops deterministic (slower).
             shuffle_rows: the training shuffle buffer, in rows; data up to this
                 size is shuffled exactly, larger data through the buffer.
             jit_compile, steps_per_execution: Keras's ``compile`` options. By default
@@ -281,6 +298,10 @@ class NeuronEditor(Estimator):
             self.
         """
         settings = self._settings()
+        given = {"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
+                 "patience": patience, "verbose": verbose, "deterministic": deterministic}
+        epochs, batch_size, validation_split, patience, verbose, deterministic = (
+            getattr(self, name) if value is None else value for name, value in given.items())
         inputs = named_inputs(source, target, extra)
         if any(streaming.is_stream(data) for _, data in inputs):
             if self.channels is not None:

@@ -73,6 +73,21 @@ def named_inputs(source, target, extra=None):
     return inputs
 
 
+#: The training settings shared by NeuronEditor and every trained baseline, with their
+#: defaults (the paper's: at most 200 epochs of minibatches of 100, Adam at 1e-3; early
+#: stopping on every 10th row after 10 epochs without improvement). Each is a constructor
+#: argument of all of them, so ``clone`` and grid searches see it; NeuronEditor's
+#: ``fit()`` also takes them, as overrides for one fit.
+TRAINING = {
+    "epochs": 200,
+    "batch_size": 100,
+    "learning_rate": 1e-3,
+    "validation_split": 0.1,
+    "patience": 10,
+    "deterministic": False,
+}
+
+
 class Renamed:
     """A deprecated attribute name that reads and writes the attribute ``new``, with a
     ``DeprecationWarning`` (kept for one release after a rename)."""
@@ -115,9 +130,17 @@ class Parameters:
 
     @classmethod
     def _get_param_names(cls):
-        signature = inspect.signature(cls.__init__)
-        return sorted(name for name, p in signature.parameters.items()
-                      if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        """``__init__``'s argument names; through ``**kwargs``, its parents' too."""
+        names = set()
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass) or klass is object:
+                continue
+            arguments = list(inspect.signature(klass.__init__).parameters.values())[1:]
+            names.update(a.name for a in arguments
+                         if a.kind not in (a.VAR_POSITIONAL, a.VAR_KEYWORD))
+            if not any(a.kind == a.VAR_KEYWORD for a in arguments):
+                break
+        return sorted(names)
 
     def get_params(self, deep=True):
         """The constructor arguments as ``{name: value}``; with ``deep``, also those of

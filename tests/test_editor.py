@@ -217,3 +217,12 @@ def test_fitted_state_ends_in_an_underscore_and_old_names_warn(small_editor):
         assert small_editor.history is small_editor.history_
     with pytest.warns(DeprecationWarning, match=r"columns_"):
         assert small_editor.columns == small_editor.columns_
+
+
+def test_training_settings_in_the_constructor_train_as_the_same_fit_arguments(cytof):
+    pair = cytof["source"].values, cytof["target"].values
+    configured = NeuronEditor(hidden=(8, 4, 2), epochs=2, batch_size=200, verbose=0).fit(*pair)
+    overridden = NeuronEditor(hidden=(8, 4, 2), epochs=50).fit(*pair, epochs=2, batch_size=200,
+                                                               verbose=0)
+    assert configured.get_params()["epochs"] == 2 and len(configured.history_["loss"]) == 2
+    np.testing.assert_array_equal(configured.transform(pair[0]), overridden.transform(pair[0]))
