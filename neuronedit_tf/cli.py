@@ -289,7 +289,7 @@ def _apply(args):
 
     editor = _load_model(args.model)
     destinations = _destinations(args.files, args.out_dir, args.out_format)
-    edited_what = ",".join(editor.columns) if editor.columns else "all features"
+    edited_what = ",".join(editor.columns_) if editor.columns_ else "all features"
     note = (f"neuronedit {__version__}: edited {edited_what} with the model {args.model} "
             f"(transform {editor.transform_name})")
     progress = tqdm(list(zip(args.files, destinations)), desc="editing files", unit="file",

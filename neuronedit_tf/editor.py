@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -12,12 +13,21 @@ import tensorflow as tf
 from neuronedit_tf import distribute, methods, models, streaming
 from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
-from neuronedit_tf.estimator import Estimator, named_inputs
+from neuronedit_tf.estimator import TRAINING, Estimator, Renamed, named_inputs
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import NeuronEdit, custom_objects
 
 CONFIG_FILE = "neuronedit.json"
 MODEL_FILE = "model.keras"
+
+
+def _check_rows(name, rows, quantiles):
+    """Refuse S or T with fewer rows than the edit's knots."""
+    if rows is not None and rows < len(quantiles):
+        raise NeuronEditError(
+            f"{name} has {rows} rows, fewer than the {len(quantiles)} quantiles of the map; "
+            "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
+        )
 
 
 class NeuronEditor(Estimator):
@@ -26,7 +36,12 @@ class NeuronEditor(Estimator):
     Trains an autoencoder on S, T and X together, maps the percentiles of S's
     activations at ``layer`` onto T's (``NeuronEdit``), and decodes edited
     activations. The whole path, raw values in and raw values out, is one Keras
-    model (``self.model``), saved, loaded and exported as one graph.
+    model (``model_`` once fitted), saved, loaded and exported as one graph.
+
+    As in scikit-learn, each argument is stored under its own name, untouched
+    (``get_params``/``set_params``, so ``sklearn.base.clone`` works); defaults such as
+    ``method=None`` are resolved in ``fit``. Fitted state ends in ``_``: ``model_``,
+    ``method_``, ``quantiles_``, ``columns_``, ``passthrough_``, ``history_``.
 
     Args:
         method: ``"paper"``, ``"calibrated"``, ``"gated"`` or another registered method's
@@ -62,6 +77,17 @@ class NeuronEditor(Estimator):
             cytometry panel); the other features (Time, scatter, text columns)
             must be present too and pass through unchanged. Default: all.
         hidden: encoder widths of the dense model.
+        epochs: the most epochs; early stopping usually ends sooner.
+        batch_size: minibatch size (paper: 100).
+        validation_split: share of rows held out for early stopping (every
+            ``1/validation_split``-th row of S, T and X in order).
+        patience: epochs without validation improvement before stopping.
+        verbose: 0: silent; ``"auto"`` or 1: one progress bar over the epochs with
+            the loss and validation loss (tqdm, on stderr; it says where early
+            stopping ended); 2: one line per epoch (Keras's).
+        deterministic: make TensorFlow's ops deterministic (slower).
+            These training settings (:data:`~neuronedit_tf.estimator.TRAINING`, shared
+            with the baselines) can also be given to ``fit``, for that fit only.
         members: how many dense autoencoders to train (initial weights seeded
             ``seed``, ``seed + 1``, ...) and edit together. They train side by side in
             one model (:func:`~neuronedit_tf.models.side_by_side`: the same batches, each
@@ -109,12 +135,52 @@ class NeuronEditor(Estimator):
         cofactor=5.0,
         hidden=(500, 250, 50),
         seed=0,
-        learning_rate=1e-3,
+        learning_rate=TRAINING["learning_rate"],
         logicle=None,
         channels=None,
         strategy=None,
         members=1,
+        epochs=TRAINING["epochs"],
+        batch_size=TRAINING["batch_size"],
+        validation_split=TRAINING["validation_split"],
+        patience=TRAINING["patience"],
+        verbose="auto",
+        deterministic=TRAINING["deterministic"],
     ):
+        self.model = model
+        self.method = method
+        self.layer = layer
+        self.quantiles = quantiles
+        self.extrapolation = extrapolation
+        self.transform_name = transform  # transform() is the method; see _attribute_names
+        self.cofactor = cofactor
+        self.hidden = hidden
+        self.seed = seed
+        self.learning_rate = learning_rate
+        self.logicle = logicle
+        self.channels = channels
+        self.strategy = strategy
+        self.members = members
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.validation_split = validation_split
+        self.patience = patience
+        self.verbose = verbose
+        self.deterministic = deterministic
+        self._settings()  # bad arguments fail here, early; fit() resolves them again
+
+    architecture = Renamed("model")
+    _attribute_names = {"transform": "transform_name"}
+    history = Renamed("history_")
+
+    def _settings(self):
+        """The constructor arguments checked, with their defaults resolved (``method=None``:
+        the default method; ``quantiles=None``: that method's knots), as a namespace.
+
+        Raises:
+            NeuronEditError: naming the bad argument and how to fix it.
+        """
+        model, transform = self.model, self.transform_name
         if not (isinstance(model, keras.Model) or model in ("dense", "conv")):
             raise NeuronEditError(
                 f"model must be 'dense', 'conv' or a keras.Model; got {model!r}."
@@ -123,54 +189,51 @@ class NeuronEditor(Estimator):
             raise NeuronEditError(
                 f"transform must be one of {models.TRANSFORMS}; got {transform!r}."
             )
-        self.architecture = model
-        self.method = methods.check_method(methods.default_name(self.images) if method is None
-                                           else method)
+        method = methods.check_method(methods.default_name(self.images) if self.method is None
+                                      else self.method)
+        quantiles = self.quantiles
         if quantiles is None:
-            quantiles = methods.get(self.method).default_quantiles
-        NeuronEdit(quantiles=quantiles, extrapolation=extrapolation)  # validates both
-        self.layer = layer
-        self.quantiles = tuple(float(q) for q in quantiles)
-        self.extrapolation = extrapolation
-        self.transform_name = transform
-        self.cofactor = float(cofactor)
-        self.hidden = checks.widths(hidden)
-        self.seed = checks.integer(seed, "seed")
-        self.members = checks.positive_int(members, "members")
-        if self.members > 1 and (self.images or isinstance(model, keras.Model)):
+            quantiles = methods.get(method).default_quantiles
+        NeuronEdit(quantiles=quantiles, extrapolation=self.extrapolation)  # validates both
+        members = checks.positive_int(self.members, "members")
+        if members > 1 and (self.images or isinstance(model, keras.Model)):
             raise NeuronEditError(
-                f"members={members} trains several dense autoencoders; it needs "
+                f"members={self.members} trains several dense autoencoders; it needs "
                 "model='dense' (tables). Use members=1 with a conv or custom model.")
-        self.learning_rate = checks.positive_finite(learning_rate, "learning_rate")
+        settings = SimpleNamespace(
+            method=method, quantiles=tuple(float(q) for q in quantiles),
+            cofactor=float(self.cofactor), hidden=checks.widths(self.hidden),
+            seed=checks.integer(self.seed, "seed"), members=members,
+            learning_rate=checks.positive_finite(self.learning_rate, "learning_rate"),
+        )
         if transform == "arcsinh":
-            checks.positive_finite(cofactor, "The arcsinh cofactor")
-        if logicle is not None and transform != "logicle":
+            checks.positive_finite(self.cofactor, "The arcsinh cofactor")
+        if self.logicle is not None and transform != "logicle":
             raise NeuronEditError("logicle= parameters need transform='logicle'.")
+        settings.logicle = self.logicle
         if transform == "logicle":
             from neuronedit_tf.transforms import logicle_options
 
-            logicle = logicle_options(logicle)
-        self.logicle = logicle
+            settings.logicle = logicle_options(self.logicle)
+        channels = self.channels
         if isinstance(channels, str) or (channels is not None and not all(
                 isinstance(c, str) for c in channels)):
             raise NeuronEditError(
                 f"channels must be a list of names, e.g. ['CD3', 'CD19']; got {channels!r}."
             )
-        self.channels = None if channels is None else list(channels)
-        if self.channels is not None and not self.channels:
+        settings.channels = None if channels is None else list(channels)
+        if settings.channels is not None and not settings.channels:
             raise NeuronEditError("channels is empty; name at least one channel to edit.")
-        self.strategy = None if strategy is None else distribute.resolve(strategy)
-        self.columns = None
-        self.passthrough = []
-        self.model = None
-        self.history = None
+        if self.strategy is not None:
+            distribute.resolve(self.strategy)  # checks its type
+        return settings
 
     # ------------------------------------------------------------------ inputs
     @property
     def images(self):
-        if isinstance(self.architecture, keras.Model):
-            return len(self.architecture.input.shape) == 4
-        return self.architecture == "conv"
+        if isinstance(self.model, keras.Model):
+            return len(self.model.input.shape) == 4
+        return self.model == "conv"
 
     def _stream(self, data, name, columns=None):
         """A streamed input (dataset, memory map) -> :class:`~neuronedit_tf.streaming.Rows`,
@@ -191,13 +254,13 @@ class NeuronEditor(Estimator):
         source,
         target,
         extra=None,
-        epochs=200,
-        batch_size=100,
-        validation_split=0.1,
-        patience=10,
-        verbose="auto",
+        epochs=None,
+        batch_size=None,
+        validation_split=None,
+        patience=None,
+        verbose=None,
         checkpoint_dir=None,
-        deterministic=False,
+        deterministic=None,
         shuffle_rows=streaming.SHUFFLE_ROWS,
         jit_compile=False,
         steps_per_execution="auto",
@@ -213,19 +276,13 @@ class NeuronEditor(Estimator):
                 reordered named columns are matched by name).
             extra: X, data to be edited later; seen in training (the paper).
                 A list of data sets (e.g. several files) is used together.
-            epochs: the most epochs; early stopping usually ends sooner.
-            batch_size: minibatch size (paper: 100).
-            validation_split: share of rows held out for early stopping (every
-                ``1/validation_split``-th row of S, T and X in order).
-            patience: epochs without validation improvement before stopping.
-            verbose: 0: silent; ``"auto"`` or 1: one progress bar over the epochs with
-                the loss and validation loss (tqdm, on stderr; it says where early
-                stopping ended); 2: one line per epoch (Keras's).
+            epochs, batch_size, validation_split, patience, verbose, deterministic:
+                the constructor's training settings, overridden for this fit when given
+                (None: the constructor's).
             checkpoint_dir: if given, training resumes from here after a crash
                 (``keras.callbacks.BackupAndRestore`` with the early stopping's state
                 and the data position): call ``fit`` again with the same arguments and
                 it ends with the uninterrupted run's result. Removed when training ends.
-            deterministic: make TensorFlow's ops deterministic (slower).
             shuffle_rows: the training shuffle buffer, in rows; data up to this
                 size is shuffled exactly, larger data through the buffer.
             jit_compile, steps_per_execution: Keras's ``compile`` options. By default
@@ -240,6 +297,11 @@ class NeuronEditor(Estimator):
         Returns:
             self.
         """
+        settings = self._settings()
+        given = {"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
+                 "patience": patience, "verbose": verbose, "deterministic": deterministic}
+        epochs, batch_size, validation_split, patience, verbose, deterministic = (
+            getattr(self, name) if value is None else value for name, value in given.items())
         inputs = named_inputs(source, target, extra)
         if any(streaming.is_stream(data) for _, data in inputs):
             if self.channels is not None:
@@ -251,7 +313,7 @@ class NeuronEditor(Estimator):
         else:
             # In memory: validated whole, named features matched by name (any order).
             tables, columns = self._fit_tables(source, target, extra)
-            passthrough = self.passthrough
+            passthrough = self.passthrough_
             streams = [streaming.Rows(t.values, n, columns=columns, images=self.images)
                        for t, (n, _) in zip(tables, inputs)]
         sample_shape = streams[0].sample_shape
@@ -263,101 +325,96 @@ class NeuronEditor(Estimator):
                 )
             stream.check_width(sample_shape)
         for stream in streams[:2]:
-            self._check_rows(stream.name, stream.n_rows)
+            _check_rows(stream.name, stream.n_rows, settings.quantiles)
         if not isinstance(validation_split, (int, float)) or not 0 < validation_split < 1:
             raise NeuronEditError(f"validation_split must be in (0, 1); got {validation_split}.")
         epochs = checks.positive_int(epochs, "epochs")
         batch_size = checks.positive_int(batch_size, "batch_size")
         patience = checks.integer(patience, "patience")
 
-        keras.utils.set_random_seed(self.seed)
+        keras.utils.set_random_seed(settings.seed)
         if deterministic:
             tf.config.experimental.enable_op_determinism()
-        self.columns = columns
-        self.passthrough = passthrough
+        self.columns_ = columns
+        self.passthrough_ = passthrough
+        self.method_, self.quantiles_ = settings.method, settings.quantiles
         mean, variance, counts = streaming.moments(
             streams, lambda chunk: models.transform_values(chunk, self.transform_name,
-                                                           self.cofactor, self.logicle)
+                                                           settings.cofactor, settings.logicle)
         )
         for stream, rows in zip(streams[:2], counts):
-            self._check_rows(stream.name, rows)
+            _check_rows(stream.name, rows, settings.quantiles)
         if int(sum(counts) * validation_split) < 1:
             raise NeuronEditError(
                 f"validation_split={validation_split} of {sum(counts)} rows holds out no row; "
                 "raise it or give more rows."
             )
-        pre = models.preprocessing(sample_shape, mean, variance, self.transform_name, self.cofactor,
-                                   self.logicle)
+        pre = models.preprocessing(sample_shape, mean, variance, self.transform_name,
+                                   settings.cofactor, settings.logicle)
         post = models.postprocessing(sample_shape, mean, variance, self.transform_name,
-                                     self.cofactor, self.logicle)
+                                     settings.cofactor, settings.logicle)
 
         strategy = distribute.resolve(self.strategy)
         default = strategy is tf.distribute.get_strategy()
         # members > 1: the autoencoders (seeds seed, seed + 1, ...) side by side in one model,
         # trained together: same batches, each member from its own loss (models.side_by_side).
         training, steps, validation = streaming.training_data(
-            streams, pre, sum(counts), validation_split, int(batch_size), self.seed, shuffle_rows)
-        autoencoder, self.history = distribute.train(
-            lambda: self._build_autoencoders(sample_shape, fresh=not default),
+            streams, pre, sum(counts), validation_split, int(batch_size), settings.seed,
+            shuffle_rows)
+        autoencoder, self.history_ = distribute.train(
+            lambda: self._build_autoencoders(sample_shape, settings, fresh=not default),
             strategy, training, steps, validation, epochs=epochs, patience=patience,
-            learning_rate=self.learning_rate, verbose=verbose, checkpoint_dir=checkpoint_dir,
+            learning_rate=settings.learning_rate, verbose=verbose, checkpoint_dir=checkpoint_dir,
             jit_compile=jit_compile, steps_per_execution=steps_per_execution,
-            copies=self.members,
+            copies=settings.members,
         )
-        members = ([autoencoder] if self.members == 1 else
-                   [autoencoder.get_layer(f"autoencoder_{k}") for k in range(self.members)])
+        members = ([autoencoder] if settings.members == 1 else
+                   [autoencoder.get_layer(f"autoencoder_{k}") for k in range(settings.members)])
         encoders, decoders = zip(*(models.split_at(member, self.layer) for member in members))
         encoder, decoder = models.ensemble(encoders, decoders)
-        edit = NeuronEdit(self.quantiles, self.extrapolation, name="neuron_edit")
+        edit = NeuronEdit(settings.quantiles, self.extrapolation, name="neuron_edit")
         # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
         # calibrated method's per-feature maps are fitted on it.
         source_standardised = np.concatenate([models.run(pre, c) for c in streams[0].chunks()])
         target_standardised = np.concatenate([models.run(pre, c) for c in streams[1].chunks()])
         edit.adapt(models.run(encoder, source_standardised),
-                   models.run(encoder, target_standardised), seed=self.seed)
-        self.model = methods.get(self.method).fit_graph(
+                   models.run(encoder, target_standardised), seed=settings.seed)
+        self.model_ = methods.get(settings.method).fit_graph(
             sample_shape, methods.Pieces(pre, encoder, decoder, post), edit,
-            source_standardised, target_standardised, self.extrapolation, self.seed,
+            source_standardised, target_standardised, self.extrapolation, settings.seed,
         )
         return self
 
-    def _check_rows(self, name, rows):
-        n_knots = len(self.quantiles)
-        if rows is not None and rows < n_knots:
-            raise NeuronEditError(
-                f"{name} has {rows} rows, fewer than the {n_knots} quantiles of the map; "
-                "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
-            )
+    def _build_autoencoders(self, sample_shape, settings, fresh=False):
+        if settings.members == 1:
+            return self._build_autoencoder(sample_shape, settings, fresh)
+        return models.side_by_side([
+            self._build_autoencoder(sample_shape, settings, fresh, settings.seed + k)
+            for k in range(settings.members)])
 
-    def _build_autoencoders(self, sample_shape, fresh=False):
-        if self.members == 1:
-            return self._build_autoencoder(sample_shape, fresh)
-        return models.side_by_side([self._build_autoencoder(sample_shape, fresh, self.seed + k)
-                                    for k in range(self.members)])
-
-    def _build_autoencoder(self, sample_shape, fresh=False, seed=None):
-        if isinstance(self.architecture, keras.Model):
+    def _build_autoencoder(self, sample_shape, settings, fresh=False, seed=None):
+        if isinstance(self.model, keras.Model):
             # Under a strategy the variables must be created in its scope: a fresh copy.
-            return keras.models.clone_model(self.architecture) if fresh else self.architecture
-        if self.architecture == "conv":
-            return models.conv_autoencoder(sample_shape, seed=self.seed)
-        return models.dense_autoencoder(sample_shape[0], self.hidden,
-                                        seed=self.seed if seed is None else seed)
+            return keras.models.clone_model(self.model) if fresh else self.model
+        if self.model == "conv":
+            return models.conv_autoencoder(sample_shape, seed=settings.seed)
+        return models.dense_autoencoder(sample_shape[0], settings.hidden,
+                                        seed=settings.seed if seed is None else seed)
 
     # --------------------------------------------------------------- inference
     def _require_fitted(self):
-        if self.model is None:
+        if getattr(self, "model_", None) is None:
             raise NeuronEditError("This NeuronEditor is not fitted; call fit() or load() first.")
 
     def part(self, name):
         """A piece of the fitted graph: ``"preprocessing"``, ``"encoder"``,
         ``"neuron_edit"``, ``"decoder"`` or ``"postprocessing"``."""
         self._require_fitted()
-        return self.model.get_layer(name)
+        return self.model_.get_layer(name)
 
     def _predict(self, data, name, graph, out=None):
         self._require_fitted()
-        expected = tuple(self.model.input.shape[1:])
+        expected = tuple(self.model_.input.shape[1:])
         if streaming.is_stream(data):
             stream = streaming.Rows(data, name, images=self.images)
             stream.check_width(expected)
@@ -409,12 +466,13 @@ class NeuronEditor(Estimator):
             ...                                 cells.shape)  # doctest: +SKIP
             >>> editor.transform(cells, out=out)  # doctest: +SKIP
         """
-        return self._predict(data, "data", self.model, out)
+        self._require_fitted()
+        return self._predict(data, "data", self.model_, out)
 
     def reconstruct(self, data):
         """The autoencoder's reconstruction of ``data`` with no edit (for diagnostics)."""
         self._require_fitted()
-        features = self.model.input
+        features = self.model_.input
         plain = keras.Model(
             features,
             self.part("postprocessing")(self.part("decoder")(
@@ -424,21 +482,24 @@ class NeuronEditor(Estimator):
 
     # ------------------------------------------------------------ persistence
     def get_config(self):
-        architecture = self.architecture if isinstance(self.architecture, str) else "custom"
+        """The constructor arguments with defaults resolved (JSON-serialisable); a fitted
+        editor gives the method and quantiles it was fitted with."""
+        settings = self._settings()
+        fitted = getattr(self, "model_", None) is not None
         return {
-            "method": self.method,
-            "model": architecture,
+            "method": self.method_ if fitted else settings.method,
+            "model": self.model if isinstance(self.model, str) else "custom",
             "layer": self.layer,
-            "quantiles": list(self.quantiles),
+            "quantiles": list(self.quantiles_ if fitted else settings.quantiles),
             "extrapolation": self.extrapolation,
             "transform": self.transform_name,
-            "cofactor": self.cofactor,
-            "hidden": list(self.hidden),
-            "seed": self.seed,
-            "learning_rate": self.learning_rate,
-            "logicle": self.logicle,
-            "channels": self.channels,
-            "members": self.members,
+            "cofactor": settings.cofactor,
+            "hidden": list(settings.hidden),
+            "seed": settings.seed,
+            "learning_rate": settings.learning_rate,
+            "logicle": settings.logicle,
+            "channels": settings.channels,
+            "members": settings.members,
         }
 
     def save(self, path, overwrite=False):
@@ -450,13 +511,13 @@ class NeuronEditor(Estimator):
         self._require_fitted()
         path = Path(path)
         with atomic_folder(path, overwrite) as scratch:
-            self.model.save(scratch / MODEL_FILE)
+            self.model_.save(scratch / MODEL_FILE)
             state = {
                 "format": 1,
                 "config": self.get_config(),
-                "columns": self.columns,
-                "passthrough": self.passthrough,
-                "history": self.history,
+                "columns": self.columns_,
+                "passthrough": self.passthrough_,
+                "history": self.history_,
                 "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
             }
             (scratch / CONFIG_FILE).write_text(json.dumps(state, indent=2))
@@ -489,12 +550,14 @@ class NeuronEditor(Estimator):
         except TypeError as error:  # unknown or missing settings: another version or a damaged file
             raise NeuronEditError(f"{config_file} holds settings this version cannot use: "
                                   f"{error}.") from None
-        editor.model = checks.load_keras_model(model_file, custom_objects())
+        editor.model_ = checks.load_keras_model(model_file, custom_objects())
         if config.get("model") == "dense" and state["config"].get("model") == "custom":
-            editor.architecture = editor.model  # a custom (e.g. conv) graph: images or tables
-        editor.columns = state.get("columns")
-        editor.passthrough = state.get("passthrough") or []
-        editor.history = state.get("history")
+            editor.model = editor.model_  # a custom (e.g. conv) graph: images or tables
+        settings = editor._settings()
+        editor.method_, editor.quantiles_ = settings.method, settings.quantiles
+        editor.columns_ = state.get("columns")
+        editor.passthrough_ = state.get("passthrough") or []
+        editor.history_ = state.get("history")
         return editor
 
     def export(self, path, format="saved_model", name=None, version=None, overwrite=False,
@@ -506,6 +569,6 @@ class NeuronEditor(Estimator):
 
         self._require_fitted()
         if sample is not None:
-            sample = self._input_table(sample, "sample", tuple(self.model.input.shape[1:])).values
+            sample = self._input_table(sample, "sample", tuple(self.model_.input.shape[1:])).values
         return export_editor(self, path, format=format, name=name, version=version,
                              overwrite=overwrite, verify=verify, quantize=quantize, sample=sample)

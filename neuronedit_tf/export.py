@@ -156,10 +156,10 @@ def write_saved_model(editor, path, edit="lookup", method=None):
                               ("preprocessing", "encoder", "decoder", "postprocessing")))
     pre, encoder, decoder, post = pieces
     edit_layer = _edit_graph(editor.part("neuron_edit"), edit)
-    feature_shape = tuple(editor.model.input.shape[1:])
+    feature_shape = tuple(editor.model_.input.shape[1:])
     latent_shape = tuple(encoder.output.shape[1:])
     # The plain autoencoder (benchmark baseline) is the paper's graph with no edit: no parts.
-    method = methods.Paper() if edit == "plain" else methods.get(method or editor.method)
+    method = methods.Paper() if edit == "plain" else methods.get(method or editor.method_)
     parts = {part: _edit_graph(editor.part(part), edit) for part in method.parts}
     serving = method.assemble(feature_shape, pieces, edit_layer, parts,
                               name="neuron_editor_serving")
@@ -211,11 +211,11 @@ def write_assets(editor, folder):
     ``assets/neuronedit.json`` (settings, shapes and signatures)."""
     assets = Path(folder) / "assets"
     assets.mkdir(parents=True, exist_ok=True)
-    feature_shape = list(editor.model.input.shape[1:])
-    columns = editor.columns or [f"feature_{i}" for i in range(feature_shape[-1])]
+    feature_shape = list(editor.model_.input.shape[1:])
+    columns = editor.columns_ or [f"feature_{i}" for i in range(feature_shape[-1])]
     (assets / FEATURES_FILE).write_text("".join(f"{c}\n" for c in columns))
     metadata = {
-        "columns": editor.columns,
+        "columns": editor.columns_,
         "feature_shape": feature_shape,
         "latent_shape": list(editor.part("encoder").output.shape[1:]),
         "signatures": {
@@ -447,14 +447,14 @@ def export_editor(editor, path, format="saved_model", name=None, version=None, o
         if verify:
             inputs = _typical_inputs(editor) if sample is None else _sample(editor, sample)
             chain = None
-            if not methods.get(editor.method).serves_chain:  # the endpoints' own path
+            if not methods.get(editor.method_).serves_chain:  # the endpoints' own path
                 pieces = [editor.part(n) for n in ("preprocessing", "encoder", "neuron_edit",
                                                    "decoder", "postprocessing")]
                 chain = inputs
                 for piece in pieces:
                     chain = run(piece, chain)
             pre = editor.part("preprocessing")
-            report = verify_export(staging, inputs, run(editor.model, inputs),
+            report = verify_export(staging, inputs, run(editor.model_, inputs),
                                    saved_model=format != "tflite", tflite=tflite,
                                    quantized=quantized, expected_endpoints=chain,
                                    working=lambda values: run(pre, values),
@@ -488,8 +488,8 @@ def output_gain(editor):
         >>> output_gain(editor).shape  # doctest: +SKIP
         (37,)
     """
-    width = int(editor.model.output.shape[-1])
-    last_map = methods.get(editor.method).output_map
+    width = int(editor.model_.output.shape[-1])
+    last_map = methods.get(editor.method_).output_map
     if last_map is None:
         return np.ones(width, np.float32)
     _, _, width, rise, low, high = (np.asarray(t, np.float64)
@@ -501,7 +501,7 @@ def output_gain(editor):
 
 def _sample(editor, sample):
     values = np.asarray(sample, np.float32)
-    expected = tuple(editor.model.input.shape[1:])
+    expected = tuple(editor.model_.input.shape[1:])
     if values.shape[1:] != expected or len(values) == 0:
         raise NeuronEditError(
             f"sample must have shape (n, {', '.join(map(str, expected))}); got {values.shape}."
@@ -511,6 +511,6 @@ def _sample(editor, sample):
 
 def _typical_inputs(editor, n=SAMPLE_ROWS):
     """Raw inputs drawn around the training data (standard normal, then postprocessed)."""
-    shape = tuple(editor.model.input.shape[1:])
+    shape = tuple(editor.model_.input.shape[1:])
     standard = np.random.default_rng(0).normal(size=(n,) + shape).astype(np.float32)
     return run(editor.part("postprocessing"), standard)

@@ -113,7 +113,7 @@ def edit(
         "target": str(target),
         "apply_to": list(apply_to),
         "layer": "X" if layer is None else str(layer),
-        "channels": list(editor.columns),
+        "channels": list(editor.columns_),
         "n_edited": int(is_edited.sum()),
         "params": json.dumps(editor.get_config()),  # JSON: h5ad cannot store None values
         "version": __version__,

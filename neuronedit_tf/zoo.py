@@ -254,19 +254,20 @@ def save(editor, path, name, description, metadata=None, card=None, overwrite=Fa
         raise NeuronEditError(f"A preset name is lowercase letters, digits and _; got {name!r}.")
     editor._require_fitted()
     edit = editor.part("neuron_edit")
+    settings = editor.get_config()
     state = {
         "name": name,
         "description": description,
         "versions": {"neuronedit_tf": neuronedit_tf.__version__, "keras": keras.__version__,
                      "tensorflow": tf.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
-        "parameters": int(editor.model.count_params()),
-        "features": editor.columns,
-        "passthrough": builtins.list(editor.passthrough),
-        "input_shape": builtins.list(editor.model.input.shape[1:]),
-        "transform": {"name": editor.transform_name, "cofactor": editor.cofactor,
-                      "logicle": editor.logicle},
-        "seed": editor.seed,
+        "parameters": int(editor.model_.count_params()),
+        "features": editor.columns_,
+        "passthrough": builtins.list(editor.passthrough_),
+        "input_shape": builtins.list(editor.model_.input.shape[1:]),
+        "transform": {"name": settings["transform"], "cofactor": settings["cofactor"],
+                      "logicle": settings["logicle"]},
+        "seed": settings["seed"],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     state.update(metadata or {})
@@ -276,10 +277,10 @@ def save(editor, path, name, description, metadata=None, card=None, overwrite=Fa
         for file in EDITOR_FILES:
             os.replace(scratch / "editor" / file, scratch / file)
         (scratch / "editor").rmdir()
-        config = dict(PRESET_CLASS, config=editor.get_config())
+        config = dict(PRESET_CLASS, config=settings)
         (scratch / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         with open(scratch / TABLES_FILE, "wb") as handle:
-            np.savez(handle, quantiles=np.asarray(editor.quantiles, np.float32),
+            np.savez(handle, quantiles=np.asarray(editor.quantiles_, np.float32),
                      source_q=np.asarray(edit.source_q), target_q=np.asarray(edit.target_q))
         (scratch / METADATA_FILE).write_text(json.dumps(state, indent=2) + "\n")
         (scratch / CARD_FILE).write_text(model_card(state, card))

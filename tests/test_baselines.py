@@ -127,7 +127,7 @@ def test_table_only_methods_refuse_images_with_a_clear_error(name, digits):
 
 def test_gan_losses_fall_during_training(fitted):
     # Per-epoch means over the first epochs of the real spike-in pair (seed 0).
-    gan, cyclegan = fitted("gan").history, fitted("cyclegan").history
+    gan, cyclegan = fitted("gan").history_, fitted("cyclegan").history_
     assert gan["discriminator_loss"][-1] < gan["discriminator_loss"][0]
     for loss in ("generator_loss", "discriminator_loss", "cycle_loss"):
         assert cyclegan[loss][-1] < cyclegan[loss][0], loss
@@ -192,7 +192,7 @@ def test_quantile_map_sends_source_percentiles_onto_target_percentiles(fitted, c
 
 def test_limma_batch_effect_is_the_least_squares_mean_difference(fitted, cytof):
     source, target = arcsinh(cytof["source"].values), arcsinh(cytof["target"].values)
-    np.testing.assert_allclose(fitted("limma").state["batch_effect"],
+    np.testing.assert_allclose(fitted("limma").state_["batch_effect"],
                                target.mean(0) - source.mean(0), atol=1e-5)
 
 
@@ -206,7 +206,7 @@ def test_combat_map_is_read_exactly_from_scanpy_and_moves_source_means_to_target
     obs = pd.DataFrame({"batch": pd.Categorical(["A"] * len(source) + ["B"] * len(target))},
                        index=[str(i) for i in range(len(both))])
     reference = scanpy.pp.combat(anndata.AnnData(both, obs=obs), key="batch", inplace=False)
-    state = fitted("combat").state
+    state = fitted("combat").state_
     np.testing.assert_allclose(state["scale"][0] * source + state["offset"][0],
                                reference[: len(source)], rtol=1e-6, atol=1e-6)
     moved = arcsinh(fitted("combat").transform(cytof["source"]).values)
@@ -246,3 +246,14 @@ def test_a_neuron_editor_folder_loads_through_the_registry(fitted, cytof, tmp_pa
     assert method.name == "neuron_edit" and isinstance(method.editor, NeuronEditor)
     np.testing.assert_array_equal(method.transform(cytof["sample"].values),
                                   editor.transform(cytof["sample"].values))
+
+
+@pytest.mark.parametrize("name", ["quantile_map", "gan", "neuron_edit", "mnn"])
+def test_constructor_arguments_are_parameters_that_scikit_learn_clones(name):
+    base = pytest.importorskip("sklearn.base")
+    method = make(name)
+    clone = base.clone(method)
+    assert type(clone) is type(method) and clone.get_params() == method.get_params()
+    assert method.get_params()["transform"] == "arcsinh"
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        method.set_params(no_such_setting=1)

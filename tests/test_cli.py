@@ -380,7 +380,7 @@ def test_fit_picks_neuron_editing_methods_and_members_by_name(cytof, tmp_path):
     paper, default = (NeuronEditor.load(tmp_path / n) for n in ("paper", "default"))
     assert (paper.method, paper.members) == ("paper", 2)
     assert (default.method, default.members) == ("gated", 1)
-    assert "calibration" not in [layer.name for layer in paper.model.layers]
+    assert "calibration" not in [layer.name for layer in paper.model_.layers]
     # The paper's setting, fitted in Python with the same options, gives the same edit.
     same = NeuronEditor(transform="arcsinh", hidden=(16, 8, 4), seed=2, method="paper",
                         members=2).fit(cytof["source"].to_frame(), cytof["target"].to_frame(),

@@ -83,7 +83,7 @@ def test_multi_worker_training_on_two_processes_matches_single_process(data, sin
         if editor.is_chief:
             np.save(folder + "/edited.npy", editor.transform(source))
             with open(folder + "/history.json", "w") as handle:
-                json.dump(editor.history, handle)
+                json.dump(editor.history_, handle)
         print("replicas", strategy.num_replicas_in_sync, "chief", editor.is_chief)
     """)
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
@@ -101,7 +101,7 @@ def test_multi_worker_training_on_two_processes_matches_single_process(data, sin
     editor, expected = single_process
     history = json.loads((data / "history.json").read_text())
     for key in ("loss", "val_loss"):
-        assert history[key] == pytest.approx(editor.history[key], rel=1e-4)
+        assert history[key] == pytest.approx(editor.history_[key], rel=1e-4)
     edited = np.load(data / "edited.npy")
     assert np.abs(edited - expected).max() < 1e-4 * np.abs(expected).max()
 

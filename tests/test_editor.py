@@ -64,7 +64,7 @@ def test_save_load_round_trip_gives_identical_outputs(small_editor, cytof, tmp_p
     loaded = NeuronEditor.load(path)
     np.testing.assert_array_equal(loaded.transform(cytof["sample"].values),
                                   small_editor.transform(cytof["sample"].values))
-    assert loaded.columns == small_editor.columns
+    assert loaded.columns_ == small_editor.columns_
     with pytest.raises(NeuronEditError, match="exists"):
         small_editor.save(path)
 
@@ -170,9 +170,9 @@ def test_several_steps_per_call_train_the_very_same_weights_as_one(cytof):
     assert compile_for_training(dense_autoencoder(5, (4, 2)), "adam", 300).steps_per_execution == 30
     default, one_step = fit(), fit(steps_per_execution=1)
     # ... and it trains exactly what one step per call trains.
-    for got, expected in zip(default.model.get_weights(), one_step.model.get_weights()):
+    for got, expected in zip(default.model_.get_weights(), one_step.model_.get_weights()):
         np.testing.assert_array_equal(got, expected)
-    assert default.history == one_step.history
+    assert default.history_ == one_step.history_
 
 
 def test_fast_training_configuration_is_seeded_and_trains_the_same_model(cytof):
@@ -187,5 +187,42 @@ def test_fast_training_configuration_is_seeded_and_trains_the_same_model(cytof):
     plain = fit()
     np.testing.assert_array_equal(fast[0].transform(cytof["sample"].values),
                                   fast[1].transform(cytof["sample"].values))
-    assert len(fast[0].history["loss"]) == len(plain.history["loss"]) == 3
-    np.testing.assert_allclose(fast[0].history["loss"], plain.history["loss"], rtol=0.05)
+    assert len(fast[0].history_["loss"]) == len(plain.history_["loss"]) == 3
+    np.testing.assert_allclose(fast[0].history_["loss"], plain.history_["loss"], rtol=0.05)
+
+
+def test_constructor_arguments_are_stored_untouched_and_cloned_by_scikit_learn():
+    base = pytest.importorskip("sklearn.base")
+    editor = NeuronEditor(hidden=[16, 8, 4], transform="arcsinh", seed=3)
+    assert editor.get_params()["hidden"] == [16, 8, 4] and editor.get_params()["method"] is None
+    clone = base.clone(editor)
+    assert clone is not editor and clone.get_params() == editor.get_params()
+    assert NeuronEditor(**editor.get_params()).get_params() == editor.get_params()
+
+
+def test_set_params_checks_like_the_constructor_and_refuses_unknown_names():
+    editor = NeuronEditor().set_params(seed=4, transform="arcsinh")
+    assert (editor.seed, editor.get_params()["transform"]) == (4, "arcsinh")
+    with pytest.raises(ValueError, match="Invalid parameter 'epoch'"):
+        editor.set_params(epoch=3)
+    with pytest.raises(NeuronEditError, match="members must be a positive integer"):
+        editor.set_params(members=0)
+    assert editor.members == 1
+
+
+def test_fitted_state_ends_in_an_underscore_and_old_names_warn(small_editor):
+    assert small_editor.model == "dense" and small_editor.model_.name
+    assert small_editor.method_ == "gated" and len(small_editor.columns_) == 37
+    with pytest.warns(DeprecationWarning, match=r"history_"):
+        assert small_editor.history is small_editor.history_
+    with pytest.warns(DeprecationWarning, match=r"columns_"):
+        assert small_editor.columns == small_editor.columns_
+
+
+def test_training_settings_in_the_constructor_train_as_the_same_fit_arguments(cytof):
+    pair = cytof["source"].values, cytof["target"].values
+    configured = NeuronEditor(hidden=(8, 4, 2), epochs=2, batch_size=200, verbose=0).fit(*pair)
+    overridden = NeuronEditor(hidden=(8, 4, 2), epochs=50).fit(*pair, epochs=2, batch_size=200,
+                                                               verbose=0)
+    assert configured.get_params()["epochs"] == 2 and len(configured.history_["loss"]) == 2
+    np.testing.assert_array_equal(configured.transform(pair[0]), overridden.transform(pair[0]))

@@ -32,7 +32,7 @@ def test_only_chosen_channels_are_edited_and_the_rest_pass_through(marker_editor
     assert edited.channels == sample.channels and edited.text == sample.text
     np.testing.assert_array_equal(edited.values[:, others], sample.values[:, others])
     assert not np.allclose(edited.values[:, markers], sample.values[:, markers])
-    assert marker_editor.passthrough == [sample.channels[i] for i in others]
+    assert marker_editor.passthrough_ == [sample.channels[i] for i in others]
 
 
 def test_reordered_channels_give_the_same_edit_in_the_input_order(marker_editor, files):
@@ -82,7 +82,7 @@ def test_channels_need_names_and_must_exist(files):
 def test_channels_and_pass_through_survive_save_and_load(marker_editor, files, tmp_path):
     loaded = NeuronEditor.load(marker_editor.save(tmp_path / "editor"))
     assert loaded.channels == marker_editor.channels
-    assert loaded.passthrough == marker_editor.passthrough
+    assert loaded.passthrough_ == marker_editor.passthrough_
     np.testing.assert_array_equal(loaded.transform(files["sample"]).values,
                                   marker_editor.transform(files["sample"]).values)
 

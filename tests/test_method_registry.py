@@ -45,7 +45,7 @@ def test_the_three_methods_are_registered_and_gated_is_the_default_for_tables():
 
 def test_a_registered_method_fits_with_its_own_knots_and_graph(halfway, pair):
     editor = NeuronEditor(method="halfway", hidden=(8, 4, 2)).fit(*pair, epochs=2, verbose=0)
-    assert editor.quantiles == (10.0, 50.0, 90.0)
+    assert editor.quantiles_ == (10.0, 50.0, 90.0)
     x = pair[0][:20]
     pre, post = editor.part("preprocessing"), editor.part("postprocessing")
     paper_graph = methods.get("paper").assemble((3,), methods.Pieces(

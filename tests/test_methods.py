@@ -50,7 +50,7 @@ def test_paper_method_is_decoder_of_edited_encoding(editors, spike_in_halves):
     for part in parts:
         expected = models.run(part, expected)
     np.testing.assert_allclose(editor.transform(x), expected, rtol=1e-5, atol=1e-4)
-    assert [layer.name for layer in editor.model.layers[1:]] == [
+    assert [layer.name for layer in editor.model_.layers[1:]] == [
         "preprocessing", "encoder", "neuron_edit", "decoder", "postprocessing"]
 
 
@@ -108,18 +108,22 @@ def test_editor_saved_without_a_method_loads_as_paper(editors, tmp_path):
 
 
 def test_default_method_is_gated_for_tables_and_paper_for_images():
-    assert NeuronEditor().method == "gated"
-    assert NeuronEditor(model="conv").method == "paper"
+    assert NeuronEditor().method is None  # stored untouched; resolved in fit
+    assert NeuronEditor().get_config()["method"] == "gated"
+    assert NeuronEditor(model="conv").get_config()["method"] == "paper"
 
 
 def test_the_paper_keeps_its_101_knots_and_the_residual_methods_edit_quartile_shifts():
     from neuronedit_tf.methods import RESIDUAL_QUANTILES
 
-    assert len(NeuronEditor(method="paper").quantiles) == 101
-    assert len(NeuronEditor(model="conv").quantiles) == 101
-    assert NeuronEditor().quantiles == NeuronEditor(method="calibrated").quantiles
-    assert NeuronEditor().quantiles == RESIDUAL_QUANTILES == (25.0, 75.0)
-    assert NeuronEditor(quantiles=range(0, 101, 10)).quantiles[-1] == 100.0
+    def knots(**arguments):
+        return tuple(NeuronEditor(**arguments).get_config()["quantiles"])
+
+    assert len(knots(method="paper")) == 101
+    assert len(knots(model="conv")) == 101
+    assert knots() == knots(method="calibrated")
+    assert knots() == RESIDUAL_QUANTILES == (25.0, 75.0)
+    assert knots(quantiles=range(0, 101, 10))[-1] == 100.0
 
 
 def test_residual_methods_shift_each_neurons_quartiles(editors, spike_in_halves):
@@ -174,8 +178,8 @@ def test_gated_calibrates_cells_inside_the_spike_ins_support_only(editors, spike
     calibrated = editors["calibrated"].transform(held)
     both = inside == 1.0
     np.testing.assert_allclose(editor.transform(held)[both], calibrated[both], rtol=1e-4, atol=1e-3)
-    residual = editor.model.get_layer("residual_edit").output
-    uncalibrated = keras.Model(editor.model.input,
+    residual = editor.model_.get_layer("residual_edit").output
+    uncalibrated = keras.Model(editor.model_.input,
                                       editor.part("postprocessing")(residual))
     np.testing.assert_allclose(editor.transform(far), models.run(uncalibrated, far),
                                rtol=1e-4, atol=1e-3)

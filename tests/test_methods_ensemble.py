@@ -102,7 +102,7 @@ def test_editor_members_are_the_side_by_side_autoencoders(fitted):
     np.testing.assert_allclose(codes[:, 8:], models.run(one, standard), atol=1e-6)
     # The members start from different seeds and stay different.
     assert np.abs(codes[:, :8] - codes[:, 8:]).mean() > 1e-2
-    assert len(ensemble.history["loss"]) == 4
+    assert len(ensemble.history_["loss"]) == 4
 
 
 def test_ensemble_residual_edit_is_the_mean_of_the_members_changes(fitted):
@@ -117,7 +117,7 @@ def test_ensemble_residual_edit_is_the_mean_of_the_members_changes(fitted):
         own = models.run(e, standard)
         edited = models.run(edit, codes)[:, 8 * k:8 * k + 8]
         changes.append(models.run(d, edited) - models.run(d, own))
-    residual = keras.Model(ensemble.model.input, ensemble.model.get_layer("residual_edit").output)
+    residual = keras.Model(ensemble.model_.input, ensemble.model_.get_layer("residual_edit").output)
     np.testing.assert_allclose(models.run(residual, x), standard + np.mean(changes, 0),
                                rtol=1e-4, atol=1e-4)
 

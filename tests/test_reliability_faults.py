@@ -58,7 +58,7 @@ editor.fit(source, target, extra=sample, epochs=5, patience=2, batch_size=200, v
            checkpoint_dir=None if checkpoint == "-" else checkpoint)
 np.save(out, editor.transform(sample.values))
 with open(out + ".json", "w") as handle:
-    json.dump(editor.history, handle)
+    json.dump(editor.history_, handle)
 """
 
 

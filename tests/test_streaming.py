@@ -39,7 +39,7 @@ def test_fit_from_datasets_of_rows_equals_fit_from_arrays(arrays, array_editor):
     np.testing.assert_allclose(streamed.transform(arrays["sample"]),
                                array_editor.transform(arrays["sample"]), rtol=1e-5, atol=1e-4)
     for key in ("loss", "val_loss"):
-        assert streamed.history[key] == pytest.approx(array_editor.history[key], rel=1e-6)
+        assert streamed.history_[key] == pytest.approx(array_editor.history_[key], rel=1e-6)
 
 
 def test_fit_from_small_batches_approximates_fit_from_arrays(arrays, array_editor):

@@ -66,6 +66,6 @@ def test_editor_with_logicle_is_raw_in_raw_out_and_saves(tmp_path):
     raw = extra.to_numpy(np.float32)
     np.testing.assert_allclose(models.run(post, models.run(pre, raw)), raw, rtol=1e-4, atol=1e-1)
     loaded = NeuronEditor.load(editor.save(tmp_path / "editor"))
-    assert loaded.logicle == editor.logicle == logicle_options({"t": 262144})
+    assert loaded.logicle == editor.get_config()["logicle"] == logicle_options({"t": 262144})
     np.testing.assert_array_equal(loaded.transform(extra).to_numpy(),
                                   editor.transform(extra).to_numpy())

@@ -11,11 +11,11 @@ through), file paths; images ``(n, H, W[, C])`` for the methods that take them.
 Two kinds of method share this class:
 
 * array methods keep their learned state as named numpy arrays
-  (``self.state``, saved as ``state.npz``, loaded with ``allow_pickle=False``)
+  (``self.state_``, saved as ``state.npz``, loaded with ``allow_pickle=False``)
   and implement ``_fit_arrays`` / ``_transform_array`` on 2-D arrays on the
   analysis scale (``transform="arcsinh"``: ``arcsinh(x / cofactor)``; images
   are flattened to one row each);
-* network methods build ``self.model``, one Keras graph raw values -> corrected
+* network methods build ``self.model_``, one Keras graph raw values -> corrected
   raw values (pre- and post-processing in the graph, as NeuronEditor's), saved
   as ``model.keras`` and loaded with Keras ``safe_mode``.
 
@@ -38,7 +38,7 @@ from neuronedit_tf import models, validation
 from neuronedit_tf.baselines.catalog import method_class
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.estimator import Estimator
+from neuronedit_tf.estimator import Estimator, Renamed
 from neuronedit_tf.layers import custom_objects
 
 CONFIG_FILE = "baseline.json"
@@ -72,9 +72,14 @@ class Baseline(Estimator):
         cofactor: the arcsinh cofactor (5 for CyTOF, 150 for flow cytometry).
         seed: seeds everything random in ``fit``.
 
+    As in scikit-learn, constructor arguments are stored untouched under their own
+    names (``get_params``/``set_params``; ``transform=`` is held in ``transform_name``,
+    beside the ``transform()`` method) and fitted state ends in ``_`` (``state_``,
+    ``model_``, ``history_``, ``columns_``, ``sample_shape_``).
+
     Subclasses set ``name`` (the registry key), ``description`` (one line),
     ``supports_images``, and implement ``_fit_arrays``/``_transform_array``
-    (array methods) or ``_fit_values`` building ``self.model`` (network methods).
+    (array methods) or ``_fit_values`` building ``self.model_`` (network methods).
     """
 
     name = ""
@@ -88,20 +93,25 @@ class Baseline(Estimator):
             )
         if not cofactor > 0:
             raise NeuronEditError(f"cofactor must be positive; got {cofactor}.")
-        self.transform_name = transform
-        self.cofactor = float(cofactor)
-        self.seed = int(seed)
-        self.columns = None
-        self.sample_shape = None
-        self.state = {}
-        self.model = None
-        self.history = None
-        self._image_input = False
+        self.transform_name = transform  # transform() is the method; see _attribute_names
+        self.cofactor = cofactor
+        self.seed = seed
+
+    _attribute_names = {"transform": "transform_name"}
+    # Fitted state (set by fit and load); the old names warn for one release.
+    sample_shape_ = None
+    model_ = None
+    history_ = None
+    _image_input = False
+    sample_shape = Renamed("sample_shape_")
+    state = Renamed("state_")
+    history = Renamed("history_")
 
     # ----------------------------------------------------------------- config
     def get_config(self):
         """Constructor arguments (JSON-serialisable); ``cls(**get_config())`` rebuilds it."""
-        return {"transform": self.transform_name, "cofactor": self.cofactor, "seed": self.seed}
+        return {"transform": self.transform_name, "cofactor": float(self.cofactor),
+                "seed": int(self.seed)}
 
     def __repr__(self):
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -147,9 +157,9 @@ class Baseline(Estimator):
                     f"{role} has {len(table)} rows; {self.name} needs at least {self.min_rows}."
                 )
         keras.utils.set_random_seed(self.seed)
-        self.columns = columns
-        self.sample_shape = tuple(int(s) for s in tables[0].values.shape[1:])
-        self.state, self.model, self.history = {}, None, None
+        self.columns_ = columns
+        self.sample_shape_ = tuple(int(s) for s in tables[0].values.shape[1:])
+        self.state_, self.model_, self.history_ = {}, None, None
         self._fit_values(*[t.values for t in tables])
         return self
 
@@ -169,7 +179,7 @@ class Baseline(Estimator):
 
     # -------------------------------------------------------------- transform
     def _require_fitted(self):
-        if self.sample_shape is None:
+        if self.sample_shape_ is None:  # class default until fit or load
             raise NeuronEditError(
                 f"This {type(self).__name__} is not fitted; call fit() or load() first."
             )
@@ -182,11 +192,11 @@ class Baseline(Estimator):
             channel, or ndarray), rows in input order, in raw units.
         """
         self._require_fitted()
-        return self._apply(data, "data", self._transform_values, sample_shape=self.sample_shape)
+        return self._apply(data, "data", self._transform_values, sample_shape=self.sample_shape_)
 
     def _transform_values(self, values):
-        if self.model is not None:
-            return models.run(self.model, values)
+        if self.model_ is not None:
+            return models.run(self.model_, values)
         flat = self._scale(values)
         return self._unscale(self._transform_array(flat), values.shape)
 
@@ -208,7 +218,7 @@ class Baseline(Estimator):
     def _processing(self, standardise_with):
         """``(pre, post)``: raw -> standardised and back (NeuronEditor's layers), with the
         per-feature (per-channel for images) statistics of ``standardise_with`` (raw values)."""
-        shape = self.sample_shape
+        shape = self.sample_shape_
         transformed = models.transform_values(
             np.asarray(standardise_with, np.float32), self.transform_name, self.cofactor
         )
@@ -230,17 +240,18 @@ class Baseline(Estimator):
                 "format": FORMAT,
                 "method": self.name,
                 "config": self.get_config(),
-                "columns": self.columns,
-                "sample_shape": list(self.sample_shape),
+                "columns": self.columns_,
+                "sample_shape": list(self.sample_shape_),
                 "images": self._image_input,
-                "history": self.history,
+                "history": self.history_,
                 "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
             }
             (scratch / CONFIG_FILE).write_text(json.dumps(record, indent=2))
-            if self.state:
-                np.savez(scratch / STATE_FILE, **{k: np.asarray(v) for k, v in self.state.items()})
-            if self.model is not None:
-                self.model.save(scratch / MODEL_FILE)
+            if self.state_:
+                np.savez(scratch / STATE_FILE,
+                         **{k: np.asarray(v) for k, v in self.state_.items()})
+            if self.model_ is not None:
+                self.model_.save(scratch / MODEL_FILE)
         return path
 
     @classmethod
@@ -266,20 +277,21 @@ class Baseline(Estimator):
         if cls is not Baseline and not issubclass(method, cls):
             raise NeuronEditError(f"{path} holds a {record['method']!r}, not a {cls.__name__}.")
         baseline = method(**record["config"])
-        baseline.columns = record["columns"]
-        baseline.sample_shape = tuple(record["sample_shape"])
+        baseline.state_ = {}
+        baseline.columns_ = record["columns"]
+        baseline.sample_shape_ = tuple(record["sample_shape"])
         baseline._image_input = bool(record["images"])
-        baseline.history = record["history"]
+        baseline.history_ = record["history"]
         if (path / STATE_FILE).exists():
             try:
                 with np.load(path / STATE_FILE, allow_pickle=False) as arrays:
-                    baseline.state = {k: arrays[k] for k in arrays.files}
+                    baseline.state_ = {k: arrays[k] for k in arrays.files}
             except ValueError as error:  # an object array: it would need unpickling
                 raise NeuronEditError(
                     f"{path / STATE_FILE} cannot be read without unpickling ({error}); refused."
                 ) from None
         if (path / MODEL_FILE).exists():
-            baseline.model = validation.load_keras_model(path / MODEL_FILE, custom_objects())
+            baseline.model_ = validation.load_keras_model(path / MODEL_FILE, custom_objects())
         baseline._after_load()
         return baseline
 

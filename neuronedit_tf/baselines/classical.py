@@ -69,10 +69,10 @@ class ComBat(Baseline):
             slope = (centred * (y - y.mean(0))).sum(0) / (centred**2).sum(0)
             scale.append(slope)
             offset.append(y.mean(0) - slope * x.mean(0))
-        self.state = {"scale": np.array(scale), "offset": np.array(offset)}
+        self.state_ = {"scale": np.array(scale), "offset": np.array(offset)}
 
     def _transform_array(self, values):
-        (scale_a, scale_b), (offset_a, offset_b) = self.state["scale"], self.state["offset"]
+        (scale_a, scale_b), (offset_a, offset_b) = self.state_["scale"], self.state_["offset"]
         return (scale_a * values + offset_a - offset_b) / scale_b
 
 
@@ -103,10 +103,10 @@ class Limma(Baseline):
             np.r_[np.zeros(len(source)), np.ones(len(target))],
         ])
         coefficients, *_ = np.linalg.lstsq(design, np.concatenate([source, target]), rcond=None)
-        self.state = {"batch_effect": coefficients[1]}
+        self.state_ = {"batch_effect": coefficients[1]}
 
     def _transform_array(self, values):
-        return values + self.state["batch_effect"]
+        return values + self.state_["batch_effect"]
 
 
 class CCA(Baseline):
@@ -183,8 +183,8 @@ class CCA(Baseline):
         gain = v.std(0) / np.where(u.std(0) > 0, u.std(0), 1.0)
         matrix = (to_scores * gain[None, :]) @ from_scores
         score_offset = (-mean_s @ to_scores - u.mean(0)) * gain + v.mean(0)
-        self.state = {"matrix": matrix, "offset": score_offset @ from_scores + mean_t,
+        self.state_ = {"matrix": matrix, "offset": score_offset @ from_scores + mean_t,
                       "pairs": np.stack([rows_s, rows_t], axis=1)}
 
     def _transform_array(self, values):
-        return values @ self.state["matrix"] + self.state["offset"]
+        return values @ self.state_["matrix"] + self.state_["offset"]

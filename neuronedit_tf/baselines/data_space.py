@@ -55,10 +55,10 @@ class TrainMean(Baseline):
     supports_images = True
 
     def _fit_arrays(self, source, target, extra=None):
-        self.state = {"target_mean": target.mean(axis=0)}
+        self.state_ = {"target_mean": target.mean(axis=0)}
 
     def _transform_array(self, values):
-        return np.repeat(self.state["target_mean"][None, :], len(values), axis=0)
+        return np.repeat(self.state_["target_mean"][None, :], len(values), axis=0)
 
 
 class MeanShift(Baseline):
@@ -80,10 +80,10 @@ class MeanShift(Baseline):
     supports_images = True
 
     def _fit_arrays(self, source, target, extra=None):
-        self.state = {"shift": target.mean(axis=0) - source.mean(axis=0)}
+        self.state_ = {"shift": target.mean(axis=0) - source.mean(axis=0)}
 
     def _transform_array(self, values):
-        return values + self.state["shift"]
+        return values + self.state_["shift"]
 
 
 class QuantileMap(Baseline):
@@ -116,7 +116,7 @@ class QuantileMap(Baseline):
                  cofactor=5.0, seed=0):
         super().__init__(transform=transform, cofactor=cofactor, seed=seed)
         NeuronEdit(quantiles=quantiles, extrapolation=extrapolation)  # validates both
-        self.quantiles = tuple(float(q) for q in quantiles)
+        self.quantiles = quantiles
         self.extrapolation = extrapolation
 
     @property
@@ -125,15 +125,17 @@ class QuantileMap(Baseline):
 
     def get_config(self):
         config = super().get_config()
-        config.update(quantiles=list(self.quantiles), extrapolation=self.extrapolation)
+        config.update(quantiles=[float(q) for q in self.quantiles],
+                      extrapolation=self.extrapolation)
         return config
 
     def _fit_values(self, source, target, extra=None):
         pre, post = self._processing(np.concatenate([source, target]))
-        flat = int(np.prod(self.sample_shape))
-        edit = NeuronEdit(self.quantiles, self.extrapolation, name="neuron_edit")
+        flat = int(np.prod(self.sample_shape_))
+        edit = NeuronEdit([float(q) for q in self.quantiles], self.extrapolation,
+                          name="neuron_edit")
         edit.adapt(*(models.run(pre, v).reshape(len(v), flat) for v in (source, target)))
-        features = keras.Input(self.sample_shape, name="features")
+        features = keras.Input(self.sample_shape_, name="features")
         x = keras.layers.Reshape((flat,))(pre(features))
-        x = keras.layers.Reshape(self.sample_shape)(edit(x))
-        self.model = keras.Model(features, post(x), name="quantile_map")
+        x = keras.layers.Reshape(self.sample_shape_)(edit(x))
+        self.model_ = keras.Model(features, post(x), name="quantile_map")

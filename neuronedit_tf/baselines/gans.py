@@ -78,14 +78,16 @@ class GAN(NetworkBaseline):
 
     def __init__(self, loss=None, **kwargs):
         super().__init__(**kwargs)
-        loss = self.default_loss if loss is None else loss
-        if loss not in LOSSES:
+        if (self.default_loss if loss is None else loss) not in LOSSES:
             raise NeuronEditError(f"loss must be one of {tuple(LOSSES)}; got {loss!r}.")
         self.loss = loss
 
+    def _resolved_loss(self):
+        return self.default_loss if self.loss is None else self.loss
+
     def get_config(self):
         config = super().get_config()
-        config.update(loss=self.loss)
+        config.update(loss=self._resolved_loss())
         return config
 
     def generator(self, seed_offset=0, name="generator"):
@@ -93,7 +95,7 @@ class GAN(NetworkBaseline):
         network = self.autoencoder(seed_offset)
         if not self.residual:
             return network
-        inputs = keras.Input(self.sample_shape, name="standardised")
+        inputs = keras.Input(self.sample_shape_, name="standardised")
         return keras.Model(inputs, keras.layers.Add(name="residual")([inputs, network(inputs)]),
                            name=name)
 
@@ -101,13 +103,13 @@ class GAN(NetworkBaseline):
         pre, post = self._processing(np.concatenate([source, target]))
         s, t = models.run(pre, source), models.run(pre, target)
         generator = self.generator(0)
-        self.history = self._train(s, t, generator)
-        features = keras.Input(self.sample_shape, name="features")
-        self.model = keras.Model(features, post(generator(pre(features))), name=self.name)
+        self.history_ = self._train(s, t, generator)
+        features = keras.Input(self.sample_shape_, name="features")
+        self.model_ = keras.Model(features, post(generator(pre(features))), name=self.name)
 
     def _train(self, s, t, generator):
         discriminator = self.discriminator(1)
-        generator_loss, discriminator_loss = adversarial_losses(self.loss)
+        generator_loss, discriminator_loss = adversarial_losses(self._resolved_loss())
         g_optimizer = self.optimizer(generator.trainable_variables)
         d_optimizer = self.optimizer(discriminator.trainable_variables)
 
@@ -194,7 +196,7 @@ class CycleGAN(GAN):
 
         backward = self.generator(2, name="generator_backward")
         d_target, d_source = self.discriminator(1), self.discriminator(3, "discriminator_source")
-        generator_loss, discriminator_loss = adversarial_losses(self.loss)
+        generator_loss, discriminator_loss = adversarial_losses(self._resolved_loss())
         cycle_consistency = tfgan.losses.wargs.cycle_consistency_loss
         weight = tf.constant(self.cycle_weight, tf.float32)
         generators = [generator, backward]

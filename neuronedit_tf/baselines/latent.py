@@ -16,6 +16,7 @@ from neuronedit_tf import models
 from neuronedit_tf.baselines.base import Baseline, optional
 from neuronedit_tf.baselines.networks import NetworkBaseline
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.estimator import TRAINING
 from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
 
 
@@ -47,7 +48,8 @@ class ConstantShift(NetworkBaseline):
     name = "constant_shift"
     description = "mean latent difference T - S added to X's codes (latent vector arithmetic)"
 
-    def __init__(self, layer=models.BOTTLENECK, validation_split=0.1, patience=10, **kwargs):
+    def __init__(self, layer=models.BOTTLENECK, validation_split=TRAINING["validation_split"],
+                 patience=TRAINING["patience"], **kwargs):
         super().__init__(**kwargs)
         self.layer = layer
         self.validation_split = float(validation_split)
@@ -63,7 +65,7 @@ class ConstantShift(NetworkBaseline):
         from neuronedit_tf.editor import NeuronEditor
 
         custom = None
-        if self.architecture == "conv":
+        if self.model == "conv":
             custom = self.autoencoder()
         editor = NeuronEditor(
             model=custom if custom is not None else "dense", layer=self.layer,
@@ -73,15 +75,15 @@ class ConstantShift(NetworkBaseline):
         editor.fit(source, target, extra=extra, epochs=self.epochs, batch_size=self.batch_size,
                    validation_split=self.validation_split, patience=self.patience,
                    verbose=2 if self.verbose else 0, deterministic=self.deterministic)
-        self.history = editor.history
+        self.history_ = editor.history_
         pre, encoder = editor.part("preprocessing"), editor.part("encoder")
         decoder, post = editor.part("decoder"), editor.part("postprocessing")
         codes = [models.run(encoder, models.run(pre, v)) for v in (source, target)]
         shift = (codes[1].astype(np.float64).mean(0) - codes[0].astype(np.float64).mean(0))
-        features = keras.Input(self.sample_shape, name="features")
+        features = keras.Input(self.sample_shape_, name="features")
         moved = keras.layers.Rescaling(1.0, offset=shift.astype(np.float32).tolist(),
                                        name="latent_shift")(encoder(pre(features)))
-        self.model = keras.Model(features, post(decoder(moved)), name="constant_shift")
+        self.model_ = keras.Model(features, post(decoder(moved)), name="constant_shift")
 
 
 class PCAEdit(Baseline):
@@ -119,7 +121,7 @@ class PCAEdit(Baseline):
             raise NeuronEditError(f"n_components must be at least 1; got {n_components}.")
         NeuronEdit(quantiles=quantiles, extrapolation=extrapolation)
         self.n_components = int(n_components)
-        self.quantiles = tuple(float(q) for q in quantiles)
+        self.quantiles = quantiles
         self.extrapolation = extrapolation
 
     @property
@@ -128,7 +130,7 @@ class PCAEdit(Baseline):
 
     def get_config(self):
         config = super().get_config()
-        config.update(n_components=self.n_components, quantiles=list(self.quantiles),
+        config.update(n_components=self.n_components, quantiles=[float(q) for q in self.quantiles],
                       extrapolation=self.extrapolation)
         return config
 
@@ -136,17 +138,18 @@ class PCAEdit(Baseline):
         PCA = optional("sklearn.decomposition", "baselines").PCA
         given = [v for v in (source, target, extra) if v is not None]
         pre, post = self._processing(np.concatenate(given))
-        flat = int(np.prod(self.sample_shape))
+        flat = int(np.prod(self.sample_shape_))
         standardised = [models.run(pre, v).reshape(len(v), flat) for v in given]
         everything = np.concatenate(standardised)
         n_components = min(self.n_components, flat, len(everything))
         pca = PCA(n_components, random_state=self.seed).fit(everything)
         components = pca.components_.astype(np.float32)  # (k, flat)
         offset = pca.mean_.astype(np.float32)
-        edit = NeuronEdit(self.quantiles, self.extrapolation, name="neuron_edit")
+        edit = NeuronEdit([float(q) for q in self.quantiles], self.extrapolation,
+                          name="neuron_edit")
         edit.adapt(*((v - offset) @ components.T for v in standardised[:2]))
 
-        features = keras.Input(self.sample_shape, name="features")
+        features = keras.Input(self.sample_shape_, name="features")
         x = keras.layers.Reshape((flat,))(pre(features))
         project = keras.layers.Dense(n_components, trainable=False, name="pca_scores")
         x = project(x)
@@ -155,5 +158,5 @@ class PCAEdit(Baseline):
         back = keras.layers.Dense(flat, trainable=False, name="pca_inverse")
         x = back(x)
         back.set_weights([components, offset])
-        x = keras.layers.Reshape(self.sample_shape)(x)
-        self.model = keras.Model(features, post(x), name="pca_edit")
+        x = keras.layers.Reshape(self.sample_shape_)(x)
+        self.model_ = keras.Model(features, post(x), name="pca_edit")

@@ -146,10 +146,10 @@ class MNN(Baseline):
         squared = (np.sum(anchors**2, 1)[:, None] - 2.0 * anchors @ anchors.T
                    + np.sum(anchors**2, 1)[None, :])
         log_density = logsumexp(-np.maximum(squared, 0.0) / self.sigma, axis=1)
-        self.state = {"anchors": anchors, "vectors": vectors, "log_density": log_density,
+        self.state_ = {"anchors": anchors, "vectors": vectors, "log_density": log_density,
                       "pairs": np.stack([rows_s, rows_t], axis=1)}
 
     def _transform_array(self, values):
-        return values + smoothed_correction(self._space(values), self.state["anchors"],
-                                            self.state["vectors"], self.state["log_density"],
+        return values + smoothed_correction(self._space(values), self.state_["anchors"],
+                                            self.state_["vectors"], self.state_["log_density"],
                                             self.sigma)

@@ -15,13 +15,14 @@ import tensorflow as tf
 
 from neuronedit_tf import models
 from neuronedit_tf.baselines.base import Baseline, optional
+from neuronedit_tf.estimator import TRAINING, Renamed
 from neuronedit_tf.errors import NeuronEditError
 
 LEAK = 0.2
 
 
 class NetworkBaseline(Baseline):
-    """A baseline with a trained network; ``self.model`` is one raw -> raw Keras graph.
+    """A baseline with a trained network; ``self.model_`` is one raw -> raw Keras graph.
 
     Args:
         model: ``"dense"`` (tables) or ``"conv"`` (images ``(n, H, W[, C])``).
@@ -38,9 +39,10 @@ class NetworkBaseline(Baseline):
     supports_images = True
     min_rows = 2
 
-    def __init__(self, model="dense", hidden=(500, 250, 50), filters=(64, 128, 256), epochs=200,
-                 batch_size=100, learning_rate=1e-3, verbose=False, deterministic=False,
-                 transform="none", cofactor=5.0, seed=0):
+    def __init__(self, model="dense", hidden=(500, 250, 50), filters=(64, 128, 256),
+                 epochs=TRAINING["epochs"], batch_size=TRAINING["batch_size"],
+                 learning_rate=TRAINING["learning_rate"], verbose=False,
+                 deterministic=TRAINING["deterministic"], transform="none", cofactor=5.0, seed=0):
         super().__init__(transform=transform, cofactor=cofactor, seed=seed)
         if model not in ("dense", "conv"):
             raise NeuronEditError(f"model must be 'dense' or 'conv'; got {model!r}.")
@@ -48,36 +50,39 @@ class NetworkBaseline(Baseline):
             raise NeuronEditError(
                 "epochs and batch_size must be positive integers and learning_rate positive."
             )
-        self.architecture = model
-        self.hidden = tuple(int(h) for h in hidden)
-        self.filters = tuple(int(f) for f in filters)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.learning_rate = float(learning_rate)
-        self.verbose = bool(verbose)
-        self.deterministic = bool(deterministic)
+        tuple(int(h) for h in hidden), tuple(int(f) for f in filters)  # numbers, or fail here
+        self.model = model
+        self.hidden = hidden
+        self.filters = filters
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.verbose = verbose
+        self.deterministic = deterministic
+
+    architecture = Renamed("model")
 
     def get_config(self):
         config = super().get_config()
-        config.update(model=self.architecture, hidden=list(self.hidden),
-                      filters=list(self.filters), epochs=self.epochs,
-                      batch_size=self.batch_size, learning_rate=self.learning_rate,
-                      verbose=self.verbose, deterministic=self.deterministic)
+        config.update(model=self.model, hidden=[int(h) for h in self.hidden],
+                      filters=[int(f) for f in self.filters], epochs=int(self.epochs),
+                      batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
+                      verbose=bool(self.verbose), deterministic=bool(self.deterministic))
         return config
 
     def _detect_images(self, source):
         shape = np.shape(source) if hasattr(source, "shape") else None
         given_images = shape is not None and len(shape) in (3, 4) and not hasattr(source, "columns")
-        if self.architecture == "conv" and not given_images:
+        if self.model == "conv" and not given_images:
             raise NeuronEditError(
                 f"model='conv' needs images (n, H, W[, C]); got {shape}. Use model='dense' "
                 "for tables."
             )
-        if self.architecture == "dense" and given_images:
+        if self.model == "dense" and given_images:
             raise NeuronEditError(
                 f"model='dense' takes tables; got images of shape {shape}. Use model='conv'."
             )
-        return self.architecture == "conv"
+        return self.model == "conv"
 
     def _fit_values(self, source, target, extra=None):
         if self.deterministic:
@@ -91,17 +96,17 @@ class NetworkBaseline(Baseline):
     def autoencoder(self, seed_offset=0):
         """The paper's autoencoder for this data (a generator maps a point to a point)."""
         seed = self.seed + 1000 * seed_offset
-        if self.architecture == "conv":
-            return models.conv_autoencoder(self.sample_shape, self.filters, LEAK, seed=seed)
-        return models.dense_autoencoder(self.sample_shape[0], self.hidden, LEAK, seed=seed)
+        if self.model == "conv":
+            return models.conv_autoencoder(self.sample_shape_, self.filters, LEAK, seed=seed)
+        return models.dense_autoencoder(self.sample_shape_[0], self.hidden, LEAK, seed=seed)
 
     def discriminator(self, seed_offset=0, name="discriminator"):
         """The autoencoder's encoder (dense 500-250-50 or conv 64-128-256) and one logit."""
         seed = self.seed + 1000 * seed_offset
         init = keras.initializers.GlorotUniform
-        inputs = keras.Input(self.sample_shape, name="standardised")
+        inputs = keras.Input(self.sample_shape_, name="standardised")
         x = inputs
-        if self.architecture == "conv":
+        if self.model == "conv":
             for i, units in enumerate(self.filters):
                 x = keras.layers.Conv2D(units, 4, strides=2, padding="same",
                                         kernel_initializer=init(seed + i))(x)

@@ -6,7 +6,8 @@ import json
 
 from neuronedit_tf import models
 from neuronedit_tf.baselines.networks import NetworkBaseline
-from neuronedit_tf.layers import DEFAULT_QUANTILES
+from neuronedit_tf.estimator import TRAINING, Renamed
+from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
 
 
 class NeuronEditMethod(NetworkBaseline):
@@ -14,8 +15,8 @@ class NeuronEditMethod(NetworkBaseline):
 
     ``fit`` trains a NeuronEditor on S, T and X with these settings (its fit
     options are constructor arguments here, as for every baseline) and
-    ``transform`` is the editor's. The fitted editor is ``self.editor``;
-    ``self.model`` is its raw -> raw graph, saved as ``model.keras``.
+    ``transform`` is the editor's. The fitted editor is ``self.editor_``;
+    ``self.model_`` is its raw -> raw graph, saved as ``model.keras``.
 
     Args:
         method: NeuronEditor's method (None: its default; ``"paper"``: the paper's graph).
@@ -38,7 +39,8 @@ class NeuronEditMethod(NetworkBaseline):
     description = "neuron editing: percentile map S -> T on an autoencoder's neurons (the paper)"
 
     def __init__(self, layer=models.BOTTLENECK, quantiles=DEFAULT_QUANTILES,
-                 extrapolation="shift", validation_split=0.1, patience=10, method=None, **kwargs):
+                 extrapolation="shift", validation_split=TRAINING["validation_split"],
+                 patience=TRAINING["patience"], method=None, **kwargs):
         super().__init__(**kwargs)
         if method is not None:
             from neuronedit_tf.methods import check_method
@@ -46,15 +48,18 @@ class NeuronEditMethod(NetworkBaseline):
             check_method(method)
         self.method = method
         self.layer = layer
-        self.quantiles = tuple(float(q) for q in quantiles)
+        NeuronEdit(quantiles=quantiles, extrapolation=extrapolation)  # validates both
+        self.quantiles = quantiles
         self.extrapolation = extrapolation
         self.validation_split = float(validation_split)
         self.patience = int(patience)
-        self.editor = None
+
+    editor_ = None  # the fitted NeuronEditor
+    editor = Renamed("editor_")
 
     def get_config(self):
         config = super().get_config()
-        config.update(layer=self.layer, quantiles=list(self.quantiles),
+        config.update(layer=self.layer, quantiles=[float(q) for q in self.quantiles],
                       extrapolation=self.extrapolation, validation_split=self.validation_split,
                       patience=self.patience, method=self.method)
         return config
@@ -66,25 +71,28 @@ class NeuronEditMethod(NetworkBaseline):
     def _editor(self):
         from neuronedit_tf.editor import NeuronEditor
 
-        model = self.autoencoder() if self.architecture == "conv" else "dense"
+        model = self.autoencoder() if self.model == "conv" else "dense"
         return NeuronEditor(model=model, method=self.method, layer=self.layer, quantiles=self.quantiles,
                             extrapolation=self.extrapolation, transform=self.transform_name,
                             cofactor=self.cofactor, hidden=self.hidden, seed=self.seed,
                             learning_rate=self.learning_rate)
 
     def _fit_network(self, source, target, extra):
-        self.editor = self._editor().fit(
+        self.editor_ = self._editor().fit(
             source, target, extra=extra, epochs=self.epochs, batch_size=self.batch_size,
             validation_split=self.validation_split, patience=self.patience,
             verbose=2 if self.verbose else 0, deterministic=self.deterministic,
         )
-        self.history = self.editor.history
-        self.model = self.editor.model
+        self.history_ = self.editor_.history_
+        self.model_ = self.editor_.model_
 
     def _after_load(self):
-        self.editor = self._editor()
-        self.editor.model, self.editor.columns = self.model, self.columns
-        self.editor.history = self.history
+        self.editor_ = self._editor()
+        config = self.editor_.get_config()  # the resolved method and knots it was fitted with
+        self.editor_.method_ = config["method"]
+        self.editor_.quantiles_ = tuple(config["quantiles"])
+        self.editor_.model_, self.editor_.columns_ = self.model_, self.columns_
+        self.editor_.history_ = self.history_
 
     @classmethod
     def from_editor_folder(cls, path):
@@ -97,9 +105,9 @@ class NeuronEditMethod(NetworkBaseline):
                       extrapolation=config["extrapolation"], transform=config["transform"],
                       cofactor=config["cofactor"], hidden=config["hidden"],
                       seed=config["seed"], learning_rate=config["learning_rate"],
-                      model="conv" if len(editor.model.input.shape) == 4 else "dense")
-        wrapped.editor, wrapped.model = editor, editor.model
-        wrapped.columns, wrapped.history = editor.columns, editor.history
-        wrapped.sample_shape = tuple(editor.model.input.shape[1:])
-        wrapped._image_input = len(editor.model.input.shape) == 4
+                      model="conv" if len(editor.model_.input.shape) == 4 else "dense")
+        wrapped.editor_, wrapped.model_ = editor, editor.model_
+        wrapped.columns_, wrapped.history_ = editor.columns_, editor.history_
+        wrapped.sample_shape_ = tuple(editor.model_.input.shape[1:])
+        wrapped._image_input = len(editor.model_.input.shape) == 4
         return wrapped

@@ -112,6 +112,6 @@ class RegAE(NetworkBaseline):
                                for batch in self.batches(rng, everything, s, t)])
             self.record(history, epoch, reconstruction=losses[:, 0].mean(),
                         mmd=losses[:, 1].mean())
-        self.history = history
-        features = keras.Input(self.sample_shape, name="features")
-        self.model = keras.Model(features, post(autoencoder(pre(features))), name="regae")
+        self.history_ = history
+        features = keras.Input(self.sample_shape_, name="features")
+        self.model_ = keras.Model(features, post(autoencoder(pre(features))), name="regae")

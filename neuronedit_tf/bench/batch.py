@@ -101,7 +101,7 @@ def graphs(editor, source, target, candidates, halves=None):
     encoder, decoder = halves or (editor.part("encoder"), editor.part("decoder"))
     s, t = models.run(pre, source), models.run(pre, target)
     codes = models.run(encoder, s), models.run(encoder, t)
-    shape = tuple(editor.model.input.shape[1:])
+    shape = tuple(editor.model_.input.shape[1:])
     built = {}
     for method, gate, *knots in candidates:
         # The candidate's own knots, else its method's (the paper's 0..100 for "paper").
@@ -243,7 +243,7 @@ def run_case(case, seeds, baselines, ne_epochs, baseline_epochs, expensive_epoch
         fitted = time.time() - started
         built = graphs(editor, case.source.values, case.target.values, ne_candidates)
         # The default method's graph is the editor's own; the others share its autoencoder.
-        built[editor.method] = editor.model
+        built[editor.method_] = editor.model_
         for name, graph in built.items():
             started = time.time()
             prediction = models.run(graph, case.sample.values)
@@ -417,7 +417,7 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
     preds = {}
     editor = _editor(example, seeds[0], ne_epochs)
     built = graphs(editor, example.source.values, example.target.values, [("paper", None)])
-    preds[f"neuron editing ({editor.method})"] = editor.transform(example.sample.values)
+    preds[f"neuron editing ({editor.method_})"] = editor.transform(example.sample.values)
     preds["neuron editing (paper)"] = models.run(built["paper"], example.sample.values)
     from neuronedit_tf.baselines import registry as reg
 

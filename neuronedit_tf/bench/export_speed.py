@@ -155,7 +155,7 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
     with tempfile.TemporaryDirectory() as scratch:
         runners, flops = {}, {}
         for graph, (edit, method) in GRAPHS.items():
-            if method is None and methods.get(editor.method).serves_chain:
+            if method is None and methods.get(editor.method_).serves_chain:
                 continue  # the editor's graph is the paper's, already "lookup"
             folder = Path(scratch) / graph
             write_saved_model(editor, folder, edit=edit, method=method)
@@ -238,7 +238,7 @@ def export_parity(editor=None, rows=None, out=None, epochs=20, seed=0, name="neu
         editor, sample = demo_editor(epochs=epochs, seed=seed)
         rows = sample if rows is None else rows
     if rows is not None:
-        rows = editor._input_table(rows, "rows", tuple(editor.model.input.shape[1:])).values
+        rows = editor._input_table(rows, "rows", tuple(editor.model_.input.shape[1:])).values
     with tempfile.TemporaryDirectory() as scratch:
         return export_editor(editor, Path(out or scratch), format="both", name=name,
                              quantize=True, sample=rows)
@@ -297,7 +297,7 @@ def component_times(editor=None, rows=None, batch_size=4096, repeats=20, threads
               "decoder": (editor.part("decoder"), latent),
               "edit_lookup": (lookup_edit(editor.part("neuron_edit")), latent),
               "edit_search": (editor.part("neuron_edit"), latent)}
-    parts = methods.get(editor.method).parts
+    parts = methods.get(editor.method_).parts
     if "calibration" in parts:
         pieces["calibration_lookup"] = (lookup_edit(editor.part("calibration")), standardised)
     if "support_gate" in parts:

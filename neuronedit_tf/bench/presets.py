@@ -51,7 +51,7 @@ def train_cytof_spikein(epochs=None, seed=0, verbose="auto"):
                         f"({CYTONORMPY.filename}, sha256 {CYTONORMPY.sha256}), "
                         "cytonormpy/_resources/*.fcs and coding_detectors.txt",
             "files": files, "epochs_max": epochs,
-            "epochs_run": len((editor.history or {}).get("loss", [])) or None}
+            "epochs_run": len((editor.history_ or {}).get("loss", [])) or None}
     card = (
         "A dense neuron editor (the paper's 500-250-50 autoencoder, LeakyReLU) that moves CyTOF "
         "cells from batch 021 to batch 028 of the cytonormpy files: exactly the case of "
@@ -93,7 +93,7 @@ def train_digits_thicken(epochs=None, seed=0, verbose="auto"):
             "split": "source: a seeded half of digits 0-4; target: the 2x2 grey dilation of the "
                      "other half; extra (X): digits 5-9; truth: the dilation of X",
             "epochs_max": epochs,
-            "epochs_run": len((editor.history or {}).get("loss", [])) or None}
+            "epochs_run": len((editor.history_ or {}).get("loss", [])) or None}
     card = (
         "A convolutional neuron editor (stride-2 4x4 convolutions) that thickens handwritten "
         "strokes: learned on digits 0-4 (before/after a 2x2 grey dilation) and applied to "

@@ -224,7 +224,7 @@ out = np.lib.format.open_memmap(spec["out"], "w+", np.float32, extra.shape)
 editor.transform(extra, out=out)
 done = time.perf_counter()
 print(json.dumps({"fit": fitted - start, "transform": done - fitted,
-                  "epochs": len(editor.history["loss"]),
+                  "epochs": len(editor.history_["loss"]),
                   "finite": bool(np.isfinite(np.load(spec["out"], mmap_mode="r")[:100000]).all())}))
 """
 

@@ -40,7 +40,7 @@ Example:
     >>> extra = rng.normal(size=(500, 4)).astype("float32") + [0.0, 2.0, 0.0, 0.0]
     >>> editor = NeuronEditor(method="gated", hidden=(32, 16, 8)).fit(
     ...     source, target, extra=extra, epochs=3, verbose=0)
-    >>> [layer.name for layer in editor.model.layers if "edit" in layer.name or
+    >>> [layer.name for layer in editor.model_.layers if "edit" in layer.name or
     ...  layer.name in ("calibration", "support_gate")]
     ['neuron_edit', 'residual_edit', 'calibration', 'support_gate']
 """
