@@ -37,6 +37,21 @@ def test_matches_float64_reference_within_1e4_relative(source, extrapolation, de
     close_to_reference(frozen(probe).numpy(), expected)
 
 
+def test_a_large_tie_beside_a_narrow_segment_keeps_the_end_slope_exact():
+    # Hypothesis found it: 99 of 100 source values tied at -5, the next knot 0.01 away. The tie's
+    # mean target was a float32 sum of 99 equal values; its rounding, divided by the 0.01 wide
+    # segment, moved the linear extrapolation's slope by 3e-4 (relative) 75 units out.
+    source = np.full((100, 2), -5.0, np.float32)
+    source[0, 0] = -4.0
+    rng = np.random.default_rng(0)
+    target = rounded(source * rng.uniform(0.5, 2.0) + rng.normal(size=2), 1)
+    layer = adapted(source, target, "linear", tuple(range(101)))
+    probe = np.concatenate([source, rng.uniform(-80, 80, size=(200, 2))]).astype(np.float32)
+    expected = reference_map(probe, layer.source_q.numpy(), layer.target_q.numpy(), "linear")
+    close_to_reference(layer(probe).numpy(), expected)
+    close_to_reference(LookupEdit.from_layer(layer)(probe).numpy(), expected)
+
+
 @pytest.mark.parametrize("extrapolation", ["shift", "clip", "linear"])
 def test_clustered_knots_and_extreme_outliers(extrapolation):
     # The 0th/100th percentiles far out, a dense cluster and exact ties in the middle.

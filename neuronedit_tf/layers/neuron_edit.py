@@ -299,9 +299,16 @@ class NeuronEdit(keras.layers.Layer):
         largest = float(np.finfo(np.float32).max)
         s = tf.convert_to_tensor(self.source_q)
         t = tf.convert_to_tensor(self.target_q)
-        # Collapse equal source knots: every knot takes the mean target of its tie group.
+        # Collapse equal source knots: every knot takes the mean target of its tie group. The
+        # mean is taken as the group's first target plus the mean offset from it: a float32 sum
+        # of many equal targets is not exact, and its error, divided by a narrow segment next to
+        # the group, would reach every slope and extrapolation. Every member computes the same.
         same = tf.cast(tf.equal(s[:, None, :], s[None, :, :]), s.dtype)  # (Q, Q, n)
-        t_eff = tf.reduce_sum(same * t[None, :, :], axis=1) / tf.reduce_sum(same, axis=1)
+        first = tf.argmax(same, axis=1, output_type=tf.int32)  # (Q, n): the group's first knot
+        columns = tf.broadcast_to(tf.range(tf.shape(s)[1], dtype=tf.int32)[None], tf.shape(first))
+        base = tf.gather_nd(t, tf.stack([first, columns], -1))  # (Q, n)
+        offset = tf.reduce_sum(same * (t[None, :, :] - base[:, None, :]), axis=1)
+        t_eff = base + offset / tf.reduce_sum(same, axis=1)
         width = s[1:] - s[:-1]
         rise = tf.clip_by_value(t_eff[1:] - t_eff[:-1], -largest, largest)
         positive = width > 0
