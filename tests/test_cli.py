@@ -186,8 +186,10 @@ def test_tensorflow_log_lines_are_hidden_and_every_other_line_passes(capfd):
     from neuronedit_tf.native_logs import hidden_native_logs
 
     with hidden_native_logs():
+        # Python writes first: its line is out before the filter thread has anything to forward
+        # (two writers to one descriptor at once may interleave within a line).
+        print("from Python", file=sys.stderr, flush=True)
         os.write(2, b"before\n" + TENSORFLOW_LOG_LINES + b"F0000 00:00:1.0 1 x.cc:1] fatal\nafter")
-        print("from Python", file=sys.stderr)
     err = capfd.readouterr().err
     assert sorted(err.splitlines()) == ["F0000 00:00:1.0 1 x.cc:1] fatal", "after", "before",
                                         "from Python"]
