@@ -305,8 +305,8 @@ class NeuronEdit(keras.layers.Layer):
         # the group, would reach every slope and extrapolation. Every member computes the same.
         same = tf.cast(tf.equal(s[:, None, :], s[None, :, :]), s.dtype)  # (Q, Q, n)
         first = tf.argmax(same, axis=1, output_type=tf.int32)  # (Q, n): the group's first knot
-        columns = tf.broadcast_to(tf.range(tf.shape(s)[1], dtype=tf.int32)[None], tf.shape(first))
-        base = tf.gather_nd(t, tf.stack([first, columns], -1))  # (Q, n)
+        base = tf.gather(tf.transpose(t), tf.transpose(first), batch_dims=1)  # (n, Q)
+        base = tf.transpose(base)  # (Q, n): each knot's group-first target
         offset = tf.reduce_sum(same * (t[None, :, :] - base[:, None, :]), axis=1)
         t_eff = base + offset / tf.reduce_sum(same, axis=1)
         width = s[1:] - s[:-1]
