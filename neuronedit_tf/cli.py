@@ -69,7 +69,8 @@ def _parser():
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--overwrite", action="store_true")
     fit.add_argument("--method", default="neuron_edit",
-                     help="neuron_edit (default: neuron editing's default method, gated), "
+                     help="neuron_edit (default: neuron editing's default method), auto "
+                          "(chosen by cross-validation on the spike-ins), "
                           "one of its methods by name (paper: the paper's setting, "
                           "calibrated, gated), or a comparison method of "
                           "neuronedit_tf.baselines (e.g. quantile_map, combat, cyclegan); "
@@ -186,9 +187,12 @@ def _fit(args):
     from neuronedit_tf.data.formats import read
     from neuronedit_tf.editor import NeuronEditor
 
-    from neuronedit_tf import methods
+    from neuronedit_tf import baselines, methods, selection
 
-    if args.method != "neuron_edit" and args.method not in methods.names():
+    # A comparison method's name (quantile_map, mean_shift, ...) fits that comparison method,
+    # saved as such, even where neuron editing has a method of the same name for "auto".
+    if args.method not in ("neuron_edit", selection.AUTO) and (
+            args.method not in methods.names() or args.method in baselines.names()):
         _fit_baseline(args)
         return
     editor = NeuronEditor(
@@ -202,7 +206,11 @@ def _fit(args):
     fast = dict(jit_compile="auto") if args.fast else {}
     editor.fit(source, target, extra=extra, epochs=args.epochs, **fast)
     path = editor.save(args.model, overwrite=args.overwrite)
-    print(f"saved the fitted editor to {path}")
+    if editor.selection_:
+        print(f"method='auto' chose {editor.method_!r} by cross-validation on the spike-ins "
+              "(held-out EMD / no correction, lower is better):")
+        print(selection.table(editor.selection_))
+    print(f"saved the fitted editor ({editor.method_}) to {path}")
 
 
 def _fit_baseline(args):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,12 +11,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from neuronedit_tf import distribute, methods, models, streaming
+from neuronedit_tf import distribute, methods, models, selection, streaming
 from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.estimator import TRAINING, Estimator, Renamed, named_inputs
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.layers import NeuronEdit, custom_objects
+from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit, custom_objects
 
 CONFIG_FILE = "neuronedit.json"
 MODEL_FILE = "model.keras"
@@ -189,9 +190,16 @@ class NeuronEditor(Estimator):
             raise NeuronEditError(
                 f"transform must be one of {models.TRANSFORMS}; got {transform!r}."
             )
-        method = methods.check_method(methods.default_name(self.images) if self.method is None
-                                      else self.method)
+        method = methods.default_name(self.images) if self.method is None else self.method
         quantiles = self.quantiles
+        if method == selection.AUTO:
+            if quantiles is not None:
+                raise NeuronEditError(
+                    "quantiles= sets one method's knots; with method='auto' each candidate "
+                    "keeps its own. Name the method (e.g. method='paper') to set them.")
+            quantiles = DEFAULT_QUANTILES  # placeholder until fit chooses the method
+        else:
+            methods.check_method(method)
         if quantiles is None:
             quantiles = methods.get(method).default_quantiles
         NeuronEdit(quantiles=quantiles, extrapolation=self.extrapolation)  # validates both
@@ -332,6 +340,19 @@ class NeuronEditor(Estimator):
         batch_size = checks.positive_int(batch_size, "batch_size")
         patience = checks.integer(patience, "patience")
 
+        self.selection_ = None
+        if settings.method == selection.AUTO:
+            training = {"epochs": epochs, "batch_size": batch_size,
+                        "validation_split": validation_split, "patience": patience,
+                        "deterministic": deterministic, "shuffle_rows": shuffle_rows,
+                        "jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
+            extra_sets = [stream.data for stream in streams[2:]]
+            self.selection_ = self._select(streams, extra_sets, training, verbose)
+            settings.method = self.selection_["choice"]
+            settings.quantiles = tuple(float(q) for q in
+                                       methods.get(settings.method).default_quantiles)
+        chosen = methods.get(settings.method)
+
         keras.utils.set_random_seed(settings.seed)
         if deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -353,6 +374,13 @@ class NeuronEditor(Estimator):
                                    settings.cofactor, settings.logicle)
         post = models.postprocessing(sample_shape, mean, variance, self.transform_name,
                                      settings.cofactor, settings.logicle)
+        if not chosen.uses_autoencoder:  # a data-space map: no autoencoder to train
+            self.history_ = {}
+            self.model_ = chosen.fit_graph(
+                sample_shape, methods.Pieces(pre, None, None, post), None,
+                self._standardised(pre, streams[0]), self._standardised(pre, streams[1]),
+                self.extrapolation, settings.seed)
+            return self
 
         strategy = distribute.resolve(self.strategy)
         default = strategy is tf.distribute.get_strategy()
@@ -375,15 +403,55 @@ class NeuronEditor(Estimator):
         edit = NeuronEdit(settings.quantiles, self.extrapolation, name="neuron_edit")
         # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
         # calibrated method's per-feature maps are fitted on it.
-        source_standardised = np.concatenate([models.run(pre, c) for c in streams[0].chunks()])
-        target_standardised = np.concatenate([models.run(pre, c) for c in streams[1].chunks()])
+        source_standardised = self._standardised(pre, streams[0])
+        target_standardised = self._standardised(pre, streams[1])
         edit.adapt(models.run(encoder, source_standardised),
                    models.run(encoder, target_standardised), seed=settings.seed)
-        self.model_ = methods.get(settings.method).fit_graph(
+        self.model_ = chosen.fit_graph(
             sample_shape, methods.Pieces(pre, encoder, decoder, post), edit,
             source_standardised, target_standardised, self.extrapolation, settings.seed,
         )
         return self
+
+    @staticmethod
+    def _standardised(pre, stream):
+        return np.concatenate([models.run(pre, c) for c in stream.chunks()])
+
+    def _select(self, streams, extra, training, verbose):
+        """``method="auto"``: cross-validate :data:`~neuronedit_tf.selection.CANDIDATES` on the
+        spike-in pair (see :mod:`neuronedit_tf.selection`); returns ``selection_``."""
+        if self.images:
+            return {"choice": methods.DEFAULT_IMAGE_METHOD, "rows": [],
+                    "reason": "images: only 'paper' edits images"}
+        source, target = (np.concatenate(list(stream.chunks())) for stream in streams[:2])
+
+        def log(line):
+            if verbose:
+                print(line, file=sys.stderr, flush=True)
+
+        return selection.select(self, source, target, extra, training, log=log)
+
+    def candidates(self, source, target, names=selection.CANDIDATES):
+        """``{name: raw -> raw function}``: each method in ``names`` built on this editor's
+        trained autoencoder and adapted on raw ``source`` -> ``target`` (as it would be
+        fitted), for comparing methods without training again."""
+        self._require_fitted()
+        pre, post = self.part("preprocessing"), self.part("postprocessing")
+        encoder, decoder = self.part("encoder"), self.part("decoder")
+        s, t = models.run(pre, source), models.run(pre, target)
+        codes = models.run(encoder, s), models.run(encoder, t)
+        shape = tuple(self.model_.input.shape[1:])
+        built = {}
+        for name in names:
+            method = methods.get(name)
+            edit = None
+            if method.uses_autoencoder:
+                edit = NeuronEdit(method.default_quantiles, self.extrapolation, name="neuron_edit")
+                edit.adapt(*codes, seed=self.seed)
+            graph = method.fit_graph(shape, methods.Pieces(pre, encoder, decoder, post), edit,
+                                     s, t, self.extrapolation, self.seed)
+            built[name] = lambda values, graph=graph: models.run(graph, values)
+        return built
 
     def _build_autoencoders(self, sample_shape, settings, fresh=False):
         if settings.members == 1:
@@ -410,7 +478,12 @@ class NeuronEditor(Estimator):
         """A piece of the fitted graph: ``"preprocessing"``, ``"encoder"``,
         ``"neuron_edit"``, ``"decoder"`` or ``"postprocessing"``."""
         self._require_fitted()
-        return self.model_.get_layer(name)
+        try:
+            return self.model_.get_layer(name)
+        except ValueError:
+            raise NeuronEditError(
+                f"The fitted graph ({self.method_!r}) has no part {name!r}; it has "
+                f"{[layer.name for layer in self.model_.layers[1:]]}.") from None
 
     def _predict(self, data, name, graph, out=None):
         self._require_fitted()
@@ -518,6 +591,7 @@ class NeuronEditor(Estimator):
                 "columns": self.columns_,
                 "passthrough": self.passthrough_,
                 "history": self.history_,
+                "selection": getattr(self, "selection_", None),
                 "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
             }
             (scratch / CONFIG_FILE).write_text(json.dumps(state, indent=2))
@@ -558,6 +632,7 @@ class NeuronEditor(Estimator):
         editor.columns_ = state.get("columns")
         editor.passthrough_ = state.get("passthrough") or []
         editor.history_ = state.get("history")
+        editor.selection_ = state.get("selection")
         return editor
 
     def export(self, path, format="saved_model", name=None, version=None, overwrite=False,

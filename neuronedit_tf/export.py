@@ -93,9 +93,10 @@ if config["saved_model"]:
         raise SystemExit(f"signatures missing: {missing}")
     features = tf.constant(inputs)
     outputs["saved_model"] = loaded.signatures["serving_default"](features=features)["edited"]
-    latent = loaded.signatures["encode"](features=features)["latent"]
-    edited = loaded.signatures["edit"](latent=latent)["edited_latent"]
-    outputs["saved_model_endpoints"] = loaded.signatures["decode"](latent=edited)["features"]
+    if "encode" in config["endpoints"]:
+        latent = loaded.signatures["encode"](features=features)["latent"]
+        edited = loaded.signatures["edit"](latent=latent)["edited_latent"]
+        outputs["saved_model_endpoints"] = loaded.signatures["decode"](latent=edited)["features"]
 try:
     from ai_edge_litert.interpreter import Interpreter
     runtime = "ai_edge_litert"
@@ -152,6 +153,24 @@ def write_saved_model(editor, path, edit="lookup", method=None):
             ``"paper"`` on a calibrated editor drops the residual form and the
             calibration (the speed benchmark compares both graphs).
     """
+    fitted = methods.get(editor.method_)
+    if not fitted.uses_autoencoder:  # a data-space map: no code, only serving_default
+        if edit == "plain" or not (method is None or methods.get(method) is fitted):
+            raise NeuronEditError(f"The editor's method {fitted.name!r} has no autoencoder; "
+                                  "it exports its own graph only.")
+        pieces = methods.Pieces(editor.part("preprocessing"), None, None,
+                                editor.part("postprocessing"))
+        parts = {part: _edit_graph(editor.part(part), edit) for part in fitted.parts}
+        serving = fitted.assemble(tuple(editor.model_.input.shape[1:]), pieces, None, parts,
+                                  name="neuron_editor_serving")
+        archive = keras.export.ExportArchive()
+        archive.track(serving)
+        archive.add_endpoint(
+            "serving_default", lambda features: {"edited": serving(features, training=False)},
+            input_signature=[_spec(tuple(editor.model_.input.shape[1:]), "features")],
+        )
+        archive.write_out(os.fspath(path), verbose=False)
+        return
     pieces = methods.Pieces(*(editor.part(name) for name in
                               ("preprocessing", "encoder", "decoder", "postprocessing")))
     pre, encoder, decoder, post = pieces
@@ -214,16 +233,19 @@ def write_assets(editor, folder):
     feature_shape = list(editor.model_.input.shape[1:])
     columns = editor.columns_ or [f"feature_{i}" for i in range(feature_shape[-1])]
     (assets / FEATURES_FILE).write_text("".join(f"{c}\n" for c in columns))
+    coded = methods.get(editor.method_).uses_autoencoder
+    signatures = {
+        "serving_default": {"inputs": {"features": "float32"}, "outputs": {"edited": "float32"}},
+        "encode": {"inputs": {"features": "float32"}, "outputs": {"latent": "float32"}},
+        "edit": {"inputs": {"latent": "float32"}, "outputs": {"edited_latent": "float32"}},
+        "decode": {"inputs": {"latent": "float32"}, "outputs": {"features": "float32"}},
+    }
     metadata = {
         "columns": editor.columns_,
         "feature_shape": feature_shape,
-        "latent_shape": list(editor.part("encoder").output.shape[1:]),
-        "signatures": {
-            "serving_default": {"inputs": {"features": "float32"}, "outputs": {"edited": "float32"}},
-            "encode": {"inputs": {"features": "float32"}, "outputs": {"latent": "float32"}},
-            "edit": {"inputs": {"latent": "float32"}, "outputs": {"edited_latent": "float32"}},
-            "decode": {"inputs": {"latent": "float32"}, "outputs": {"features": "float32"}},
-        },
+        "latent_shape": list(editor.part("encoder").output.shape[1:]) if coded else None,
+        "signatures": signatures if coded else {"serving_default":
+                                                signatures["serving_default"]},
         "editor": editor.get_config(),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
@@ -239,7 +261,7 @@ def _saved_model_cli():
 
 
 def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantized=(),
-                  expected_endpoints=None, working=None, gain=None):
+                  expected_endpoints=None, working=None, gain=None, endpoints=ENDPOINTS):
     """Run the exported files in a fresh process that does not import neuronedit_tf.
 
     Args:
@@ -256,6 +278,8 @@ def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantiz
             preprocessing); default: compare raw values.
         gain: per feature (last axis), the largest slope of the graph's last
             percentile map (``output_gain``); default 1.
+        endpoints: the SavedModel's signatures (default all four; a data-space method
+            exports ``("serving_default",)``).
 
     Returns:
         ``{artifact: {"max_error", "max_abs", "max_rel", "max_spread",
@@ -276,7 +300,7 @@ def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantiz
             "inputs": os.fspath(scratch / "inputs.npy"),
             "outputs": os.fspath(scratch / "outputs.npz"),
             "saved_model": os.fspath(folder) if saved_model else None,
-            "endpoints": list(ENDPOINTS),
+            "endpoints": list(endpoints),
             "tflite": {name: os.fspath(folder / name) for name in (*tflite, *quantized)},
             "saved_model_cli": [
                 "run", "--dir", os.fspath(folder), "--tag_set", "serve",
@@ -447,7 +471,8 @@ def export_editor(editor, path, format="saved_model", name=None, version=None, o
         if verify:
             inputs = _typical_inputs(editor) if sample is None else _sample(editor, sample)
             chain = None
-            if not methods.get(editor.method_).serves_chain:  # the endpoints' own path
+            method = methods.get(editor.method_)
+            if method.uses_autoencoder and not method.serves_chain:  # the endpoints' own path
                 pieces = [editor.part(n) for n in ("preprocessing", "encoder", "neuron_edit",
                                                    "decoder", "postprocessing")]
                 chain = inputs
@@ -458,7 +483,9 @@ def export_editor(editor, path, format="saved_model", name=None, version=None, o
                                    saved_model=format != "tflite", tflite=tflite,
                                    quantized=quantized, expected_endpoints=chain,
                                    working=lambda values: run(pre, values),
-                                   gain=output_gain(editor))
+                                   gain=output_gain(editor),
+                                   endpoints=ENDPOINTS if method.uses_autoencoder
+                                   else ENDPOINTS[:1])
         if target.exists():
             os.replace(target, scratch / "replaced")
             try:

@@ -134,6 +134,11 @@ class Rows:
             self.n_rows = len(array)
 
     @property
+    def data(self):
+        """The rows as given: the array (or memory map), or the dataset of float32 batches."""
+        return self._array if self._array is not None else self._dataset
+
+    @property
     def in_memory(self):
         """True for an ordinary array (not a memory map, not a dataset)."""
         return self._array is not None and not isinstance(self._array, np.memmap)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from neuronedit_tf import methods as ne_methods
-from neuronedit_tf import metrics, models
+from neuronedit_tf import metrics, models, selection
 from neuronedit_tf.bench.cases import cytof_cases, spillover_cases
 from neuronedit_tf.bench.report import (EXPENSIVE_METHODS, Section, markdown_table, summarise,
                                         trained)
@@ -82,11 +82,13 @@ def candidate_name(method, gate, knots=None):
 
 # ------------------------------------------------------------------ neuron editing
 def _editor(case, seed, epochs, source=None, target=None, members=1):
-    """One NeuronEditor (default method) fitted on the case's pair (or the given rows) + X;
+    """One NeuronEditor (``method="paper"``) fitted on the case's pair (or the given rows) + X;
     ``members`` autoencoders (see ``NeuronEditor(members=...)``)."""
     from neuronedit_tf.editor import NeuronEditor
 
-    editor = NeuronEditor(transform="arcsinh", cofactor=case.cofactor, seed=seed, members=members)
+    # One autoencoder per case and seed; every method's graph is read off it (``graphs``).
+    editor = NeuronEditor(transform="arcsinh", cofactor=case.cofactor, seed=seed, members=members,
+                          method="paper")
     return editor.fit(case.source.values if source is None else source,
                       case.target.values if target is None else target,
                       extra=case.sample.values, epochs=epochs, verbose=0)
@@ -114,34 +116,12 @@ def graphs(editor, source, target, candidates, halves=None):
 
 
 def _population_split(case, seed):
-    """Two populations of the spike-in pair: 2-means on S (arcsinh scale); each T cell joins
-    the cluster nearest to it after a per-feature percentile map T -> S (undoing the shift
-    marker by marker, so the batch effect does not decide the cluster). ``None`` if a
-    population is too small (< 150 cells of S or T)."""
-    from sklearn.cluster import KMeans
-
-    s, t = case.scale(case.source), case.scale(case.target)
-    kmeans = KMeans(2, n_init=4, random_state=seed).fit(s)
-    back = NeuronEdit()
-    back.adapt(t, s)
-    s_label, t_label = kmeans.labels_, kmeans.predict(np.asarray(back(t.astype(np.float32)),
-                                                                 np.float64))
-    sizes = [min((s_label == c).sum(), (t_label == c).sum()) for c in (0, 1)]
-    if min(sizes) < 150:
-        return None
-    fit = int(np.argmax(sizes))  # fit on the larger population, score the other
-    return ((s_label == fit, t_label == fit), (s_label != fit, t_label != fit))
+    """:func:`neuronedit_tf.selection.population_split` of the case's S and T (arcsinh scale)."""
+    return selection.population_split(case.scale(case.source), case.scale(case.target), seed)
 
 
 def _random_split(case, seed):
-    rng = np.random.default_rng(seed)
-    halves = []
-    for data in (case.source, case.target):
-        order = rng.permutation(len(data.values))
-        mask = np.zeros(len(order), bool)
-        mask[order[: len(order) // 2]] = True
-        halves.append(mask)
-    return (halves[0], halves[1]), (~halves[0], ~halves[1])
+    return selection.random_split(len(case.source.values), len(case.target.values), seed)
 
 
 def select_method(cases, seed=0, epochs=200, candidates=CANDIDATES, log=print, members=1,
@@ -236,20 +216,33 @@ def run_case(case, seeds, baselines, ne_epochs, baseline_epochs, expensive_epoch
     """Every method on one case: rows ``{case, family, method, seed, seconds, emd, r, rmse}``."""
     rows = []
     base = {"case": case.name, "family": case.name.split("_")[0]}
-    ne_candidates = [(m, None) for m in ne_methods.METHODS]
+    ne_candidates = [(m, None) for m in ne_methods.names() if ne_methods.get(m).uses_autoencoder]
     for seed in seeds:
         started = time.time()
         editor = _editor(case, seed, ne_epochs)
         fitted = time.time() - started
         built = graphs(editor, case.source.values, case.target.values, ne_candidates)
-        # The default method's graph is the editor's own; the others share its autoencoder.
-        built[editor.method_] = editor.model_
-        for name, graph in built.items():
+        # "auto": its cross-validation (its own autoencoders on parts of the spike-ins), then
+        # the chosen method read off this editor's autoencoder, which is the one
+        # NeuronEditor(method="auto") trains last (same data, settings and seed).
+        started_auto = time.time()
+        chosen = selection.select(editor, case.source.values, case.target.values,
+                                  [case.sample.values], {"epochs": ne_epochs})
+        auto_seconds = time.time() - started_auto
+        auto = editor.candidates(case.source.values, case.target.values,
+                                 [chosen["choice"]])[chosen["choice"]]
+        predictions = {name: (lambda graph: lambda values: models.run(graph, values))(graph)
+                       for name, graph in built.items()}
+        predictions["auto"] = auto
+        for name, predict in predictions.items():
             started = time.time()
-            prediction = models.run(graph, case.sample.values)
+            prediction = predict(case.sample.values)
             label = f"neuron editing ({name})"
-            rows.append({**base, "method": label, "seed": seed,
-                         "seconds": fitted + time.time() - started, **score(case, prediction)})
+            extra = {"chosen": chosen["choice"]} if name == "auto" else {}
+            rows.append({**base, "method": label, "seed": seed, **extra,
+                         "seconds": fitted + time.time() - started
+                         + (auto_seconds if name == "auto" else 0.0),
+                         **score(case, prediction)})
     for name in baselines:
         seeded = trained(name)
         expensive = name in EXPENSIVE
@@ -416,9 +409,12 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
     example = cytof[0]
     preds = {}
     editor = _editor(example, seeds[0], ne_epochs)
-    built = graphs(editor, example.source.values, example.target.values, [("paper", None)])
-    preds[f"neuron editing ({editor.method_})"] = editor.transform(example.sample.values)
-    preds["neuron editing (paper)"] = models.run(built["paper"], example.sample.values)
+    shown = dict.fromkeys([ne_methods.DEFAULT_METHOD if ne_methods.DEFAULT_METHOD in
+                           ne_methods.names() else "gated", "paper"])
+    built = graphs(editor, example.source.values, example.target.values,
+                   [(name, None) for name in shown])
+    for name in shown:
+        preds[f"neuron editing ({name})"] = models.run(built[name], example.sample.values)
     from neuronedit_tf.baselines import registry as reg
 
     preds["quantile_map"] = reg.get("quantile_map", transform="arcsinh",

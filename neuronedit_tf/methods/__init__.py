@@ -14,6 +14,10 @@ saves, loads and exports the same way.
 * ``"gated"`` (:mod:`~neuronedit_tf.methods.gated`) -- ``"calibrated"`` applied only where it
   was learned: a :class:`~neuronedit_tf.layers.SupportGate` blends, per cell, the calibrated
   output with the residual edit alone by how far the cell's code lies from the spike-ins'.
+* ``"quantile_map"``, ``"mean_shift"`` (:mod:`~neuronedit_tf.methods.data_space`) -- the
+  per-feature maps in data space (no autoencoder), what ``"auto"`` weighs the edits against.
+* ``"auto"`` (:mod:`neuronedit_tf.selection`, not a graph of its own) -- each fit chooses one
+  of the above by cross-validation on its spike-in pair.
 
 A new formulation is a module with an :class:`~neuronedit_tf.methods.base.EditMethod` subclass
 and one line here (or :func:`register` at run time; a saved editor names its method, so
@@ -51,6 +55,7 @@ from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.methods.base import EditMethod, Pieces
 from neuronedit_tf.methods.calibrated import (CALIBRATION_QUANTILES, RESIDUAL_QUANTILES,
                                               Calibrated, residual_edit)
+from neuronedit_tf.methods.data_space import MeanShift, QuantileMap
 from neuronedit_tf.methods.gated import GATE, Gated
 from neuronedit_tf.methods.paper import Paper
 
@@ -105,9 +110,9 @@ def check_method(method):
     """Return ``method`` if it names a registered method; raise a ``NeuronEditError`` otherwise."""
     if method not in REGISTRY:
         raise NeuronEditError(
-            f"method must be one of {names()}; got {method!r}. Use 'paper' for the "
-            "paper's D(NeuronEdit(E(X))), 'calibrated' or 'gated' (default "
-            f"{DEFAULT_METHOD!r})."
+            f"method must be 'auto' or one of {names()}; got {method!r}. Use 'paper' for the "
+            "paper's D(NeuronEdit(E(X))), 'auto' to choose by cross-validation on the "
+            f"spike-ins (default {DEFAULT_METHOD!r})."
         )
     return method
 
@@ -179,6 +184,8 @@ def assemble(method, sample_shape, pre, encoder, edit, decoder, post, calibratio
 register(Paper())
 register(Calibrated())
 register(Gated())
+register(QuantileMap())
+register(MeanShift())
 
 
 def __getattr__(name):

@@ -38,6 +38,9 @@ class EditMethod:
             export's parity check), or None when the decoder comes last.
         serves_chain: whether the served graph is exactly encode -> edit -> decode (the
             export's three endpoints chained).
+        uses_autoencoder: whether the graph runs through the autoencoder (False for the
+            data-space maps: ``fit`` then trains none, and the export serves
+            ``serving_default`` alone).
     """
 
     name = None
@@ -46,6 +49,7 @@ class EditMethod:
     parts = ()
     output_map = None
     serves_chain = False
+    uses_autoencoder = True
 
     def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0):
         """The method's own layers, adapted: ``{part name: layer}`` (default: none).

@@ -1,0 +1,240 @@
+"""``method="auto"``: each fit chooses its edit by cross-validation on the spike-in pair alone.
+
+No edit wins every kind of shift: where the change is per channel (an intensity distortion,
+as in the real CyTOF batches) a per-feature quantile map is at the information limit; where
+the change mixes channels and the sample's cells differ from the spike-ins, a latent edit
+can transfer better. Which kind a dataset has can be measured on its spike-ins, so
+``NeuronEditor(method="auto")`` measures it, per dataset, at fit time:
+
+1. The spike-in cells are split into a fitting part and a held-out part, twice:
+   ``"random"`` (random halves of S and of T) and ``"population"`` (two cell populations,
+   :func:`population_split`: a change learned on one population and applied to another, as
+   a sample's cells may differ from the spike-ins). A split whose populations are too small
+   is skipped.
+2. For each split one autoencoder is trained on the fitting part of S and T and on X (as in
+   use), and every candidate (:data:`CANDIDATES`: the neuron-editing methods and the
+   data-space maps ``"quantile_map"`` and ``"mean_shift"``) is built from it, fitted on the
+   fitting part and applied to the held-out S.
+3. Each candidate is scored per split by the mean per-feature EMD of the edited held-out S
+   to the held-out T, divided by the held-out S's own EMD to it (no correction = 1), on the
+   editor's scale (its transform, each feature divided by its spread in S and T). The lowest
+   mean over splits wins; the sample's truth is never read.
+
+The choice and its table are kept on the fitted editor (``selection_``), printed by the
+command line, saved with the editor and shown in its model card.
+
+Example:
+    >>> import numpy as np
+    >>> from neuronedit_tf.selection import random_split
+    >>> (s_fit, t_fit), (s_held, t_held) = random_split(6, 4, seed=0)
+    >>> int(s_fit.sum()), int(t_fit.sum()), bool((s_fit ^ s_held).all())
+    (3, 2, True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neuronedit_tf.errors import NeuronEditError
+
+#: The name that asks for the choice.
+AUTO = "auto"
+#: What ``"auto"`` chooses among, in order of preference on a tie: the neuron-editing
+#: methods, then the data-space per-feature maps.
+CANDIDATES = ("gated", "calibrated", "paper", "quantile_map", "mean_shift")
+#: Each population of a population split needs this many cells of S and of T.
+MIN_POPULATION = 150
+#: Fewer spike-in cells than this (in S or in T) cannot be halved into parts that hold the
+#: maps' knots; ``"auto"`` then takes :data:`FALLBACK` and says why (``selection_["reason"]``).
+MIN_ROWS = 200
+#: The method ``"auto"`` takes when the spike-ins are too few to cross-validate.
+FALLBACK = "gated"
+
+
+def random_split(n_source, n_target, seed=0):
+    """Random halves of S and of T: ``((s_fit, t_fit), (s_held, t_held))`` boolean masks."""
+    rng = np.random.default_rng(seed)
+    halves = []
+    for n in (n_source, n_target):
+        order = rng.permutation(n)
+        mask = np.zeros(n, bool)
+        mask[order[: n // 2]] = True
+        halves.append(mask)
+    return (halves[0], halves[1]), (~halves[0], ~halves[1])
+
+
+def population_split(source, target, seed=0, min_cells=MIN_POPULATION):
+    """Two populations of the spike-in pair, on the comparison scale ``(n, d)`` arrays.
+
+    2-means on S; each T cell joins the cluster nearest to it after a per-feature
+    percentile map T -> S (undoing the shift marker by marker, so the shift itself does not
+    decide the cluster). The larger population is the fitting part, the other is held out.
+
+    Returns:
+        ``((s_fit, t_fit), (s_held, t_held))`` boolean masks, or None when a population has
+        fewer than ``min_cells`` cells of S or of T.
+    """
+    from sklearn.cluster import KMeans
+
+    from neuronedit_tf.layers import NeuronEdit
+
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    kmeans = KMeans(2, n_init=4, random_state=seed).fit(source)
+    back = NeuronEdit()
+    back.adapt(target, source)
+    s_label = kmeans.labels_
+    t_label = kmeans.predict(np.asarray(back(target.astype(np.float32)), np.float64))
+    sizes = [min((s_label == c).sum(), (t_label == c).sum()) for c in (0, 1)]
+    if min(sizes) < min_cells:
+        return None
+    fit = int(np.argmax(sizes))  # fit on the larger population, score the other
+    return ((s_label == fit, t_label == fit), (s_label != fit, t_label != fit))
+
+
+def splits(source, target, seed=0):
+    """``[(name, ((s_fit, t_fit), (s_held, t_held)))]``: the random and population splits
+    of S and T (comparison-scale arrays); the population split only when it exists."""
+    found = [("random", random_split(len(source), len(target), seed))]
+    population = population_split(source, target, seed)
+    if population is not None:
+        found.append(("population", population))
+    return found
+
+
+def scores(rows):
+    """``{candidate: mean ratio over splits}`` from :func:`cross_validate`'s rows, in the
+    candidates' order."""
+    result = {}
+    for name in dict.fromkeys(r["candidate"] for r in rows):
+        result[name] = float(np.mean([r["ratio"] for r in rows if r["candidate"] == name]))
+    return result
+
+
+def choose(rows, candidates=CANDIDATES):
+    """The candidate with the lowest mean ratio (the first listed on a tie)."""
+    found = scores(rows)
+    order = [c for c in candidates if c in found] + [c for c in found if c not in candidates]
+    return min(order, key=lambda c: (found[c], order.index(c)))
+
+
+def comparison_scale(transform, spread):
+    """``values -> transform(values) / spread``: the scale candidates are scored on."""
+    def scale(values):
+        return np.asarray(transform(values), np.float64) / spread
+    return scale
+
+
+def cross_validate(fit_split, source, target, scale, candidates=CANDIDATES, seed=0, log=None):
+    """Score every candidate on the splits of the spike-in pair.
+
+    Args:
+        fit_split: ``(source_rows, target_rows) -> {candidate: raw -> raw function}``:
+            trains what a split needs on those rows (and X) and builds every candidate.
+        source, target: raw S and T, ``(n, d)`` arrays.
+        scale: raw values -> the comparison scale (see :func:`comparison_scale`).
+        candidates: the candidate names, in order of preference on a tie.
+        seed: seeds the splits.
+        log: called with one line per split (optional).
+
+    Returns:
+        ``(choice, rows)``: the winner and one row per (split, candidate) with ``split``,
+        ``candidate``, ``emd`` (edited held-out S to held-out T), ``before`` (the held-out S
+        unedited) and ``ratio`` (their ratio).
+    """
+    source, target = np.asarray(source), np.asarray(target)
+    if min(len(source), len(target)) < MIN_ROWS:
+        raise NeuronEditError(
+            f"method='auto' cross-validates on halves of the spike-ins and needs at least "
+            f"{MIN_ROWS} rows of source and of target; got {len(source)} and {len(target)}. "
+            "Give more cells or name a method (e.g. method='gated').")
+    from neuronedit_tf import metrics
+
+    scaled_source, scaled_target = scale(source), scale(target)
+    rows = []
+    for name, ((s_fit, t_fit), (s_held, t_held)) in splits(scaled_source, scaled_target, seed):
+        built = fit_split(source[s_fit], target[t_fit])
+        held_target = scaled_target[t_held]
+        before = metrics.mean_emd(scaled_source[s_held], held_target)
+        for candidate in candidates:
+            emd = metrics.mean_emd(scale(built[candidate](source[s_held])), held_target)
+            rows.append({"split": name, "candidate": candidate, "emd": emd, "before": before,
+                         "ratio": emd / before if before > 0 else float("inf")})
+        if log is not None:
+            best = min((r for r in rows if r["split"] == name), key=lambda r: r["ratio"])
+            log(f"auto: {name} split scored; best {best['candidate']} ({best['ratio']:.3f})")
+    return choose(rows, candidates), rows
+
+
+def select(editor, source, target, extra=None, training=None, log=None):
+    """What ``editor.fit(source, target, extra=extra)`` chooses with ``method="auto"``.
+
+    Args:
+        editor: an (unfitted) ``NeuronEditor``; each split trains a copy of it (its
+            settings, ``method="paper"``, quiet) on the split's rows and ``extra``.
+        source, target: raw S and T, ``(n, d)`` arrays of the edited features.
+        extra: X, a list of data sets (arrays, memory maps or datasets) or None.
+        training: ``fit``'s training arguments for every split (epochs, batch size, ...).
+        log: called with one line per split (optional).
+
+    Returns:
+        ``{"choice", "rows", "candidates"}`` (see :func:`cross_validate`), or, when the
+        spike-ins are too few (:data:`MIN_ROWS`), ``{"choice": FALLBACK, "rows": [],
+        "reason"}``.
+    """
+    import keras
+
+    from neuronedit_tf import models
+
+    settings = editor._settings()
+    if min(len(source), len(target)) < MIN_ROWS:
+        return {"choice": FALLBACK, "rows": [],
+                "reason": f"fewer than {MIN_ROWS} spike-in rows to cross-validate "
+                          f"(source {len(source)}, target {len(target)})"}
+
+    def transform(values):
+        return models.transform_values(values, editor.transform_name, settings.cofactor,
+                                       settings.logicle)
+
+    spread = np.asarray(transform(np.concatenate([source, target])), np.float64).std(axis=0)
+    scale = comparison_scale(transform, np.where(spread > 0, spread, 1.0))
+    params = {**editor.get_params(deep=False), "method": "paper", "quantiles": None,
+              "channels": None, "verbose": 0}
+
+    def fit_split(s, t):
+        if isinstance(editor.model, keras.Model):  # each split trains its own copy
+            params["model"] = keras.models.clone_model(editor.model)
+        split = type(editor)(**params).fit(s, t, extra=extra or None, **(training or {}))
+        return split.candidates(s, t)
+
+    choice, rows = cross_validate(fit_split, source, target, scale, seed=settings.seed, log=log)
+    if log is not None:
+        log(f"auto: chose {choice!r}")
+    return {"choice": choice, "rows": rows, "candidates": list(CANDIDATES)}
+
+
+def table(selection):
+    """The saved selection as a Markdown table: one row per candidate, its ratio per split
+    and the mean; the choice in bold.
+
+    Example:
+        >>> rows = [{"split": "random", "candidate": "paper", "ratio": 0.5},
+        ...         {"split": "random", "candidate": "quantile_map", "ratio": 0.4}]
+        >>> print(table({"choice": "quantile_map", "rows": rows}))
+        | candidate | random | mean |
+        |---|---|---|
+        | paper | 0.500 | 0.500 |
+        | **quantile_map** | 0.400 | **0.400** |
+    """
+    rows = selection.get("rows") or []
+    if not rows:
+        return f"{selection.get('choice')!r}: {selection.get('reason', 'no cross-validation')}"
+    split_names = list(dict.fromkeys(r["split"] for r in rows))
+    lines = ["| candidate | " + " | ".join(split_names) + " | mean |",
+             "|---" * (len(split_names) + 2) + "|"]
+    for name, mean in scores(rows).items():
+        cells = [f"{r['ratio']:.3f}" for s in split_names for r in rows
+                 if r["split"] == s and r["candidate"] == name]
+        chosen = name == selection.get("choice")
+        lines.append(f"| {'**' + name + '**' if chosen else name} | " + " | ".join(cells) +
+                     f" | {'**' if chosen else ''}{mean:.3f}{'**' if chosen else ''} |")
+    return "\n".join(lines)

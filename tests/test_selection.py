@@ -1,0 +1,105 @@
+"""``method="auto"`` (neuronedit_tf.selection) and the data-space methods it weighs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from neuronedit_tf import NeuronEditor, baselines, selection
+from neuronedit_tf.errors import NeuronEditError
+
+SMALL = dict(hidden=(32, 16, 8), epochs=3, verbose=0)
+
+
+def _pair(seed=0, n=600):
+    """Two populations; T is a per-feature monotone distortion of S's kind of cells."""
+    rng = np.random.default_rng(seed)
+    def cells(n):
+        a = rng.normal(size=(n // 2, 4)) + [2, 0, 0, 0]
+        b = rng.normal(size=(n - n // 2, 4)) + [-2, 0, 1, 0]
+        return np.concatenate([a, b]).astype(np.float32)
+    source, target, extra = cells(n), cells(n), cells(n)
+    return source, 1.5 * target + [1.0, 0.0, -0.5, 0.0], extra
+
+
+def test_quantile_map_method_is_the_comparison_quantile_map_without_an_autoencoder(tmp_path):
+    source, target, extra = _pair()
+    editor = NeuronEditor(method="quantile_map", **SMALL).fit(source, target, extra=extra)
+    assert editor.history_ == {}  # nothing trained
+    assert [layer.name for layer in editor.model_.layers][1:] == [
+        "preprocessing", "feature_map", "postprocessing"]
+    expected = baselines.get("quantile_map").fit(source, target).transform(extra)
+    # Same map on differently standardised values (the maps commute with the affine
+    # standardisation, not the float32 rounding): equal to float32 precision of the values.
+    np.testing.assert_allclose(editor.transform(extra), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(NeuronEditError, match="no part 'encoder'"):
+        editor.part("encoder")
+    editor.save(tmp_path / "saved")
+    loaded = NeuronEditor.load(tmp_path / "saved")
+    assert loaded.method_ == "quantile_map"
+    np.testing.assert_array_equal(loaded.transform(extra), editor.transform(extra))
+
+
+def test_mean_shift_method_adds_the_mean_difference_on_the_transformed_scale():
+    source, target, extra = _pair()
+    editor = NeuronEditor(method="mean_shift", transform="arcsinh", cofactor=1.0,
+                          **SMALL).fit(np.sinh(source), np.sinh(target), extra=np.sinh(extra))
+    shift = target.mean(0) - source.mean(0)
+    np.testing.assert_allclose(np.arcsinh(editor.transform(np.sinh(extra))), extra + shift,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_data_space_methods_export_and_serve_in_a_fresh_process(tmp_path):
+    source, target, extra = _pair()
+    editor = NeuronEditor(method="quantile_map", **SMALL).fit(source, target, extra=extra)
+    report = editor.export(tmp_path / "served", format="both")
+    assert set(report["parity"]) == {"saved_model", "saved_model_cli", "model.tflite"}
+    metadata = json.loads((tmp_path / "served" / "assets" / "neuronedit.json").read_text())
+    assert list(metadata["signatures"]) == ["serving_default"]
+
+
+def test_cross_validate_picks_the_candidate_that_transfers_to_held_out_cells():
+    source, target, _ = _pair()
+    calls = []
+
+    def fit_split(s, t):  # no training: two fixed candidates, one right, one a no-op
+        calls.append((len(s), len(t)))
+        shift = t.mean(0) - s.mean(0)
+        return {"right": lambda x: 1.5 * x + [1.0, 0.0, -0.5, 0.0],
+                "no_op": lambda x: x, "mean": lambda x: x + shift}
+
+    choice, rows = selection.cross_validate(fit_split, source, target, lambda v: v,
+                                            candidates=("no_op", "mean", "right"))
+    assert choice == "right"
+    assert {r["split"] for r in rows} == {"random", "population"}  # both splits found
+    assert len(calls) == 2 and all(n < len(source) for pair in calls for n in pair)
+    scores = selection.scores(rows)
+    assert scores["right"] < scores["mean"] < scores["no_op"] == pytest.approx(1.0)
+
+
+def test_auto_keeps_its_choice_and_builds_exactly_the_chosen_method(tmp_path):
+    source, target, extra = _pair()
+    auto = NeuronEditor(method="auto", **SMALL).fit(source, target, extra=extra)
+    table = auto.selection_
+    assert auto.method_ == table["choice"] == min(selection.scores(table["rows"]).items(),
+                                                  key=lambda kv: kv[1])[0]
+    assert {r["candidate"] for r in table["rows"]} == set(selection.CANDIDATES)
+    named = NeuronEditor(method=auto.method_, **SMALL).fit(source, target, extra=extra)
+    # The same seeded computation after the cross-validation's own fits: bit for bit.
+    np.testing.assert_array_equal(auto.transform(extra), named.transform(extra))
+    auto.save(tmp_path / "auto")
+    loaded = NeuronEditor.load(tmp_path / "auto")
+    assert loaded.selection_ == json.loads(json.dumps(table))
+    assert auto.method_ in selection.table(loaded.selection_)
+
+
+def test_auto_on_too_few_spike_ins_takes_the_fallback_and_says_why():
+    source, target, extra = _pair(n=150)
+    editor = NeuronEditor(method="auto", quantiles=None, **SMALL).fit(source, target, extra=extra)
+    assert editor.method_ == selection.FALLBACK
+    assert "fewer than" in editor.selection_["reason"]
+
+
+def test_auto_refuses_fixed_knots():
+    with pytest.raises(NeuronEditError, match="quantiles= sets one method's knots"):
+        NeuronEditor(method="auto", quantiles=[10, 50, 90])
