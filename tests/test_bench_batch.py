@@ -102,8 +102,9 @@ def test_select_method_editors_can_be_ensembles():
     editor = batch._editor(case, 0, 1, members=2)
     assert editor.members == 2
     assert editor.part("encoder").get_layer("encoder_1").output.shape[-1] == 50
-    # One edit over both members' codes (2 x 50 neurons), the default method's two knots.
-    assert editor.part("neuron_edit").source_q.shape == (2, 100)
+    # One edit over both members' codes (2 x 50 neurons), the paper's 101 knots (the bench's
+    # editors are method="paper"; every method is read off their autoencoders).
+    assert editor.part("neuron_edit").source_q.shape == (101, 100)
 
 
 def test_candidates_may_carry_their_own_knots():
