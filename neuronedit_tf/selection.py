@@ -49,6 +49,10 @@ MIN_POPULATION = 150
 MIN_ROWS = 200
 #: The method ``"auto"`` takes when the spike-ins are too few to cross-validate.
 FALLBACK = "gated"
+#: The cross-validation uses at most this many rows of S, of T and of each X (a seeded
+#: subsample), so its cost is bounded however large the data: the choice is made on a sample,
+#: the final fit uses every row.
+CV_ROWS = 10_000
 
 
 def random_split(n_source, n_target, seed=0):
@@ -186,6 +190,9 @@ def select(editor, source, target, extra=None, training=None, log=None):
     from neuronedit_tf import models
 
     settings = editor._settings()
+    rng = np.random.default_rng(settings.seed)
+    source, target = (_subsample(values, rng) for values in (source, target))
+    extra = None if not extra else [_subsample(values, rng) for values in extra]
     if min(len(source), len(target)) < MIN_ROWS:
         return {"choice": FALLBACK, "rows": [],
                 "reason": f"fewer than {MIN_ROWS} spike-in rows to cross-validate "
@@ -210,6 +217,19 @@ def select(editor, source, target, extra=None, training=None, log=None):
     if log is not None:
         log(f"auto: chose {choice!r}")
     return {"choice": choice, "rows": rows, "candidates": list(CANDIDATES)}
+
+
+def _subsample(data, rng, rows=None):
+    """At most ``rows`` rows of an array or memory map (seeded, in order), or the first
+    ``rows`` of a dataset of batches; ``rows`` defaults to :data:`CV_ROWS`."""
+    rows = CV_ROWS if rows is None else rows
+    import tensorflow as tf
+
+    if isinstance(data, tf.data.Dataset):  # batches of rows (as fit streams them): the first
+        return np.concatenate(list(data.unbatch().take(rows).batch(4096).as_numpy_iterator()))
+    if len(data) <= rows:
+        return data
+    return np.asarray(data[np.sort(rng.choice(len(data), rows, replace=False))])
 
 
 def table(selection):

@@ -103,3 +103,23 @@ def test_auto_on_too_few_spike_ins_takes_the_fallback_and_says_why():
 def test_auto_refuses_fixed_knots():
     with pytest.raises(NeuronEditError, match="quantiles= sets one method's knots"):
         NeuronEditor(method="auto", quantiles=[10, 50, 90])
+
+
+def test_the_cross_validation_samples_large_data_and_streams(monkeypatch):
+    source, target, extra = _pair(n=900)
+    monkeypatch.setattr(selection, "CV_ROWS", 400)
+    seen = []
+    original = NeuronEditor.candidates
+
+    def spy(self, s, t, names=selection.CANDIDATES):
+        seen.append((len(s), len(t)))
+        return original(self, s, t, names)
+
+    monkeypatch.setattr(NeuronEditor, "candidates", spy)
+    import tensorflow as tf
+
+    stream = tf.data.Dataset.from_tensor_slices(extra).batch(128)
+    editor = NeuronEditor(method="auto", **SMALL).fit(source, target, extra=stream)
+    assert editor.selection_["rows"] and editor.method_ in selection.CANDIDATES
+    # Each split fits on a part of the 400-row samples of S and T, never more.
+    assert seen and all(max(pair) <= 400 for pair in seen)
