@@ -562,5 +562,6 @@ def _learned(rows, cytof, spill, proc=()):
             f"per-cell RMSE {d:.3f} (default) vs {p:.3f} (paper's setting), {q:.3f} (quantile "
             f"map), {m:.3f} (mean shift) and {none:.3f} without correction; best: {name} "
             f"{value:.3f}. A per-channel method applies the B cells' change (e.g. CD38's, "
-            "driven by their bright CD19 spilling into its detector) to cells whose change differs.")
+            "driven by their bright CD19 spilling into its detector) to cells whose change "
+            "differs.")
     return "\n".join(lines) + "\n"
