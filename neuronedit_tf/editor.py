@@ -21,13 +21,22 @@ CONFIG_FILE = "neuronedit.json"
 MODEL_FILE = "model.keras"
 
 
-def _check_rows(name, rows, quantiles):
-    """Refuse S or T with fewer rows than the edit's knots."""
-    if rows is not None and rows < len(quantiles):
-        raise NeuronEditError(
-            f"{name} has {rows} rows, fewer than the {len(quantiles)} quantiles of the map; "
-            "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
-        )
+def _check_rows(name, rows, quantiles, minimum=None, why=None):
+    """Refuse S or T (a study's anchor) with fewer rows than the tables' knots (``minimum``,
+    default ``len(quantiles)``; ``why`` names what needs them)."""
+    minimum = len(quantiles) if minimum is None else minimum
+    if rows is not None and rows < minimum:
+        if why is None:
+            raise NeuronEditError(
+                f"{name} has {rows} rows, fewer than the {len(quantiles)} quantiles of the map; "
+                "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
+            )
+        raise NeuronEditError(f"{name} has {rows} cells; the tables need at least {minimum} "
+                              f"({why}). Give it more cells{_fewer_knots(why)}.")
+
+
+def _fewer_knots(why):
+    return " or fewer quantiles (e.g. quantiles=range(0, 101, 10))" if "quantiles" in why else ""
 
 
 class NeuronEditor(Estimator):
@@ -298,11 +307,52 @@ class NeuronEditor(Estimator):
             self.
         """
         settings = self._settings()
-        given = {"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
-                 "patience": patience, "verbose": verbose, "deterministic": deterministic}
-        epochs, batch_size, validation_split, patience, verbose, deterministic = (
-            getattr(self, name) if value is None else value for name, value in given.items())
+        options = dict(epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                       patience=patience, verbose=verbose, deterministic=deterministic,
+                       checkpoint_dir=checkpoint_dir, shuffle_rows=shuffle_rows,
+                       jit_compile=jit_compile, steps_per_execution=steps_per_execution)
         inputs = named_inputs(source, target, extra)
+        streams, pieces = self._train(inputs, settings, options, edited=2,
+                                      minimum=(len(settings.quantiles), None))
+        sample_shape = streams[0].sample_shape
+        edit = NeuronEdit(settings.quantiles, self.extrapolation, name="neuron_edit")
+        # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
+        # calibrated method's per-feature maps are fitted on it.
+        source_standardised = streams[0].standardised(pieces.pre)
+        target_standardised = streams[1].standardised(pieces.pre)
+        edit.adapt(models.run(pieces.encoder, source_standardised),
+                   models.run(pieces.encoder, target_standardised), seed=settings.seed)
+        self.model_ = methods.get(settings.method).fit_graph(
+            sample_shape, pieces, edit, source_standardised, target_standardised,
+            self.extrapolation, settings.seed,
+        )
+        return self
+
+    def _train(self, inputs, settings, options, edited, minimum):
+        """Train the autoencoder on every input (the training path ``fit`` and ``fit_study``
+        share): validate the inputs, standardise, train (checkpoints, progress, seeds), split
+        at ``layer``.
+
+        Args:
+            inputs: ``[(name, data), ...]``; the first ``edited`` are the sets whose
+                percentiles become tables (S and T; a study's anchors).
+            settings: :meth:`_settings`.
+            options: ``fit``'s training keyword arguments (None: the constructor's).
+            minimum: ``(rows, why)``: the fewest rows each of the ``edited`` sets may have
+                (``why``: what needs them, for the error; None: the map's quantiles).
+
+        Returns:
+            ``(streams, pieces)``: each input as :class:`~neuronedit_tf.streaming.Rows`, and
+            the fitted :class:`~neuronedit_tf.methods.Pieces` (``pre``, ``encoder``,
+            ``decoder``, ``post``). Sets ``columns_``, ``passthrough_``, ``method_``,
+            ``quantiles_`` and ``history_``.
+        """
+        options = dict(options)
+        for name in ("epochs", "batch_size", "validation_split", "patience", "verbose",
+                     "deterministic"):
+            if options[name] is None:
+                options[name] = getattr(self, name)
+        validation_split = options["validation_split"]
         if any(streaming.is_stream(data) for _, data in inputs):
             if self.channels is not None:
                 raise NeuronEditError(
@@ -312,7 +362,7 @@ class NeuronEditor(Estimator):
             columns, passthrough = None, []
         else:
             # In memory: validated whole, named features matched by name (any order).
-            tables, columns = self._fit_tables(source, target, extra)
+            tables, columns = self._fit_named(inputs)
             passthrough = self.passthrough_
             streams = [streaming.Rows(t.values, n, columns=columns, images=self.images)
                        for t, (n, _) in zip(tables, inputs)]
@@ -324,16 +374,16 @@ class NeuronEditor(Estimator):
                     f"{stream.sample_shape[:2]}, source {sample_shape[:2]}."
                 )
             stream.check_width(sample_shape)
-        for stream in streams[:2]:
-            _check_rows(stream.name, stream.n_rows, settings.quantiles)
+        for stream in streams[:edited]:
+            _check_rows(stream.name, stream.n_rows, settings.quantiles, *minimum)
         if not isinstance(validation_split, (int, float)) or not 0 < validation_split < 1:
             raise NeuronEditError(f"validation_split must be in (0, 1); got {validation_split}.")
-        epochs = checks.positive_int(epochs, "epochs")
-        batch_size = checks.positive_int(batch_size, "batch_size")
-        patience = checks.integer(patience, "patience")
+        epochs = checks.positive_int(options["epochs"], "epochs")
+        batch_size = checks.positive_int(options["batch_size"], "batch_size")
+        patience = checks.integer(options["patience"], "patience")
 
         keras.utils.set_random_seed(settings.seed)
-        if deterministic:
+        if options["deterministic"]:
             tf.config.experimental.enable_op_determinism()
         self.columns_ = columns
         self.passthrough_ = passthrough
@@ -342,8 +392,8 @@ class NeuronEditor(Estimator):
             streams, lambda chunk: models.transform_values(chunk, self.transform_name,
                                                            settings.cofactor, settings.logicle)
         )
-        for stream, rows in zip(streams[:2], counts):
-            _check_rows(stream.name, rows, settings.quantiles)
+        for stream, rows in zip(streams[:edited], counts):
+            _check_rows(stream.name, rows, settings.quantiles, *minimum)
         if int(sum(counts) * validation_split) < 1:
             raise NeuronEditError(
                 f"validation_split={validation_split} of {sum(counts)} rows holds out no row; "
@@ -360,30 +410,19 @@ class NeuronEditor(Estimator):
         # trained together: same batches, each member from its own loss (models.side_by_side).
         training, steps, validation = streaming.training_data(
             streams, pre, sum(counts), validation_split, int(batch_size), settings.seed,
-            shuffle_rows)
+            options["shuffle_rows"])
         autoencoder, self.history_ = distribute.train(
             lambda: self._build_autoencoders(sample_shape, settings, fresh=not default),
             strategy, training, steps, validation, epochs=epochs, patience=patience,
-            learning_rate=settings.learning_rate, verbose=verbose, checkpoint_dir=checkpoint_dir,
-            jit_compile=jit_compile, steps_per_execution=steps_per_execution,
-            copies=settings.members,
+            learning_rate=settings.learning_rate, verbose=options["verbose"],
+            checkpoint_dir=options["checkpoint_dir"], jit_compile=options["jit_compile"],
+            steps_per_execution=options["steps_per_execution"], copies=settings.members,
         )
         members = ([autoencoder] if settings.members == 1 else
                    [autoencoder.get_layer(f"autoencoder_{k}") for k in range(settings.members)])
         encoders, decoders = zip(*(models.split_at(member, self.layer) for member in members))
         encoder, decoder = models.ensemble(encoders, decoders)
-        edit = NeuronEdit(settings.quantiles, self.extrapolation, name="neuron_edit")
-        # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
-        # calibrated method's per-feature maps are fitted on it.
-        source_standardised = np.concatenate([models.run(pre, c) for c in streams[0].chunks()])
-        target_standardised = np.concatenate([models.run(pre, c) for c in streams[1].chunks()])
-        edit.adapt(models.run(encoder, source_standardised),
-                   models.run(encoder, target_standardised), seed=settings.seed)
-        self.model_ = methods.get(settings.method).fit_graph(
-            sample_shape, methods.Pieces(pre, encoder, decoder, post), edit,
-            source_standardised, target_standardised, self.extrapolation, settings.seed,
-        )
-        return self
+        return streams, methods.Pieces(pre, encoder, decoder, post)
 
     def _build_autoencoders(self, sample_shape, settings, fresh=False):
         if settings.members == 1:
