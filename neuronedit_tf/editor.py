@@ -11,14 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf import distribute, methods, models, streaming
+from neuronedit_tf import study as studies
 from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
-from neuronedit_tf.estimator import TRAINING, Estimator, Renamed, named_inputs
+from neuronedit_tf.estimator import TRAINING, Estimator, Renamed, load, named_inputs
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import NeuronEdit, custom_objects
-
-CONFIG_FILE = "neuronedit.json"
-MODEL_FILE = "model.keras"
+from neuronedit_tf.study import CONFIG_FILE, MODEL_FILE
 
 
 def _check_rows(name, rows, quantiles, minimum=None, why=None):
@@ -328,6 +327,89 @@ class NeuronEditor(Estimator):
         )
         return self
 
+    def fit_study(
+        self,
+        anchors,
+        reference,
+        samples=None,
+        epochs=None,
+        batch_size=None,
+        validation_split=None,
+        patience=None,
+        verbose=None,
+        checkpoint_dir=None,
+        deterministic=None,
+        shuffle_rows=streaming.SHUFFLE_ROWS,
+        jit_compile=False,
+        steps_per_execution="auto",
+    ):
+        """Fit a study: one autoencoder for many batches, each corrected into the reference.
+
+        One autoencoder is trained on every anchor and sample (as ``fit`` trains on S, T and
+        X: the same training, checkpoints, progress bar and seeds), then each batch gets the
+        edit from its anchor to the reference at ``layer``, with whatever the method needs
+        (see :mod:`neuronedit_tf.study`). This editor is left as it was: the study holds a
+        copy of its settings.
+
+        Args:
+            anchors: ``{batch: anchor}``, one anchor sample (the same control aliquot) per
+                batch, each anything ``fit`` takes (array, DataFrame, FCSData, AnnData, path,
+                memory map, dataset). Batch names are strings (integers become strings).
+            reference: the batch whose frame every batch is corrected into (its own cells
+                pass unchanged), or ``"mean"``: the anchors' mean percentiles (CytoNorm's
+                ``goal="batch_mean"``).
+            samples: ``{batch: [data, ...]}``, unlabeled cells that join the training (the
+                paper's X); every sample's batch needs an anchor.
+            epochs, batch_size, validation_split, patience, verbose, deterministic,
+                checkpoint_dir, shuffle_rows, jit_compile, steps_per_execution: as ``fit``.
+
+        Returns:
+            A :class:`~neuronedit_tf.study.Study`: ``.batches``, ``.transform(x, batch=...)``,
+            ``.add_batch(name, anchor=...)``, ``.save(path)`` (``NeuronEditor.load`` gives it
+            back), ``.export(path)``.
+
+        Raises:
+            NeuronEditError: no anchors, duplicate batch names, a reference that is not a
+                batch, a sample without its batch's anchor, an anchor with fewer cells than
+                the tables need, inputs whose channels differ (what each lacks is listed).
+
+        Example:
+            >>> rng = np.random.default_rng(0)
+            >>> cells = {b: rng.normal(size=(400, 4)).astype("float32") for b in "123"}
+            >>> anchors = {b: x * [1.0, 1.0 + 0.1 * i, 1.0, 1.0] + [0.2 * i, 0.0, 0.0, 0.0]
+            ...            for i, (b, x) in enumerate(cells.items())}
+            >>> study = NeuronEditor(method="paper", hidden=(32, 16, 8)).fit_study(
+            ...     anchors, reference="1", epochs=3, verbose=0)
+            >>> study.batches
+            ('1', '2', '3')
+            >>> study.transform(anchors["2"], batch="2").shape
+            (400, 4)
+            >>> bool(np.array_equal(study.transform(anchors["1"], batch="1"), anchors["1"]))
+            True
+        """
+        settings = self._settings()
+        if self.images:
+            raise NeuronEditError("fit_study works on tables (cells x features); for images "
+                                  "fit one NeuronEditor per pair.")
+        maps = methods.get(settings.method).study_maps()
+        if maps is None:
+            raise NeuronEditError(
+                f"method={settings.method!r} cannot be fitted as a study (it defines no "
+                "study_maps); use 'paper', 'calibrated' or 'gated'.")
+        batches, reference, inputs = studies.study_inputs(anchors, reference, samples)
+        inputs = [(label, data if streaming.is_stream(data) else load(data))
+                  for label, data in inputs]
+        studies.check_channels(inputs)
+        options = dict(epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                       patience=patience, verbose=verbose, deterministic=deterministic,
+                       checkpoint_dir=checkpoint_dir, shuffle_rows=shuffle_rows,
+                       jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        editor = type(self)(**self.get_params(deep=False))
+        streams, pieces = editor._train(inputs, settings, options, edited=len(batches),
+                                        minimum=studies.rows_needed(settings.quantiles, maps))
+        return studies.Study.fit(editor, pieces, list(zip(batches, streams[:len(batches)])),
+                                 reference, settings.seed)
+
     def _train(self, inputs, settings, options, edited, minimum):
         """Train the autoencoder on every input (the training path ``fit`` and ``fit_study``
         share): validate the inputs, standardise, train (checkpoints, progress, seeds), split
@@ -451,9 +533,12 @@ class NeuronEditor(Estimator):
         self._require_fitted()
         return self.model_.get_layer(name)
 
-    def _predict(self, data, name, graph, out=None):
-        self._require_fitted()
-        expected = tuple(self.model_.input.shape[1:])
+    def _predict(self, data, name, graph, out=None, expected=None):
+        """``graph`` on ``data`` (in memory, memory-mapped or a dataset; ``out``: see
+        ``transform``); ``expected``: one row's shape (default: the fitted graph's)."""
+        if expected is None:
+            self._require_fitted()
+            expected = tuple(self.model_.input.shape[1:])
         if streaming.is_stream(data):
             stream = streaming.Rows(data, name, images=self.images)
             stream.check_width(expected)
@@ -564,7 +649,8 @@ class NeuronEditor(Estimator):
 
     @classmethod
     def load(cls, path):
-        """Load a saved editor. Uses Keras ``safe_mode`` (no code is executed)."""
+        """Load a saved editor, or a saved study (a :class:`~neuronedit_tf.study.Study`).
+        Uses Keras ``safe_mode`` (no code is executed)."""
         path = Path(path)
         config_file, model_file = path / CONFIG_FILE, path / MODEL_FILE
         if not (config_file.exists() and model_file.exists()):
@@ -581,6 +667,10 @@ class NeuronEditor(Estimator):
             raise NeuronEditError(
                 f"{config_file} is not a NeuronEditor configuration (no 'config' object)."
             ) from None
+        kind = state.get("kind", "editor") if isinstance(state, dict) else None
+        if kind not in ("editor", studies.KIND):
+            raise NeuronEditError(f"{config_file} holds a {kind!r}; this version reads saved "
+                                  f"editors and studies. Upgrade neuronedit_tf.")
         config.setdefault("method", "paper")  # saved before methods existed
         if config.get("model") == "custom":
             config["model"] = "dense"  # the trained graph is loaded below; the name is moot
@@ -589,7 +679,12 @@ class NeuronEditor(Estimator):
         except TypeError as error:  # unknown or missing settings: another version or a damaged file
             raise NeuronEditError(f"{config_file} holds settings this version cannot use: "
                                   f"{error}.") from None
-        editor.model_ = checks.load_keras_model(model_file, custom_objects())
+        model = checks.load_keras_model(model_file, custom_objects())
+        if kind == studies.KIND:  # a study: the editor holds its settings, not a graph
+            settings = editor._settings()
+            editor.method_, editor.quantiles_ = settings.method, settings.quantiles
+            return studies.Study.restore(editor, model, state, where=str(path))
+        editor.model_ = model
         if config.get("model") == "dense" and state["config"].get("model") == "custom":
             editor.model = editor.model_  # a custom (e.g. conv) graph: images or tables
         settings = editor._settings()
