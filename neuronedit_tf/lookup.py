@@ -350,12 +350,12 @@ def lookup_edit(edit):
 STUDY_TABLE_BYTES = 64 * 2**20
 
 
-def study_plan(source_q, budget=STUDY_TABLE_BYTES):
+def study_plan(source_q, budget=None):
     """The grid for every batch's knots ``source_q`` ``(batches, Q, n)``, one bin count for
     all: ``(inner, bins, width)`` with ``inner`` one flag per batch (its grid's span, see
     ``plan``), or None when no table within ``budget`` bytes overlaps at most ``MAX_WIDTH``
     segments per bin. Refines as ``plan`` does, until every batch's bins overlap at most
-    ``TARGET_WIDTH`` segments.
+    ``TARGET_WIDTH`` segments. ``budget`` defaults to ``STUDY_TABLE_BYTES``.
 
     Example:
         >>> knots = np.sort(np.random.default_rng(0).normal(size=(3, 11, 2)), axis=1)
@@ -365,6 +365,7 @@ def study_plan(source_q, budget=STUDY_TABLE_BYTES):
     """
     source_q = np.asarray(source_q, np.float32)
     n_batches, _, n = source_q.shape
+    budget = STUDY_TABLE_BYTES if budget is None else budget
     best = None
     for bins in BIN_CHOICES:
         if n_batches * n * bins * table_columns(TARGET_WIDTH) * 4 > budget:
