@@ -1,4 +1,5 @@
-"""NeuronEditor: the one pipeline. fit(S, T, extra=X) -> transform(X) -> save/load/export."""
+"""NeuronEditor: the one pipeline. fit(S, T, extra=X) -> transform(X) -> save/load/export;
+fit_study(anchors, reference) -> a Study of many batches (:mod:`neuronedit_tf.study`)."""
 
 from __future__ import annotations
 

@@ -18,6 +18,11 @@ Formats (``export_editor(editor, path, format=...)``):
   version folder.
 * ``"both"``: all of the above in one folder.
 
+A study (:class:`~neuronedit_tf.study.Study`, ``export_study``) exports the same way as one
+graph for every batch: ``serving_default`` takes ``features`` and ``batch`` (each row's batch
+name, a string tensor), its per-batch maps frozen into stacked lookup tables
+(``StudyLookupEdit``); a request naming an unknown batch fails.
+
 In the exported graph the edit is ``LookupEdit`` (``neuronedit_tf.lookup``): the
 fitted ``NeuronEdit`` map frozen into a one-gather lookup table (the same
 function; verified below). Maps whose knots are too clustered for a small table

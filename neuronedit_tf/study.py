@@ -361,6 +361,7 @@ class Study:
                                       "it by batch, or read it into memory.")
 
             def graph(values, training=False):
+                values = tf.convert_to_tensor(values, tf.float32)
                 rows = tf.fill(tf.shape(values)[:1], tf.constant(index, tf.int32))
                 return self.model_([values, rows], training=training)
 

@@ -359,3 +359,19 @@ def test_real_cytof_plates_corrected_into_the_reference_plate():
         assert after < before, (plate, before, after)
     same = study.transform(donors["021"], batch="021")
     np.testing.assert_array_equal(same.values, donors["021"].values)
+
+
+def test_memory_mapped_anchors_an_ensemble_and_streamed_output(tmp_path, anchors):
+    maps = {}
+    for b, frame in anchors.items():
+        np.save(tmp_path / f"{b}.npy", frame.to_numpy())
+        maps[b] = np.load(tmp_path / f"{b}.npy", mmap_mode="r")
+    study = editor().set_params(members=2).fit_study(maps, reference="1", epochs=2, verbose=0)
+    assert study.part("neuron_edit").tables()["source_q"].shape[-1] == 2 * 8  # both members
+    x = probe("2").to_numpy()
+    np.save(tmp_path / "x.npy", x)
+    out = np.lib.format.open_memmap(tmp_path / "out.npy", "w+", np.float32, x.shape)
+    assert study.transform(np.load(tmp_path / "x.npy", mmap_mode="r"), batch="2", out=out) is out
+    np.testing.assert_array_equal(np.asarray(out), study.transform(x, batch="2"))
+    with pytest.raises(NeuronEditError, match="Streamed data takes one batch name"):
+        study.transform(np.load(tmp_path / "x.npy", mmap_mode="r"), batch=["2"] * len(x))
