@@ -15,13 +15,14 @@ import importlib
 import importlib.util
 
 __version__ = "0.1.0"
-__all__ = ["NeuronEdit", "NeuronEditError", "NeuronEditor", "__version__", "pl", "tl"]
+__all__ = ["NeuronEdit", "NeuronEditError", "NeuronEditor", "Study", "__version__", "pl", "tl"]
 
 #: Public classes and the module that defines each.
 _DEFINED_IN = {
     "NeuronEdit": "neuronedit_tf.layers",
     "NeuronEditError": "neuronedit_tf.errors",
     "NeuronEditor": "neuronedit_tf.editor",
+    "Study": "neuronedit_tf.study",
 }
 
 

@@ -98,8 +98,9 @@ def is_chief(strategy):
 
 
 def completed_epochs(checkpoint_dir):
-    """How many epochs a ``BackupAndRestore`` backup in ``checkpoint_dir`` has finished (0: none)."""
-    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+    """How many epochs a backup (:class:`EpochBackup`) in ``checkpoint_dir`` has committed
+    (0: none)."""
+    for name in ("training_metadata.json",):
         path = os.path.join(os.fspath(checkpoint_dir), name)
         try:
             with open(path) as handle:
@@ -202,38 +203,44 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     saved to ``folder`` after every epoch and restored when training resumes there, so a
     resumed run stops and keeps the same best weights as an uninterrupted one.
 
+    Each epoch's state goes to new files named by its epoch (``early_stopping.N.json``, and
+    ``early_stopping_best.N.npz`` when the best weights changed; the state names the best
+    weights' file). :class:`EpochBackup` then commits the epoch: a resumed run reads the
+    state of the epoch the backup committed, so a kill between the two writes (or within
+    either) pairs nothing of one epoch with the other's. Files of epochs before the
+    committed one are removed as training goes on.
+
     Example:
         >>> import tempfile
         >>> ResumableEarlyStopping(tempfile.mkdtemp(), patience=3).patience
         3
     """
 
-    STATE = "early_stopping.json"
-    WEIGHTS = "early_stopping_best.npz"
+    STATE = "early_stopping.{}.json"
+    WEIGHTS = "early_stopping_best.{}.npz"
 
     def __init__(self, folder, **kwargs):
         super().__init__(**kwargs)
         self.folder = os.fspath(folder)
         self.history = {}
+        self.weights_file = None
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.history = {}
-        state_file = os.path.join(self.folder, self.STATE)
+        self.weights_file = None
         done = completed_epochs(self.folder)
+        state_file = os.path.join(self.folder, self.STATE.format(done))
         if not (done and os.path.exists(state_file)):
             return
         with open(state_file) as handle:
             state = json.load(handle)
-        if state["epoch"] != done:  # killed between the two backups: redo that epoch cleanly
-            state = state.get("previous") or {}
-        if not state:
-            return
         self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
         self.history = {k: list(v) for k, v in state["history"].items()}
-        weights = os.path.join(self.folder, self.WEIGHTS)
-        if state.get("has_weights") and os.path.exists(weights):
-            with np.load(weights, allow_pickle=False) as arrays:
+        self.weights_file = state.get("weights")
+        if self.weights_file:
+            with np.load(os.path.join(self.folder, self.weights_file),
+                         allow_pickle=False) as arrays:
                 self.best_weights = [arrays[f"w{i}"] for i in range(len(arrays.files))]
 
     def on_epoch_end(self, epoch, logs=None):
@@ -245,21 +252,80 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         from neuronedit_tf.data.atomic import atomic_path
 
         if self.best_weights is not None and self.best_weights is not before:
-            with atomic_path(os.path.join(self.folder, self.WEIGHTS)) as temporary:
+            self.weights_file = self.WEIGHTS.format(epoch + 1)
+            with atomic_path(os.path.join(self.folder, self.weights_file)) as temporary:
                 with open(temporary, "wb") as handle:
                     np.savez(handle, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
-        state_file = os.path.join(self.folder, self.STATE)
-        previous = None
-        if os.path.exists(state_file):
-            with open(state_file) as handle:
-                previous = json.load(handle)
-                previous.pop("previous", None)
         state = {"epoch": epoch + 1, "wait": int(self.wait), "best": float(self.best),
                  "best_epoch": int(self.best_epoch), "history": self.history,
-                 "has_weights": self.best_weights is not None, "previous": previous}
-        with atomic_path(state_file) as temporary:
+                 "weights": self.weights_file}
+        with atomic_path(os.path.join(self.folder, self.STATE.format(epoch + 1))) as temporary:
             with open(temporary, "w") as handle:
                 json.dump(state, handle)
+        self._remove_older(completed_epochs(self.folder))
+
+    def _remove_older(self, committed):
+        """Remove the state and weights files of epochs before ``committed`` that no state
+        still names (what a resumed run may read: the committed epoch's and this one's)."""
+        keep = set()
+        for epoch in (committed, committed + 1):
+            path = os.path.join(self.folder, self.STATE.format(epoch))
+            if os.path.exists(path):
+                with open(path) as handle:
+                    keep.add(json.load(handle).get("weights"))
+        for name in os.listdir(self.folder):
+            for pattern in (self.STATE, self.WEIGHTS):
+                head, tail = pattern.split("{}")
+                number = name[len(head):-len(tail)] if name.startswith(head) and \
+                    name.endswith(tail) else ""
+                if number.isdigit() and int(number) < committed and name not in keep:
+                    os.remove(os.path.join(self.folder, name))
+
+
+class EpochBackup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` whose backup of each epoch is one commit: the weights (with the
+    optimiser's state) are written to a new file named by the epoch, then
+    ``training_metadata.json`` (the epoch and that file's name) replaces the previous one
+    atomically, then older weight files are removed. Keras's own writes the weights over
+    the last ones and then the epoch, so a kill between the two resumed the newer weights
+    with the older epoch.
+
+    Example:
+        >>> import tempfile
+        >>> EpochBackup(tempfile.mkdtemp()).save_freq
+        'epoch'
+    """
+
+    METADATA = "training_metadata.json"
+    WEIGHTS = "backup.{}.weights.h5"
+
+    def __init__(self, backup_dir):
+        super().__init__(os.fspath(backup_dir), save_freq="epoch", delete_checkpoint=True)
+
+    def _save_model(self):
+        from neuronedit_tf.data.atomic import atomic_path
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = self.WEIGHTS.format(self._current_epoch)
+        self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
+        with atomic_path(os.path.join(self.backup_dir, self.METADATA)) as temporary:
+            with open(temporary, "w") as handle:
+                json.dump({"epoch": self._current_epoch, "batch": 0, "weights": name}, handle)
+        head, tail = self.WEIGHTS.split("{}")
+        for other in os.listdir(self.backup_dir):
+            if other.startswith(head) and other.endswith(tail) and other != name:
+                os.remove(os.path.join(self.backup_dir, other))
+
+    def _load_model(self):
+        path = os.path.join(self.backup_dir, self.METADATA)
+        if not os.path.exists(path):
+            return
+        with open(path) as handle:
+            metadata = json.load(handle)
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
+        self.model._initial_epoch = int(metadata["epoch"])
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -347,12 +413,12 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
                                                  restore_best_weights=True)
         callbacks = [stopping]
         if checkpoint_dir is not None:
-            # The early stopping's state is backed up first, then weights, optimiser and epoch
-            # (double checkpoint: a kill while writing falls back to the previous epoch's).
+            # The early stopping's state is written first, under the epoch's own names, then
+            # the weights and optimiser, then the epoch is committed by one atomic rename
+            # (EpochBackup): a kill at any moment resumes from the last committed epoch.
             stopping = ResumableEarlyStopping(checkpoint_dir, monitor="val_loss",
                                               patience=patience, restore_best_weights=True)
-            callbacks = [stopping, keras.callbacks.BackupAndRestore(
-                os.fspath(checkpoint_dir), double_checkpoint=True)]
+            callbacks = [stopping, EpochBackup(checkpoint_dir)]
             # A resumed run continues the shuffle where the interrupted one was: the batches
             # of the epochs already done are skipped, so epoch k sees the same rows in the
             # same order as in an uninterrupted run.
@@ -452,15 +518,18 @@ def custom_loop(model, optimizer, strategy, training, steps, validation, epochs,
     if checkpoint_dir is not None:
         folder = os.fspath(checkpoint_dir) if chief else tempfile.mkdtemp()
         os.makedirs(folder, exist_ok=True)
+        # Each epoch's weights go to files named by the epoch; state.json, replaced
+        # atomically, commits the epoch and names its files (a kill at any moment resumes
+        # from the last committed epoch, never newer weights with an older state).
         state_file = os.path.join(folder, "state.json")
-        weights_file = os.path.join(folder, "last.weights.h5")
-        best_file = os.path.join(folder, "best.weights.h5")
+        best_name = None
         if os.path.exists(state_file):
             with open(state_file) as handle:
                 state = json.load(handle)
-            model.load_weights(best_file)
+            best_name = state["best_weights"]
+            model.load_weights(os.path.join(folder, best_name))
             best_weights = model.get_weights()
-            model.load_weights(weights_file)
+            model.load_weights(os.path.join(folder, state["weights"]))
             history, best, waited, start = (state["history"], state["best"], state["waited"],
                                             state["epoch"])
     progress = EpochProgress(epochs) if chief and _one_bar(verbose) else None
@@ -480,13 +549,19 @@ def custom_loop(model, optimizer, strategy, training, steps, validation, epochs,
         else:
             waited += 1
         if state_file is not None:
-            model.save_weights(weights_file, overwrite=True)
+            last_name = f"last.{epoch + 1}.weights.h5"
+            model.save_weights(os.path.join(folder, last_name), overwrite=True)
             if waited == 0:
-                model.save_weights(best_file, overwrite=True)
-            state = {"history": history, "best": best, "waited": waited, "epoch": epoch + 1}
+                best_name = f"best.{epoch + 1}.weights.h5"
+                model.save_weights(os.path.join(folder, best_name), overwrite=True)
+            state = {"history": history, "best": best, "waited": waited, "epoch": epoch + 1,
+                     "weights": last_name, "best_weights": best_name}
             with open(state_file + ".tmp", "w") as handle:
                 json.dump(state, handle)
             os.replace(state_file + ".tmp", state_file)
+            for name in os.listdir(folder):
+                if name.endswith(".weights.h5") and name not in (last_name, best_name):
+                    os.remove(os.path.join(folder, name))
         if waited >= patience:
             break
     if progress:

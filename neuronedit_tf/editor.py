@@ -1,4 +1,5 @@
-"""NeuronEditor: the one pipeline. fit(S, T, extra=X) -> transform(X) -> save/load/export."""
+"""NeuronEditor: the one pipeline. fit(S, T, extra=X) -> transform(X) -> save/load/export;
+fit_study(anchors, reference) -> a Study of many batches (:mod:`neuronedit_tf.study`)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,31 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf import distribute, methods, models, selection, streaming
+from neuronedit_tf import study as studies
 from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
-from neuronedit_tf.estimator import TRAINING, Estimator, Renamed, named_inputs
+from neuronedit_tf.estimator import TRAINING, Estimator, Renamed, load, named_inputs
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit, custom_objects
-
-CONFIG_FILE = "neuronedit.json"
-MODEL_FILE = "model.keras"
+from neuronedit_tf.study import CONFIG_FILE, MODEL_FILE
 
 
-def _check_rows(name, rows, quantiles):
-    """Refuse S or T with fewer rows than the edit's knots."""
-    if rows is not None and rows < len(quantiles):
-        raise NeuronEditError(
-            f"{name} has {rows} rows, fewer than the {len(quantiles)} quantiles of the map; "
-            "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
-        )
+def _check_rows(name, rows, quantiles, minimum=None, why=None):
+    """Refuse S or T (a study's anchor) with fewer rows than the tables' knots (``minimum``,
+    default ``len(quantiles)``; ``why`` names what needs them)."""
+    minimum = len(quantiles) if minimum is None else minimum
+    if rows is not None and rows < minimum:
+        if why is None:
+            raise NeuronEditError(
+                f"{name} has {rows} rows, fewer than the {len(quantiles)} quantiles of the map; "
+                "give it more rows or fewer quantiles (e.g. quantiles=range(0, 101, 10))."
+            )
+        raise NeuronEditError(f"{name} has {rows} cells; the tables need at least {minimum} "
+                              f"({why}). Give it more cells{_fewer_knots(why)}.")
+
+
+def _fewer_knots(why):
+    return " or fewer quantiles (e.g. quantiles=range(0, 101, 10))" if "quantiles" in why else ""
 
 
 class NeuronEditor(Estimator):
@@ -306,11 +315,145 @@ class NeuronEditor(Estimator):
             self.
         """
         settings = self._settings()
-        given = {"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
-                 "patience": patience, "verbose": verbose, "deterministic": deterministic}
-        epochs, batch_size, validation_split, patience, verbose, deterministic = (
-            getattr(self, name) if value is None else value for name, value in given.items())
+        options = dict(epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                       patience=patience, verbose=verbose, deterministic=deterministic,
+                       checkpoint_dir=checkpoint_dir, shuffle_rows=shuffle_rows,
+                       jit_compile=jit_compile, steps_per_execution=steps_per_execution)
         inputs = named_inputs(source, target, extra)
+        streams, pieces = self._train(inputs, settings, options, edited=2,
+                                      minimum=(len(settings.quantiles), None), choose=True)
+        sample_shape = streams[0].sample_shape
+        # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
+        # calibrated method's per-feature maps are fitted on it.
+        source_standardised = streams[0].standardised(pieces.pre)
+        target_standardised = streams[1].standardised(pieces.pre)
+        edit = None
+        if pieces.encoder is not None:  # None: a data-space method, no autoencoder
+            edit = NeuronEdit(settings.quantiles, self.extrapolation, name="neuron_edit")
+            edit.adapt(models.run(pieces.encoder, source_standardised),
+                       models.run(pieces.encoder, target_standardised), seed=settings.seed)
+        self.model_ = methods.get(settings.method).fit_graph(
+            sample_shape, pieces, edit, source_standardised, target_standardised,
+            self.extrapolation, settings.seed,
+        )
+        return self
+
+    def fit_study(
+        self,
+        anchors,
+        reference,
+        samples=None,
+        epochs=None,
+        batch_size=None,
+        validation_split=None,
+        patience=None,
+        verbose=None,
+        checkpoint_dir=None,
+        deterministic=None,
+        shuffle_rows=streaming.SHUFFLE_ROWS,
+        jit_compile=False,
+        steps_per_execution="auto",
+    ):
+        """Fit a study: one autoencoder for many batches, each corrected into the reference.
+
+        One autoencoder is trained on every anchor and sample (as ``fit`` trains on S, T and
+        X: the same training, checkpoints, progress bar and seeds), then each batch gets the
+        edit from its anchor to the reference at ``layer``, with whatever the method needs
+        (see :mod:`neuronedit_tf.study`). This editor is left as it was: the study holds a
+        copy of its settings.
+
+        Args:
+            anchors: ``{batch: anchor}``, one anchor sample (the same control aliquot) per
+                batch, each anything ``fit`` takes (array, DataFrame, FCSData, AnnData, path,
+                memory map, dataset). Batch names are strings (integers become strings).
+            reference: the batch whose frame every batch is corrected into (its own cells
+                pass unchanged), or ``"mean"``: the anchors' mean percentiles (CytoNorm's
+                ``goal="batch_mean"``).
+            samples: ``{batch: [data, ...]}``, unlabeled cells that join the training (the
+                paper's X); every sample's batch needs an anchor.
+            epochs, batch_size, validation_split, patience, verbose, deterministic,
+                checkpoint_dir, shuffle_rows, jit_compile, steps_per_execution: as ``fit``.
+
+        Returns:
+            A :class:`~neuronedit_tf.study.Study`: ``.batches``, ``.transform(x, batch=...)``,
+            ``.add_batch(name, anchor=...)``, ``.save(path)`` (``NeuronEditor.load`` gives it
+            back), ``.export(path)``.
+
+        Raises:
+            NeuronEditError: no anchors, duplicate batch names, a reference that is not a
+                batch, a sample without its batch's anchor, an anchor with fewer cells than
+                the tables need, inputs whose channels differ (what each lacks is listed).
+
+        Example:
+            >>> rng = np.random.default_rng(0)
+            >>> cells = {b: rng.normal(size=(400, 4)).astype("float32") for b in "123"}
+            >>> anchors = {b: x * [1.0, 1.0 + 0.1 * i, 1.0, 1.0] + [0.2 * i, 0.0, 0.0, 0.0]
+            ...            for i, (b, x) in enumerate(cells.items())}
+            >>> study = NeuronEditor(method="paper", hidden=(32, 16, 8)).fit_study(
+            ...     anchors, reference="1", epochs=3, verbose=0)
+            >>> study.batches
+            ('1', '2', '3')
+            >>> study.transform(anchors["2"], batch="2").shape
+            (400, 4)
+            >>> bool(np.array_equal(study.transform(anchors["1"], batch="1"), anchors["1"]))
+            True
+        """
+        settings = self._settings()
+        if self.images:
+            raise NeuronEditError("fit_study works on tables (cells x features); for images "
+                                  "fit one NeuronEditor per pair.")
+        if settings.method == selection.AUTO:  # a study does not cross-validate (yet)
+            settings.method = selection.FALLBACK
+            settings.quantiles = tuple(float(q) for q in
+                                       methods.get(settings.method).default_quantiles)
+        maps = methods.get(settings.method).study_maps()
+        if maps is None:
+            raise NeuronEditError(
+                f"method={settings.method!r} cannot be fitted as a study (it defines no "
+                "study_maps); use 'paper', 'calibrated' or 'gated'.")
+        batches, reference, inputs = studies.study_inputs(anchors, reference, samples)
+        inputs = [(label, data if streaming.is_stream(data) else load(data))
+                  for label, data in inputs]
+        studies.check_channels(inputs)
+        options = dict(epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                       patience=patience, verbose=verbose, deterministic=deterministic,
+                       checkpoint_dir=checkpoint_dir, shuffle_rows=shuffle_rows,
+                       jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        editor = type(self)(**self.get_params(deep=False))
+        streams, pieces = editor._train(inputs, settings, options, edited=len(batches),
+                                        minimum=studies.rows_needed(settings.quantiles, maps))
+        return studies.Study.fit(editor, pieces, list(zip(batches, streams[:len(batches)])),
+                                 reference, settings.seed)
+
+    def _train(self, inputs, settings, options, edited, minimum, choose=False):
+        """Train the autoencoder on every input (the training path ``fit`` and ``fit_study``
+        share): validate the inputs, standardise, train (checkpoints, progress, seeds), split
+        at ``layer``.
+
+        Args:
+            inputs: ``[(name, data), ...]``; the first ``edited`` are the sets whose
+                percentiles become tables (S and T; a study's anchors).
+            settings: :meth:`_settings`.
+            options: ``fit``'s training keyword arguments (None: the constructor's).
+            minimum: ``(rows, why)``: the fewest rows each of the ``edited`` sets may have
+                (``why``: what needs them, for the error; None: the map's quantiles).
+            choose: resolve ``method="auto"`` here (``fit``: inputs are S, T, then X), by
+                cross-validation on S and T before training (sets ``selection_`` and
+                ``settings.method``); a method without an autoencoder trains none (the
+                returned pieces' ``encoder`` and ``decoder`` are None).
+
+        Returns:
+            ``(streams, pieces)``: each input as :class:`~neuronedit_tf.streaming.Rows`, and
+            the fitted :class:`~neuronedit_tf.methods.Pieces` (``pre``, ``encoder``,
+            ``decoder``, ``post``). Sets ``columns_``, ``passthrough_``, ``method_``,
+            ``quantiles_`` and ``history_``.
+        """
+        options = dict(options)
+        for name in ("epochs", "batch_size", "validation_split", "patience", "verbose",
+                     "deterministic"):
+            if options[name] is None:
+                options[name] = getattr(self, name)
+        validation_split = options["validation_split"]
         if any(streaming.is_stream(data) for _, data in inputs):
             if self.channels is not None:
                 raise NeuronEditError(
@@ -320,7 +463,7 @@ class NeuronEditor(Estimator):
             columns, passthrough = None, []
         else:
             # In memory: validated whole, named features matched by name (any order).
-            tables, columns = self._fit_tables(source, target, extra)
+            tables, columns = self._fit_named(inputs)
             passthrough = self.passthrough_
             streams = [streaming.Rows(t.values, n, columns=columns, images=self.images)
                        for t, (n, _) in zip(tables, inputs)]
@@ -332,29 +475,26 @@ class NeuronEditor(Estimator):
                     f"{stream.sample_shape[:2]}, source {sample_shape[:2]}."
                 )
             stream.check_width(sample_shape)
-        for stream in streams[:2]:
-            _check_rows(stream.name, stream.n_rows, settings.quantiles)
+        for stream in streams[:edited]:
+            _check_rows(stream.name, stream.n_rows, settings.quantiles, *minimum)
         if not isinstance(validation_split, (int, float)) or not 0 < validation_split < 1:
             raise NeuronEditError(f"validation_split must be in (0, 1); got {validation_split}.")
-        epochs = checks.positive_int(epochs, "epochs")
-        batch_size = checks.positive_int(batch_size, "batch_size")
-        patience = checks.integer(patience, "patience")
-
+        epochs = checks.positive_int(options["epochs"], "epochs")
+        batch_size = checks.positive_int(options["batch_size"], "batch_size")
+        patience = checks.integer(options["patience"], "patience")
         self.selection_ = None
-        if settings.method == selection.AUTO:
-            training = {"epochs": epochs, "batch_size": batch_size,
-                        "validation_split": validation_split, "patience": patience,
-                        "deterministic": deterministic, "shuffle_rows": shuffle_rows,
-                        "jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
-            extra_sets = [stream.data for stream in streams[2:]]
-            self.selection_ = self._select(streams, extra_sets, training, verbose)
+        if choose and settings.method == selection.AUTO:
+            training = {name: options[name] for name in (
+                "epochs", "batch_size", "validation_split", "patience", "deterministic",
+                "shuffle_rows", "jit_compile", "steps_per_execution")}
+            self.selection_ = self._select(streams, [stream.data for stream in streams[2:]],
+                                           training, options["verbose"])
             settings.method = self.selection_["choice"]
             settings.quantiles = tuple(float(q) for q in
                                        methods.get(settings.method).default_quantiles)
-        chosen = methods.get(settings.method)
 
         keras.utils.set_random_seed(settings.seed)
-        if deterministic:
+        if options["deterministic"]:
             tf.config.experimental.enable_op_determinism()
         self.columns_ = columns
         self.passthrough_ = passthrough
@@ -363,8 +503,8 @@ class NeuronEditor(Estimator):
             streams, lambda chunk: models.transform_values(chunk, self.transform_name,
                                                            settings.cofactor, settings.logicle)
         )
-        for stream, rows in zip(streams[:2], counts):
-            _check_rows(stream.name, rows, settings.quantiles)
+        for stream, rows in zip(streams[:edited], counts):
+            _check_rows(stream.name, rows, settings.quantiles, *minimum)
         if int(sum(counts) * validation_split) < 1:
             raise NeuronEditError(
                 f"validation_split={validation_split} of {sum(counts)} rows holds out no row; "
@@ -374,13 +514,9 @@ class NeuronEditor(Estimator):
                                    settings.cofactor, settings.logicle)
         post = models.postprocessing(sample_shape, mean, variance, self.transform_name,
                                      settings.cofactor, settings.logicle)
-        if not chosen.uses_autoencoder:  # a data-space map: no autoencoder to train
+        if not methods.get(settings.method).uses_autoencoder:  # a data-space map: no training
             self.history_ = {}
-            self.model_ = chosen.fit_graph(
-                sample_shape, methods.Pieces(pre, None, None, post), None,
-                self._standardised(pre, streams[0]), self._standardised(pre, streams[1]),
-                self.extrapolation, settings.seed)
-            return self
+            return streams, methods.Pieces(pre, None, None, post)
 
         strategy = distribute.resolve(self.strategy)
         default = strategy is tf.distribute.get_strategy()
@@ -388,34 +524,19 @@ class NeuronEditor(Estimator):
         # trained together: same batches, each member from its own loss (models.side_by_side).
         training, steps, validation = streaming.training_data(
             streams, pre, sum(counts), validation_split, int(batch_size), settings.seed,
-            shuffle_rows)
+            options["shuffle_rows"])
         autoencoder, self.history_ = distribute.train(
             lambda: self._build_autoencoders(sample_shape, settings, fresh=not default),
             strategy, training, steps, validation, epochs=epochs, patience=patience,
-            learning_rate=settings.learning_rate, verbose=verbose, checkpoint_dir=checkpoint_dir,
-            jit_compile=jit_compile, steps_per_execution=steps_per_execution,
-            copies=settings.members,
+            learning_rate=settings.learning_rate, verbose=options["verbose"],
+            checkpoint_dir=options["checkpoint_dir"], jit_compile=options["jit_compile"],
+            steps_per_execution=options["steps_per_execution"], copies=settings.members,
         )
         members = ([autoencoder] if settings.members == 1 else
                    [autoencoder.get_layer(f"autoencoder_{k}") for k in range(settings.members)])
         encoders, decoders = zip(*(models.split_at(member, self.layer) for member in members))
         encoder, decoder = models.ensemble(encoders, decoders)
-        edit = NeuronEdit(settings.quantiles, self.extrapolation, name="neuron_edit")
-        # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
-        # calibrated method's per-feature maps are fitted on it.
-        source_standardised = self._standardised(pre, streams[0])
-        target_standardised = self._standardised(pre, streams[1])
-        edit.adapt(models.run(encoder, source_standardised),
-                   models.run(encoder, target_standardised), seed=settings.seed)
-        self.model_ = chosen.fit_graph(
-            sample_shape, methods.Pieces(pre, encoder, decoder, post), edit,
-            source_standardised, target_standardised, self.extrapolation, settings.seed,
-        )
-        return self
-
-    @staticmethod
-    def _standardised(pre, stream):
-        return np.concatenate([models.run(pre, c) for c in stream.chunks()])
+        return streams, methods.Pieces(pre, encoder, decoder, post)
 
     def _select(self, streams, extra, training, verbose):
         """``method="auto"``: cross-validate :data:`~neuronedit_tf.selection.CANDIDATES` on the
@@ -485,9 +606,12 @@ class NeuronEditor(Estimator):
                 f"The fitted graph ({self.method_!r}) has no part {name!r}; it has "
                 f"{[layer.name for layer in self.model_.layers[1:]]}.") from None
 
-    def _predict(self, data, name, graph, out=None):
-        self._require_fitted()
-        expected = tuple(self.model_.input.shape[1:])
+    def _predict(self, data, name, graph, out=None, expected=None):
+        """``graph`` on ``data`` (in memory, memory-mapped or a dataset; ``out``: see
+        ``transform``); ``expected``: one row's shape (default: the fitted graph's)."""
+        if expected is None:
+            self._require_fitted()
+            expected = tuple(self.model_.input.shape[1:])
         if streaming.is_stream(data):
             stream = streaming.Rows(data, name, images=self.images)
             stream.check_width(expected)
@@ -599,7 +723,8 @@ class NeuronEditor(Estimator):
 
     @classmethod
     def load(cls, path):
-        """Load a saved editor. Uses Keras ``safe_mode`` (no code is executed)."""
+        """Load a saved editor, or a saved study (a :class:`~neuronedit_tf.study.Study`).
+        Uses Keras ``safe_mode`` (no code is executed)."""
         path = Path(path)
         config_file, model_file = path / CONFIG_FILE, path / MODEL_FILE
         if not (config_file.exists() and model_file.exists()):
@@ -616,6 +741,10 @@ class NeuronEditor(Estimator):
             raise NeuronEditError(
                 f"{config_file} is not a NeuronEditor configuration (no 'config' object)."
             ) from None
+        kind = state.get("kind", "editor") if isinstance(state, dict) else None
+        if kind not in ("editor", studies.KIND):
+            raise NeuronEditError(f"{config_file} holds a {kind!r}; this version reads saved "
+                                  f"editors and studies. Upgrade neuronedit_tf.")
         config.setdefault("method", "paper")  # saved before methods existed
         if config.get("model") == "custom":
             config["model"] = "dense"  # the trained graph is loaded below; the name is moot
@@ -624,7 +753,12 @@ class NeuronEditor(Estimator):
         except TypeError as error:  # unknown or missing settings: another version or a damaged file
             raise NeuronEditError(f"{config_file} holds settings this version cannot use: "
                                   f"{error}.") from None
-        editor.model_ = checks.load_keras_model(model_file, custom_objects())
+        model = checks.load_keras_model(model_file, custom_objects())
+        if kind == studies.KIND:  # a study: the editor holds its settings, not a graph
+            settings = editor._settings()
+            editor.method_, editor.quantiles_ = settings.method, settings.quantiles
+            return studies.Study.restore(editor, model, state, where=str(path))
+        editor.model_ = model
         if config.get("model") == "dense" and state["config"].get("model") == "custom":
             editor.model = editor.model_  # a custom (e.g. conv) graph: images or tables
         settings = editor._settings()

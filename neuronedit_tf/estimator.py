@@ -214,7 +214,12 @@ class Estimator(Parameters):
             ``(tables, columns)``: a list of :class:`Table` (S, T, then each X),
             and the feature names (None if unnamed or images).
         """
-        inputs = [(name, load(data)) for name, data in named_inputs(source, target, extra)]
+        return self._fit_named(named_inputs(source, target, extra))
+
+    def _fit_named(self, inputs):
+        """:meth:`_fit_tables` for any named inputs ``[(name, data), ...]`` (files read);
+        the first one's columns are the reference."""
+        inputs = [(name, load(data)) for name, data in inputs]
         self.passthrough_ = []
         if self.images:
             tables = [as_images(data, name) for name, data in inputs]

@@ -18,6 +18,11 @@ Formats (``export_editor(editor, path, format=...)``):
   version folder.
 * ``"both"``: all of the above in one folder.
 
+A study (:class:`~neuronedit_tf.study.Study`, ``export_study``) exports the same way as one
+graph for every batch: ``serving_default`` takes ``features`` and ``batch`` (each row's batch
+name, a string tensor), its per-batch maps frozen into stacked lookup tables
+(``StudyLookupEdit``); a request naming an unknown batch fails.
+
 In the exported graph the edit is ``LookupEdit`` (``neuronedit_tf.lookup``): the
 fitted ``NeuronEdit`` map frozen into a one-gather lookup table (the same
 function; verified below). Maps whose knots are too clustered for a small table
@@ -83,20 +88,40 @@ _VERIFY_SCRIPT = r"""
 import json, sys
 import numpy as np
 config = json.loads(sys.argv[1])
-inputs = np.load(config["inputs"])
-outputs = {}
+with np.load(config["inputs"]) as saved:
+    inputs = dict(saved)
+outputs, refused = {}, {}
+bad = None
+if config["must_fail"]:
+    with np.load(config["must_fail"]) as saved:
+        bad = dict(saved)
+
+
+def attempt(key, run):
+    try:
+        run(bad)
+    except Exception as error:  # any runtime's error: the request was refused
+        refused[key] = f"{type(error).__name__}: {str(error)[-400:]}"
+    else:
+        refused[key] = None
+
+
 if config["saved_model"]:
     import tensorflow as tf
     loaded = tf.saved_model.load(config["saved_model"])
     missing = sorted(set(config["endpoints"]) - set(loaded.signatures))
     if missing:
         raise SystemExit(f"signatures missing: {missing}")
-    features = tf.constant(inputs)
-    outputs["saved_model"] = loaded.signatures["serving_default"](features=features)["edited"]
+    serve = lambda arrays: loaded.signatures["serving_default"](
+        **{k: tf.constant(v) for k, v in arrays.items()})["edited"]
+    outputs["saved_model"] = serve(inputs)
     if "encode" in config["endpoints"]:
-        latent = loaded.signatures["encode"](features=features)["latent"]
-        edited = loaded.signatures["edit"](latent=latent)["edited_latent"]
+        latent = loaded.signatures["encode"](features=tf.constant(inputs["features"]))["latent"]
+        extra = {k: tf.constant(v) for k, v in inputs.items() if k != "features"}
+        edited = loaded.signatures["edit"](latent=latent, **extra)["edited_latent"]
         outputs["saved_model_endpoints"] = loaded.signatures["decode"](latent=edited)["features"]
+    if bad is not None:
+        attempt("saved_model", serve)
 try:
     from ai_edge_litert.interpreter import Interpreter
     runtime = "ai_edge_litert"
@@ -106,7 +131,9 @@ except ImportError:
     runtime = "tf.lite.Interpreter"
 for key, path in config["tflite"].items():
     runner = Interpreter(model_path=path).get_signature_runner("serving_default")
-    outputs[key] = runner(features=inputs)["edited"]
+    outputs[key] = runner(**inputs)["edited"]
+    if bad is not None:
+        attempt(key, lambda arrays: runner(**arrays)["edited"])
 np.savez(config["outputs"], **{key: np.asarray(value) for key, value in outputs.items()})
 if config["saved_model_cli"]:
     # The `saved_model_cli` command's own entry point, run here to import TensorFlow once.
@@ -117,8 +144,8 @@ if config["saved_model_cli"]:
     except SystemExit as exit:
         if exit.code not in (0, None):
             raise
-print(json.dumps({"tflite_runtime": runtime, "neuronedit_imported": "neuronedit_tf" in sys.modules}),
-      flush=True)
+print(json.dumps({"tflite_runtime": runtime, "neuronedit_imported": "neuronedit_tf" in sys.modules,
+                  "refused": refused}), flush=True)
 """
 
 
@@ -158,16 +185,16 @@ def write_saved_model(editor, path, edit="lookup", method=None):
         if edit == "plain" or not (method is None or methods.get(method) is fitted):
             raise NeuronEditError(f"The editor's method {fitted.name!r} has no autoencoder; "
                                   "it exports its own graph only.")
+        shape = tuple(editor.model_.input.shape[1:])
         pieces = methods.Pieces(editor.part("preprocessing"), None, None,
                                 editor.part("postprocessing"))
         parts = {part: _edit_graph(editor.part(part), edit) for part in fitted.parts}
-        serving = fitted.assemble(tuple(editor.model_.input.shape[1:]), pieces, None, parts,
-                                  name="neuron_editor_serving")
+        serving = fitted.assemble(shape, pieces, None, parts, name="neuron_editor_serving")
         archive = keras.export.ExportArchive()
         archive.track(serving)
         archive.add_endpoint(
             "serving_default", lambda features: {"edited": serving(features, training=False)},
-            input_signature=[_spec(tuple(editor.model_.input.shape[1:]), "features")],
+            input_signature=[_spec(shape, "features")],
         )
         archive.write_out(os.fspath(path), verbose=False)
         return
@@ -261,12 +288,14 @@ def _saved_model_cli():
 
 
 def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantized=(),
-                  expected_endpoints=None, working=None, gain=None, endpoints=ENDPOINTS):
+                  expected_endpoints=None, working=None, gain=None, must_fail=None,
+                  endpoints=ENDPOINTS):
     """Run the exported files in a fresh process that does not import neuronedit_tf.
 
     Args:
         folder: the export folder.
-        inputs: raw input rows, float32, shape ``(n, ...)``.
+        inputs: raw input rows, float32, shape ``(n, ...)``; or the signature's inputs by
+            name, ``{"features": rows, ...}`` (a study's: also ``"batch"``, one name per row).
         expected: the Keras model's outputs for ``inputs``.
         saved_model: check the SavedModel (``tf.saved_model.load`` and
             ``saved_model_cli run``).
@@ -278,6 +307,8 @@ def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantiz
             preprocessing); default: compare raw values.
         gain: per feature (last axis), the largest slope of the graph's last
             percentile map (``output_gain``); default 1.
+        must_fail: inputs (as ``inputs``) that every artifact must refuse (raise), e.g. a
+            request naming a batch the study does not know.
         endpoints: the SavedModel's signatures (default all four; a data-space method
             exports ``("serving_default",)``).
 
@@ -285,27 +316,39 @@ def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantiz
         ``{artifact: {"max_error", "max_abs", "max_rel", "max_spread",
         "mean_spread"}}`` (see ``_difference``) for ``saved_model``,
         ``saved_model_endpoints`` (encode -> edit -> decode), ``saved_model_cli``
-        and every TFLite file (keyed by file name).
+        and every TFLite file (keyed by file name); with ``must_fail``, each
+        artifact's ``"refused"`` holds the error it raised.
 
     Raises:
-        NeuronEditError: an artifact failed to run or differs beyond its tolerance.
+        NeuronEditError: an artifact failed to run, differs beyond its tolerance, or
+            returned numbers for a ``must_fail`` request.
     """
     folder = Path(folder).resolve()  # the check runs in another working directory
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
-    inputs = np.asarray(inputs, np.float32)
+    if not isinstance(inputs, dict):
+        inputs = {"features": inputs}
+    inputs = {k: (np.asarray(v, np.float32) if k == "features" else np.asarray(v))
+              for k, v in inputs.items()}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        np.save(scratch / "inputs.npy", inputs)
+        np.savez(scratch / "inputs.npz", **inputs)
+        for key, value in inputs.items():
+            np.save(scratch / f"{key}.npy", value)
+        if must_fail is not None:
+            np.savez(scratch / "must_fail.npz", **{k: np.asarray(v) for k, v in
+                                                    must_fail.items()})
         config = {
-            "inputs": os.fspath(scratch / "inputs.npy"),
+            "inputs": os.fspath(scratch / "inputs.npz"),
             "outputs": os.fspath(scratch / "outputs.npz"),
+            "must_fail": os.fspath(scratch / "must_fail.npz") if must_fail is not None else None,
             "saved_model": os.fspath(folder) if saved_model else None,
             "endpoints": list(endpoints),
             "tflite": {name: os.fspath(folder / name) for name in (*tflite, *quantized)},
             "saved_model_cli": [
                 "run", "--dir", os.fspath(folder), "--tag_set", "serve",
                 "--signature_def", "serving_default", "--inputs",
-                f"features={scratch / 'inputs.npy'}", "--outdir", os.fspath(scratch / "cli"),
+                ";".join(f"{key}={scratch / (key + '.npy')}" for key in inputs),
+                "--outdir", os.fspath(scratch / "cli"),
             ] if saved_model else None,
         }
         result = subprocess.run(
@@ -321,9 +364,10 @@ def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantiz
             outputs = dict(saved)
         if saved_model:
             outputs["saved_model_cli"] = np.load(scratch / "cli" / "edited.npy")
+    features = inputs["features"]
     references = {"saved_model_endpoints": expected if expected_endpoints is None
                   else expected_endpoints}
-    report = {key: _difference(value, references.get(key, expected), inputs, working,
+    report = {key: _difference(value, references.get(key, expected), features, working,
                                None if key == "saved_model_endpoints" else gain)
               for key, value in outputs.items()}
     for key in (*tflite, *quantized):
@@ -335,6 +379,11 @@ def verify_export(folder, inputs, expected, saved_model=True, tflite=(), quantiz
                 f"The exported {key} does not match the Keras model: max_error "
                 f"{figures['max_error']:.3g} > {limit}. Full report: {report}."
             )
+    for key, refusal in status.get("refused", {}).items():
+        if refusal is None:
+            raise NeuronEditError(f"The exported {key} returned numbers for a request it must "
+                                  "refuse (e.g. an unknown batch); it must fail instead.")
+        report[key]["refused"] = refusal
     return report
 
 
@@ -441,51 +490,71 @@ def export_editor(editor, path, format="saved_model", name=None, version=None, o
         >>> export_editor(editor, "served", format="both", name="neuronedit", version=1)  # doctest: +SKIP
         {'path': 'served/neuronedit/1', ...}
     """
+    _check_format(format, quantize)
+    editor._require_fitted()
+
+    def fill(staging, scratch):
+        graph = staging if format != "tflite" else scratch / "graph"
+        write_saved_model(editor, graph, edit=edit)
+        files, tflite, quantized = _write_formats(staging, graph, format, quantize)
+        write_assets(editor, staging)
+        if not verify:
+            return files, None
+        inputs = _typical_inputs(editor) if sample is None else _sample(editor, sample)
+        chain = None
+        method = methods.get(editor.method_)
+        if method.uses_autoencoder and not method.serves_chain:  # the endpoints' own path
+            pieces = [editor.part(n) for n in ("preprocessing", "encoder", "neuron_edit",
+                                               "decoder", "postprocessing")]
+            chain = inputs
+            for piece in pieces:
+                chain = run(piece, chain)
+        pre = editor.part("preprocessing")
+        report = verify_export(staging, inputs, run(editor.model_, inputs),
+                               saved_model=format != "tflite", tflite=tflite,
+                               quantized=quantized, expected_endpoints=chain,
+                               working=lambda values: run(pre, values),
+                               gain=output_gain(editor),
+                               endpoints=ENDPOINTS if method.uses_autoencoder else ENDPOINTS[:1])
+        return files, report
+
+    return _publish(path, name, version, overwrite, fill)
+
+
+def _check_format(format, quantize):
     if format not in FORMATS:
         raise NeuronEditError(f"format must be one of {FORMATS}; got {format!r}.")
     if quantize and format == "saved_model":
         raise NeuronEditError("quantize=True makes a TFLite file; use format='tflite' or 'both'.")
-    editor._require_fitted()
+
+
+def _write_formats(staging, graph, format, quantize):
+    """The TFLite files of ``format`` from the SavedModel ``graph``: ``(files, tflite,
+    quantized)``, the export's file list and the TFLite files to verify."""
+    files = ["saved_model.pb", "variables/", "assets/"] if format != "tflite" else []
+    tflite, quantized = [], []
+    if format != "saved_model":
+        staging.mkdir(exist_ok=True)
+        write_tflite(graph, staging / TFLITE_FILE)
+        tflite.append(TFLITE_FILE)
+        if quantize:
+            write_tflite(graph, staging / QUANTIZED_FILE, quantize=True)
+            quantized.append(QUANTIZED_FILE)
+    return files + tflite + quantized, tflite, quantized
+
+
+def _publish(path, name, version, overwrite, fill):
+    """Assemble an export under a temporary name beside its destination (``fill(staging,
+    scratch)`` writes and verifies it, returning ``(files, report)``) and rename it into
+    place only once complete: a failure leaves nothing behind, and an existing export that
+    was to be overwritten stays as it was."""
     target, version = _served_folder(path, name, version, overwrite)
     missing_parents = [p for p in target.parents if not p.exists()]  # deepest first
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         staging = scratch / "export"
-        graph = staging if format != "tflite" else scratch / "graph"
-        write_saved_model(editor, graph, edit=edit)
-        files = []
-        if format != "tflite":
-            files += ["saved_model.pb", "variables/", "assets/"]
-        tflite, quantized = [], []
-        if format != "saved_model":
-            staging.mkdir(exist_ok=True)
-            write_tflite(graph, staging / TFLITE_FILE)
-            tflite.append(TFLITE_FILE)
-            if quantize:
-                write_tflite(graph, staging / QUANTIZED_FILE, quantize=True)
-                quantized.append(QUANTIZED_FILE)
-        write_assets(editor, staging)
-        files += tflite + quantized
-        report = None
-        if verify:
-            inputs = _typical_inputs(editor) if sample is None else _sample(editor, sample)
-            chain = None
-            method = methods.get(editor.method_)
-            if method.uses_autoencoder and not method.serves_chain:  # the endpoints' own path
-                pieces = [editor.part(n) for n in ("preprocessing", "encoder", "neuron_edit",
-                                                   "decoder", "postprocessing")]
-                chain = inputs
-                for piece in pieces:
-                    chain = run(piece, chain)
-            pre = editor.part("preprocessing")
-            report = verify_export(staging, inputs, run(editor.model_, inputs),
-                                   saved_model=format != "tflite", tflite=tflite,
-                                   quantized=quantized, expected_endpoints=chain,
-                                   working=lambda values: run(pre, values),
-                                   gain=output_gain(editor),
-                                   endpoints=ENDPOINTS if method.uses_autoencoder
-                                   else ENDPOINTS[:1])
+        files, report = fill(staging, scratch)
         if target.exists():
             os.replace(target, scratch / "replaced")
             try:
@@ -541,3 +610,200 @@ def _typical_inputs(editor, n=SAMPLE_ROWS):
     shape = tuple(editor.model_.input.shape[1:])
     standard = np.random.default_rng(0).normal(size=(n,) + shape).astype(np.float32)
     return run(editor.part("postprocessing"), standard)
+
+
+# ------------------------------------------------------------------ studies
+#: Where a study export lists its batches (one name per line, in index order).
+BATCHES_FILE = "batches.txt"
+#: The batch name a study's verification sends to check that the served graph refuses it.
+UNKNOWN_BATCH = "not-a-batch"
+
+
+def batch_index(batch, names):
+    """Each row's batch name -> its index in ``names``, in TensorFlow ops that TFLite runs
+    (builtins: EQUAL on strings, CAST, MUL, SUM, GATHER). A name not in ``names`` fails the
+    request: in TensorFlow an assertion lists the unknown and the known names; TFLite drops
+    assertions, so the index is ``len(names)`` there and the gather that follows fails
+    (``gather index out of bounds``). Never a number for an unknown batch.
+
+    Example:
+        >>> batch_index(tf.constant(["b", "a"]), ["a", "b"]).numpy().tolist()
+        [1, 0]
+    """
+    count = len(names)
+    known = tf.constant(list(names))
+    batch = tf.reshape(batch, [-1])
+    match = tf.cast(tf.equal(batch[:, None], known[None, :]), tf.int32)
+    # Names are unique: at most one match per row; none leaves the index at `count`.
+    index = tf.reduce_sum(match * (tf.range(count, dtype=tf.int32) - count), axis=1) + count
+    check = tf.debugging.Assert(
+        tf.reduce_all(index < count),
+        ["Unknown batch name(s):", tf.boolean_mask(batch, index >= count),
+         "the known batches are " + ", ".join(names)], summarize=20)
+    with tf.control_dependencies([check]):
+        index = tf.identity(index)
+    return tf.gather(tf.range(count, dtype=tf.int32), index)
+
+
+def write_study_saved_model(study, path, edit="lookup"):
+    """Write a study's SavedModel to ``path`` (a new folder). Signatures:
+    ``serving_default`` (``features`` float32 ``(None, d)``, ``batch`` string ``(None,)``
+    -> ``edited``), ``encode`` (``features`` -> ``latent``), ``edit`` (``latent``,
+    ``batch`` -> ``edited_latent``: the batch's latent edit) and ``decode``
+    (``latent`` -> ``features``).
+
+    Args:
+        edit: ``"lookup"`` (each per-batch map frozen into stacked lookup tables,
+            :func:`~neuronedit_tf.lookup.study_lookup_edit`) or ``"search"`` (the fitted
+            ``StudyEdit``'s binary search).
+    """
+    from neuronedit_tf.lookup import study_lookup_edit
+
+    if edit not in ("lookup", "search"):
+        raise NeuronEditError(f"edit must be 'lookup' or 'search'; got {edit!r}.")
+    frozen = {}
+
+    def freeze(layer):
+        if layer.name not in frozen:
+            frozen[layer.name] = study_lookup_edit(layer) if edit == "lookup" else layer
+        return frozen[layer.name]
+
+    serving = study._assemble(freeze, name="study_serving")
+    latent_edit = frozen["neuron_edit"]
+    pre, encoder, decoder, post = study.pieces
+    names = list(study.batches)
+    feature_shape = study.sample_shape
+    latent_shape = tuple(encoder.output.shape[1:])
+    batch_spec = tf.TensorSpec((None,), tf.string, name="batch")
+    archive = keras.export.ExportArchive()
+    archive.track(serving)
+    archive.add_endpoint(
+        "serving_default",
+        lambda features, batch: {"edited": serving([features, batch_index(batch, names)],
+                                                   training=False)},
+        input_signature=[_spec(feature_shape, "features"), batch_spec],
+    )
+    archive.add_endpoint(
+        "encode", lambda features: {"latent": encoder(pre(features))},
+        input_signature=[_spec(feature_shape, "features")],
+    )
+    archive.add_endpoint(
+        "edit", lambda latent, batch: {"edited_latent": latent_edit(
+            [latent, batch_index(batch, names)])},
+        input_signature=[_spec(latent_shape, "latent"), batch_spec],
+    )
+    archive.add_endpoint(
+        "decode", lambda latent: {"features": post(decoder(latent))},
+        input_signature=[_spec(latent_shape, "latent")],
+    )
+    archive.write_out(os.fspath(path), verbose=False)
+
+
+def write_study_assets(study, folder):
+    """``assets/features.txt``, ``assets/batches.txt`` (the batch names the graph knows, in
+    index order) and ``assets/neuronedit.json`` (settings, batches, reference, signatures)."""
+    assets = Path(folder) / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    width = study.sample_shape[-1]
+    columns = study.columns_ or [f"feature_{i}" for i in range(width)]
+    (assets / FEATURES_FILE).write_text("".join(f"{c}\n" for c in columns))
+    (assets / BATCHES_FILE).write_text("".join(f"{b}\n" for b in study.batches))
+    metadata = {
+        "kind": "study",
+        "columns": study.columns_,
+        "batches": list(study.batches),
+        "reference": study.reference,
+        "feature_shape": list(study.sample_shape),
+        "latent_shape": list(study.pieces.encoder.output.shape[1:]),
+        "signatures": {
+            "serving_default": {"inputs": {"features": "float32", "batch": "string"},
+                                "outputs": {"edited": "float32"}},
+            "encode": {"inputs": {"features": "float32"}, "outputs": {"latent": "float32"}},
+            "edit": {"inputs": {"latent": "float32", "batch": "string"},
+                     "outputs": {"edited_latent": "float32"}},
+            "decode": {"inputs": {"latent": "float32"}, "outputs": {"features": "float32"}},
+        },
+        "editor": study.editor.get_config(),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    (assets / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+
+
+def study_output_gain(study):
+    """:func:`output_gain` for a study: per feature, the steepest slope of its last
+    percentile map over every batch (ones when the decoder comes last)."""
+    width = study.sample_shape[-1]
+    last_map = methods.get(study.method_).output_map
+    if last_map is None:
+        return np.ones(width, np.float32)
+    tables = study.part(last_map).tables()
+    widths, rises = (np.asarray(tables[k], np.float64).reshape(-1, width)
+                     for k in ("widths", "rises"))
+    slopes = np.where(widths > 0, np.abs(rises) / np.where(widths > 0, widths, 1.0), 0.0)
+    ends = np.abs(np.concatenate([tables["low"], tables["high"]])).max(axis=0)
+    return np.maximum(np.maximum(slopes.max(axis=0), ends), 1.0).astype(np.float32)
+
+
+def export_study(study, path, format="both", name=None, version=None, overwrite=False,
+                 verify=True, quantize=False, sample=None, edit="lookup"):
+    """Export a :class:`~neuronedit_tf.study.Study` as one served graph for every batch.
+
+    ``serving_default`` takes ``features`` (raw rows, float32) and ``batch`` (each row's
+    batch name, a string tensor) and returns ``edited`` (raw); the batch's tables are
+    gathered per row from tables stacked along a batch axis, so one request may mix
+    batches and a study of 100 batches serves about as fast as one. A request naming a
+    batch the study does not know fails (see :func:`batch_index`). Written, laid out and
+    replaced as :func:`export_editor` does; ``format`` defaults to ``"both"`` (SavedModel
+    and TFLite with builtin ops only). After ``study.add_batch``, export again (a new
+    version) to serve the new batch.
+
+    Verification (``verify=True``) runs in a fresh process that never imports
+    ``neuronedit_tf``: every artifact on ``sample`` (default: ``SAMPLE_ROWS`` typical rows)
+    with the batches taken in turn, row by row, against the Keras graph, and each must
+    refuse a request that names an unknown batch.
+
+    Returns:
+        dict with ``path``, ``name``, ``version``, ``files`` and ``parity`` (the
+        ``verify_export`` report, or None).
+
+    Example:
+        >>> study.export("served", name="study", version=1)  # doctest: +SKIP
+        {'path': 'served/study/1', ...}
+    """
+    _check_format(format, quantize)
+
+    def fill(staging, scratch):
+        graph = staging if format != "tflite" else scratch / "graph"
+        write_study_saved_model(study, graph, edit=edit)
+        files, tflite, quantized = _write_formats(staging, graph, format, quantize)
+        write_study_assets(study, staging)
+        if not verify:
+            return files, None
+        features = _study_sample(study, sample)
+        index = np.arange(len(features), dtype=np.int32) % len(study.batches)
+        batch = np.array([study.batches[i].encode() for i in index], dtype=object).astype(bytes)
+        expected = study._run(features, index)
+        pre, encoder, decoder, post = study.pieces
+        chain = run(post, run(decoder, np.asarray(study.part("neuron_edit")(
+            [run(encoder, run(pre, features)), index]))))
+        unknown = batch.copy()
+        unknown[len(unknown) // 2] = UNKNOWN_BATCH.encode()
+        report = verify_export(
+            staging, {"features": features, "batch": batch}, expected,
+            saved_model=format != "tflite", tflite=tflite, quantized=quantized,
+            expected_endpoints=chain, working=lambda values: run(pre, values),
+            gain=study_output_gain(study), must_fail={"features": features, "batch": unknown})
+        return files, report
+
+    return _publish(path, name, version, overwrite, fill)
+
+
+def _study_sample(study, sample, n=SAMPLE_ROWS):
+    if sample is None:
+        standard = np.random.default_rng(0).normal(size=(n,) + study.sample_shape)
+        return run(study.pieces.post, standard.astype(np.float32))
+    values = np.asarray(sample, np.float32)
+    if values.shape[1:] != study.sample_shape or len(values) == 0:
+        raise NeuronEditError(f"sample must have shape (n, {study.sample_shape[-1]}); got "
+                              f"{values.shape}.")
+    return values

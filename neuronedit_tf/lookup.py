@@ -343,3 +343,176 @@ def lookup_edit(edit):
     except NeuronEditError:
         return edit
     return edit if width > MAX_WIDTH else LookupEdit.from_layer(edit)
+
+
+#: The largest lookup tables of one of a study's maps, all batches together (float32 bytes);
+#: a study whose maps need more keeps :class:`~neuronedit_tf.layers.StudyEdit`'s binary search.
+STUDY_TABLE_BYTES = 64 * 2**20
+
+
+def study_plan(source_q, budget=None):
+    """The grid for every batch's knots ``source_q`` ``(batches, Q, n)``, one bin count for
+    all: ``(inner, bins, width)`` with ``inner`` one flag per batch (its grid's span, see
+    ``plan``), or None when no table within ``budget`` bytes overlaps at most ``MAX_WIDTH``
+    segments per bin. Refines as ``plan`` does, until every batch's bins overlap at most
+    ``TARGET_WIDTH`` segments. ``budget`` defaults to ``STUDY_TABLE_BYTES``.
+
+    Example:
+        >>> knots = np.sort(np.random.default_rng(0).normal(size=(3, 11, 2)), axis=1)
+        >>> inner, bins, width = study_plan(knots)
+        >>> len(inner), width <= TARGET_WIDTH
+        (3, True)
+    """
+    source_q = np.asarray(source_q, np.float32)
+    n_batches, _, n = source_q.shape
+    budget = STUDY_TABLE_BYTES if budget is None else budget
+    best = None
+    for bins in BIN_CHOICES:
+        if n_batches * n * bins * table_columns(TARGET_WIDTH) * 4 > budget:
+            break
+        chosen = []
+        for s in source_q:
+            widths = []
+            for inner in (True, False):
+                origin, span = _grid(s, inner)
+                first, last = _bin_segments(s, origin, span, bins)
+                widths.append((int((last - first).max()) + 1, not inner))
+            width, outer = min(widths)  # the narrower grid; the inner one on a tie
+            chosen.append((width, not outer))
+        width = max(w for w, _ in chosen)
+        if n_batches * n * bins * table_columns(width) * 4 > budget:
+            continue
+        if best is None or width < best[2]:
+            best = ([inner for _, inner in chosen], bins, width)
+        if best[2] <= TARGET_WIDTH:
+            break
+    return None if best is None or best[2] > MAX_WIDTH else best
+
+
+@keras.saving.register_keras_serializable(package="neuronedit")
+class StudyLookupEdit(keras.layers.Layer):
+    """A study's per-batch maps (:class:`~neuronedit_tf.layers.StudyEdit`) frozen into
+    lookup tables: :class:`LookupEdit` with every batch's table stacked, one bin count for
+    all. ``call([values, batch])``: each row's batch index picks its rows of the table (one
+    offset per row), and its per-neuron grid and end knots by one more gather, so a study of
+    100 batches costs per row what one batch does.
+
+    Build it with ``StudyLookupEdit.from_layer(study_edit)`` (or ``study_lookup_edit``).
+
+    Example:
+        >>> from neuronedit_tf.layers import StudyEdit
+        >>> rng = np.random.default_rng(0)
+        >>> knots = np.sort(rng.normal(size=(2, 101, 3)), axis=1).astype("float32")
+        >>> edit = StudyEdit.from_knots(knots, knots[::-1] * 2 + 1)
+        >>> frozen = StudyLookupEdit.from_layer(edit)
+        >>> rows, batch = rng.normal(size=(6, 3)).astype("float32"), np.int32([0, 1] * 3)
+        >>> bool(np.allclose(frozen([rows, batch]), edit([rows, batch]), atol=1e-5))
+        True
+    """
+
+    def __init__(self, n_batches, n_neurons, bins, width, extrapolation="shift", rows="ramp",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if extrapolation not in EXTRAPOLATIONS:
+            raise NeuronEditError(
+                f"extrapolation must be one of {EXTRAPOLATIONS}; got {extrapolation!r}.")
+        if rows not in ROWS or (rows == "two_slope" and int(width) > 2):
+            raise NeuronEditError(f"rows must be one of {ROWS} ('two_slope' needs width <= 2); "
+                                  f"got {rows!r} with width {width}.")
+        self.n_batches, self.n_neurons = int(n_batches), int(n_neurons)
+        self.bins, self.width, self.rows = int(bins), int(width), rows
+        self.extrapolation = extrapolation
+
+    #: The per-neuron values of each batch, gathered together per row.
+    PARAMS = ("first", "last", "origin", "scale", "low", "high")
+
+    def build(self, input_shape=None):
+        cells = self.n_batches * self.n_neurons
+        self.params = self.add_weight(name="params", shape=(cells, len(self.PARAMS)),
+                                      initializer="zeros", trainable=False)
+        self.table = self.add_weight(
+            name="table", shape=(cells * self.bins, table_columns(self.width, self.rows)),
+            initializer="zeros", trainable=False, dtype="int32")
+        self.built = True
+
+    @classmethod
+    def from_layer(cls, edit, name=None, plan=None):
+        """Freeze a ``StudyEdit`` (``plan``: :func:`study_plan`'s, default computed).
+
+        Raises:
+            NeuronEditError: no table within ``STUDY_TABLE_BYTES`` fits its knots.
+        """
+        tables = edit.tables()
+        source_q = tables["source_q"]
+        plan = plan or study_plan(source_q)
+        if plan is None:
+            raise NeuronEditError(
+                f"No lookup table within {STUDY_TABLE_BYTES} bytes fits these knots; keep the "
+                "StudyEdit's binary search (study_lookup_edit returns it).")
+        inner, bins, width = plan
+        layer = cls(len(source_q), source_q.shape[-1], bins, width, edit.extrapolation,
+                    row_layout(width), name=name or f"{edit.name}_lookup")
+        layer.build()
+        largest = np.finfo(np.float32).max
+        params, rows = [], []
+        for b, s in enumerate(source_q):
+            widths, rises = tables["widths"][b], tables["rises"][b]
+            positive = widths > 0
+            with np.errstate(over="ignore"):
+                slope = np.clip(np.where(positive, rises / np.where(positive, widths, 1.0), 0.0),
+                                -largest, largest).astype(np.float32)
+            origin, span = _grid(s, inner[b])
+            params.append(np.stack([s[0], s[-1], origin, (bins / span).astype(np.float32),
+                                    tables["low"][b], tables["high"][b]], axis=1))
+            rows.append(build_table(s, (s, tables["values"][b], slope), inner[b], bins, width,
+                                    layer.rows))
+        layer.params.assign(np.concatenate(params).astype(np.float32))
+        layer.table.assign(np.concatenate(rows).view(np.int32))
+        return layer
+
+    def call(self, inputs):
+        values, batch = inputs
+        n, bins, width = self.n_neurons, self.bins, self.width
+        a = tf.reshape(tf.cast(values, tf.float32), [-1, n])
+        batch = tf.reshape(tf.cast(batch, tf.int32), [-1, 1])
+        neuron = batch * n + tf.range(n, dtype=tf.int32)[None, :]  # (rows, n)
+        params = tf.unstack(tf.transpose(tf.gather(self.params, neuron), [2, 0, 1]), axis=0)
+        first, last, origin, scale, low, high = params
+        inside = tf.minimum(tf.maximum(a, first), last)
+        position = tf.clip_by_value((inside - origin) * scale, 0.0, bins - 1.0)
+        position = tf.where(tf.equal(position, position), position, 0.0)  # NaN -> bin 0
+        position = tf.cast(position, tf.int32) + neuron * bins
+        rows = tf.bitcast(tf.gather(self.table, position), tf.float32)
+        planes = tf.unstack(tf.transpose(rows, [2, 0, 1]), axis=0)
+        if self.rows == "two_slope":
+            value, knot, below, above = planes
+            offset = inside - knot
+            value += below * tf.minimum(offset, 0.0) + above * tf.maximum(offset, 0.0)
+        else:
+            value = planes[0]
+            for c in range(width):
+                start, length, slope = planes[1 + c], planes[1 + width + c], planes[1 + 2 * width + c]
+                value += tf.clip_by_value(inside - start, 0.0, length) * slope
+        if self.extrapolation == "shift":
+            value += a - inside
+        elif self.extrapolation == "linear":
+            outside = a - inside
+            value += low * tf.minimum(outside, 0.0) + high * tf.maximum(outside, 0.0)
+        value = tf.clip_by_value(value, -_LARGEST, _LARGEST)
+        return tf.cast(value, values.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_batches=self.n_batches, n_neurons=self.n_neurons, bins=self.bins,
+                      width=self.width, rows=self.rows, extrapolation=self.extrapolation)
+        return config
+
+
+def study_lookup_edit(edit):
+    """``StudyLookupEdit.from_layer(edit)`` for a ``StudyEdit``, or ``edit`` itself when its
+    knots need more than ``STUDY_TABLE_BYTES`` or ``MAX_WIDTH`` (its binary search)."""
+    plan = study_plan(edit.tables()["source_q"])
+    return edit if plan is None else StudyLookupEdit.from_layer(edit, plan=plan)

@@ -166,6 +166,12 @@ class Rows:
         spec = tf.TensorSpec((None,) + self.sample_shape, tf.float32)
         return tf.data.Dataset.from_generator(self.chunks, output_signature=spec)
 
+    def standardised(self, preprocess):
+        """Every row through ``preprocess`` (e.g. the fitted standardisation), as one float32
+        array held in memory (``preprocess`` is called once per chunk)."""
+        return np.concatenate([np.asarray(preprocess(chunk, training=False), np.float32)
+                               for chunk in self.chunks()])
+
     def checked_chunks(self):
         """Like :meth:`chunks`, refusing NaN/inf with the row where it occurs."""
         seen = 0

@@ -5,24 +5,29 @@
 * :class:`SupportGate` (``support_gate.py``): the ``"gated"`` method's blend by distance to
   reference codes;
 * the in-graph transforms (``transforms.py``): :class:`Arcsinh`, :class:`Logicle` and
-  :class:`Saturate`; the ensemble's :class:`MemberSlice` (``ensemble.py``).
+  :class:`Saturate`; the ensemble's :class:`MemberSlice` (``ensemble.py``);
+* a study's (``study.py``): :class:`StudyEdit`, every batch's percentile maps stacked and
+  gathered per row by its batch, and :class:`KeepBatches`, the reference batch passed through.
 
 :func:`custom_objects` is what Keras's loader is given wherever this package loads
 a ``.keras`` file (the editor, the baselines, the zoo), so every loader knows the same layers.
 """
 
 from neuronedit_tf.layers.neuron_edit import (DEFAULT_MAX_SAMPLES, DEFAULT_QUANTILES,
-                                              EXTRAPOLATIONS, NeuronEdit, percentiles)
+                                              EXTRAPOLATIONS, NeuronEdit, clean_knots,
+                                              percentiles, quantile_knots)
 from neuronedit_tf.layers.support_gate import DEFAULT_GATE_REFERENCE, SupportGate, gate_groups
 from neuronedit_tf.layers.ensemble import MemberSlice
 from neuronedit_tf.layers.transforms import Arcsinh, Logicle, Saturate
+from neuronedit_tf.layers.study import KeepBatches, StudyEdit
 
 __all__ = ["DEFAULT_GATE_REFERENCE", "DEFAULT_MAX_SAMPLES", "DEFAULT_QUANTILES", "EXTRAPOLATIONS",
-           "Arcsinh", "LAYERS", "Logicle", "MemberSlice", "NeuronEdit", "Saturate", "SupportGate",
-           "custom_objects", "gate_groups", "percentiles"]
+           "Arcsinh", "KeepBatches", "LAYERS", "Logicle", "MemberSlice", "NeuronEdit", "Saturate",
+           "StudyEdit", "SupportGate", "clean_knots", "custom_objects", "gate_groups",
+           "percentiles", "quantile_knots"]
 
 #: The package's Keras layers, each registered (``keras.saving``) under package ``neuronedit``.
-LAYERS = (NeuronEdit, SupportGate, Arcsinh, Saturate, Logicle, MemberSlice)
+LAYERS = (NeuronEdit, SupportGate, Arcsinh, Saturate, Logicle, MemberSlice, StudyEdit, KeepBatches)
 
 
 def custom_objects():
@@ -31,6 +36,6 @@ def custom_objects():
 
     Example:
         >>> sorted(custom_objects())
-        ['Arcsinh', 'Logicle', 'MemberSlice', 'NeuronEdit', 'Saturate', 'SupportGate']
+        ['Arcsinh', 'KeepBatches', 'Logicle', 'MemberSlice', 'NeuronEdit', 'Saturate', 'StudyEdit', 'SupportGate']
     """
     return {layer.__name__: layer for layer in LAYERS}

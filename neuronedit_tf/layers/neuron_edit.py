@@ -96,6 +96,48 @@ def _clean_knots(table, ulps=8):
     return table
 
 
+def quantile_knots(values, quantiles, name="values", max_samples=DEFAULT_MAX_SAMPLES, seed=0):
+    """The knots ``NeuronEdit.adapt`` computes from one set: its percentiles at
+    ``quantiles``, made exactly non-decreasing (equal where float32 rounding split a tie).
+
+    Args:
+        values: ``(rows, ..., n_neurons)`` array or tensor, or a ``tf.data.Dataset`` or
+            iterator of such batches (a reservoir of ``max_samples`` rows, seeded ``seed``).
+        quantiles: percentiles in ``[0, 100]``, increasing.
+        name: the set's name in error messages.
+
+    Returns:
+        ``(len(quantiles), n_neurons)`` float32.
+
+    Example:
+        >>> quantile_knots(np.arange(5, dtype="float32")[:, None], [0, 50, 100])[:, 0].tolist()
+        [0.0, 2.0, 4.0]
+    """
+    rows = _checked_rows(_as_rows(values, max_samples, seed), name, quantiles)
+    return _clean_knots(percentiles(rows, quantiles))
+
+
+def clean_knots(table):
+    """Knots averaged or combined elsewhere, made exactly non-decreasing and equal where
+    float32 rounding split a tie (what ``adapt`` does to its percentiles)."""
+    return _clean_knots(table)
+
+
+def _checked_rows(rows, name, quantiles):
+    """``rows`` (2-D float32), refused if fewer than 2 or not finite."""
+    if len(rows) < 2:
+        raise NeuronEditError(
+            f"The {name} set has too few rows: percentile maps need at least 2 "
+            f"(and at least {len(quantiles)} to resolve every quantile). "
+            f"Received: {len(rows)} row(s)"
+        )
+    if not np.all(np.isfinite(rows)):
+        raise NeuronEditError(
+            f"The {name} activations contain NaN or inf; check the input data."
+        )
+    return rows
+
+
 def _reservoir(batches, max_samples, seed):
     """Concatenate ``batches`` (2-D arrays); past ``max_samples`` rows, keep a
     uniform random sample of that size (vectorised reservoir sampling, Algorithm R).
@@ -242,19 +284,10 @@ class NeuronEdit(keras.layers.Layer):
                 ``sqrt(ln(2/delta) / (2 * max_samples))`` of exact with
                 probability ``1 - delta``.
         """
-        source = _as_rows(source, self.max_samples, seed)
-        target = _as_rows(target, self.max_samples, seed + 1)
-        for name, rows in (("source", source), ("target", target)):
-            if len(rows) < 2:
-                raise NeuronEditError(
-                    f"The {name} set has too few rows: percentile maps need at least 2 "
-                    f"(and at least {len(self.quantiles)} to resolve every quantile). "
-                    f"Received: {len(rows)} row(s)"
-                )
-            if not np.all(np.isfinite(rows)):
-                raise NeuronEditError(
-                    f"The {name} activations contain NaN or inf; check the input data."
-                )
+        source = _checked_rows(_as_rows(source, self.max_samples, seed), "source",
+                               self.quantiles)
+        target = _checked_rows(_as_rows(target, self.max_samples, seed + 1), "target",
+                               self.quantiles)
         if source.shape[1] != target.shape[1]:
             raise NeuronEditError(
                 f"source has {source.shape[1]} neurons but target has {target.shape[1]}; give "
@@ -268,8 +301,21 @@ class NeuronEdit(keras.layers.Layer):
                 f"This layer edits {self.source_q.shape[1]} neurons; adapt got {source.shape[1]}. "
                 f"Received: source.shape={source.shape}"
             )
-        self.source_q.assign(_clean_knots(percentiles(source, self.quantiles)))
-        self.target_q.assign(_clean_knots(percentiles(target, self.quantiles)))
+        self.set_knots(_clean_knots(percentiles(source, self.quantiles)),
+                       _clean_knots(percentiles(target, self.quantiles)))
+
+    def set_knots(self, source_q, target_q):
+        """Set the tables from knots computed elsewhere (e.g. :func:`quantile_knots`, or the
+        mean of several sets' knots), each ``(len(quantiles), n_neurons)``."""
+        source_q, target_q = (np.asarray(q, np.float32) for q in (source_q, target_q))
+        shape = (len(self.quantiles), source_q.shape[-1])
+        if source_q.shape != shape or target_q.shape != shape:
+            raise NeuronEditError(f"set_knots needs two tables of shape {shape}; got "
+                                  f"{source_q.shape} and {target_q.shape}.")
+        if not self.built:
+            self.build((None, shape[1]))
+        self.source_q.assign(source_q)
+        self.target_q.assign(target_q)
         self.finalize_state()
 
     def finalize_state(self):

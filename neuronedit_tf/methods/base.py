@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import keras
+
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import DEFAULT_QUANTILES
 
@@ -26,7 +28,15 @@ class Pieces(NamedTuple):
 
 class EditMethod:
     """One edit formulation; subclasses set the attributes and override :meth:`adapt` and
-    :meth:`assemble`.
+    :meth:`graph` (or :meth:`assemble`, which then cannot be used in a study).
+
+    Studies (:meth:`neuronedit_tf.NeuronEditor.fit_study`): every batch has its own neuron
+    edit (its anchor's codes to the reference's), and a method that supports studies says
+    which of its own layers are per-batch percentile maps on the standardised features
+    (:meth:`study_maps`, their source values: :meth:`study_sources`; their target is always
+    the reference's standardised anchor), which are shared by every batch
+    (:meth:`study_shared`) and how its graph runs there (:meth:`study_graph`). The base
+    class supports no study (``study_maps`` returns None).
 
     Attributes:
         name: the name ``NeuronEditor(method=...)`` and saved editors use.
@@ -63,8 +73,21 @@ class EditMethod:
         """
         return {}
 
+    def graph(self, features, pieces, edit, parts):
+        """The edited raw output (a Keras tensor) of the raw input tensor ``features``.
+
+        Args:
+            features: a Keras input tensor ``(None, *sample_shape)``.
+            pieces: :class:`Pieces`.
+            edit: the neuron edit: a layer (``NeuronEdit``, the export's ``LookupEdit``) or any
+                callable on a tensor (a study binds each row's batch to it).
+            parts: ``{name: layer or callable}`` for every name in :attr:`parts`.
+        """
+        raise NotImplementedError(f"method {self.name!r} builds its graph in assemble() only.")
+
     def assemble(self, sample_shape, pieces, edit, parts, name="neuron_editor"):
-        """The raw -> edited raw ``keras.Model`` from fitted pieces (nothing is adapted).
+        """The raw -> edited raw ``keras.Model`` from fitted pieces (nothing is adapted):
+        :meth:`graph` on an input named ``features``.
 
         Args:
             sample_shape: one input row's shape, e.g. ``(d,)``.
@@ -73,7 +96,38 @@ class EditMethod:
             parts: ``{name: layer}`` for every name in :attr:`parts`.
             name: the model's name.
         """
-        raise NotImplementedError
+        features = keras.Input(tuple(sample_shape), name="features")
+        return keras.Model(features, self.graph(features, pieces, edit, parts), name=name)
+
+    # ------------------------------------------------------------------ studies
+    def study_maps(self):
+        """``{part: knots}``: the method's layers that a study fits per batch, each a
+        percentile map on the standardised features from :meth:`study_sources` to the
+        reference's standardised anchor. None: the method cannot be fitted as a study."""
+        return None
+
+    def study_sources(self, pieces, edit, standardised):
+        """For one batch: ``{part: values}``, the values whose percentiles are the source knots
+        of each of :meth:`study_maps`.
+
+        Args:
+            pieces: the fitted :class:`Pieces`.
+            edit: the batch's neuron edit (a ``NeuronEdit`` from its anchor's codes to the
+                reference's).
+            standardised: the batch's anchor, standardised (``pre`` applied), ``(n, d)``.
+        """
+        return {}
+
+    def study_shared(self, pieces, codes, seed=0):
+        """``{part: layer}``: the method's layers shared by every batch of a study, adapted on
+        ``codes``, the anchors' codes in the reference frame (the reference batch's anchor's
+        codes, or every anchor's edited codes for the reference ``"mean"``)."""
+        return {}
+
+    def study_graph(self, features, pieces, edit, parts):
+        """:meth:`graph` as a study runs it (``edit`` and the per-batch parts are bound to
+        each row's batch). Default: :meth:`graph`."""
+        return self.graph(features, pieces, edit, parts)
 
     def fit_graph(self, sample_shape, pieces, edit, source, target, extrapolation="shift",
                   seed=0):

@@ -19,7 +19,7 @@ import numpy as np
 
 from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit
 from neuronedit_tf.methods.base import EditMethod
-from neuronedit_tf.methods.paper import decoded_edit
+from neuronedit_tf.methods.paper import edit_path
 from neuronedit_tf.models import run
 
 #: The knots (percentiles) of the neuron edit itself in the residual methods (``"calibrated"``,
@@ -42,16 +42,17 @@ def residual_edit(standardised, encoder, edit, decoder):
     return standardised + run(decoder, run(edit, latent)) - run(decoder, latent)
 
 
-def residual_graph(sample_shape, pieces, edit):
-    """``(features, latent, residual)``: the input, ``E(pre(x))`` and the residual edit
-    ``R = pre(x) + D(edit(E(pre(x)))) - D(E(pre(x)))`` as graph tensors."""
-    features, standardised, latent, decoded = decoded_edit(sample_shape, pieces, edit)
+def residual_graph(features, pieces, edit):
+    """``(latent, edited, residual)`` on the input tensor ``features``: ``E(pre(x))``,
+    ``edit(E(pre(x)))`` and the residual edit ``R = pre(x) + D(edit(E(pre(x)))) - D(E(pre(x)))``."""
+    standardised, latent, edited, decoded = edit_path(features, pieces, edit)
     change = keras.layers.Subtract(name="decoded_change")([decoded, pieces.decoder(latent)])
-    return features, latent, keras.layers.Add(name="residual_edit")([standardised, change])
+    return latent, edited, keras.layers.Add(name="residual_edit")([standardised, change])
 
 
 class Calibrated(EditMethod):
-    """``post(calibration(R))``; tables only.
+    """``post(calibration(R))``; tables only. In a study each batch has its own calibration,
+    from ``R(anchor)`` (with the batch's edit) to the reference's anchor.
 
     Args:
         calibration_quantiles: knots (percentiles) of the calibration's maps.
@@ -72,6 +73,13 @@ class Calibrated(EditMethod):
         calibration.adapt(residual_edit(source, pieces.encoder, edit, pieces.decoder), target)
         return {"calibration": calibration}
 
-    def assemble(self, sample_shape, pieces, edit, parts, name="neuron_editor"):
-        features, _, residual = residual_graph(sample_shape, pieces, edit)
-        return keras.Model(features, pieces.post(parts["calibration"](residual)), name=name)
+    def graph(self, features, pieces, edit, parts):
+        _, _, residual = residual_graph(features, pieces, edit)
+        return pieces.post(parts["calibration"](residual))
+
+    def study_maps(self):
+        return {"calibration": tuple(float(q) for q in self.calibration_quantiles)}
+
+    def study_sources(self, pieces, edit, standardised):
+        standardised = np.asarray(standardised, np.float32)
+        return {"calibration": residual_edit(standardised, pieces.encoder, edit, pieces.decoder)}

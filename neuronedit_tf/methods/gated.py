@@ -44,8 +44,21 @@ class Gated(Calibrated):
         gate.adapt(run(pieces.encoder, np.asarray(source, np.float32)), seed=seed)
         return {**parts, "support_gate": gate}
 
-    def assemble(self, sample_shape, pieces, edit, parts, name="neuron_editor"):
-        features, latent, residual = residual_graph(sample_shape, pieces, edit)
+    def graph(self, features, pieces, edit, parts):
+        latent, _, residual = residual_graph(features, pieces, edit)
         gate, calibration = parts["support_gate"], parts["calibration"]
-        return keras.Model(features, pieces.post(gate([latent, calibration(residual), residual])),
-                           name=name)
+        return pieces.post(gate([latent, calibration(residual), residual]))
+
+    def study_shared(self, pieces, codes, seed=0):
+        """One gate for every batch, on the anchors' codes in the reference frame."""
+        gate = SupportGate(**self.gate, name="support_gate")
+        gate.adapt(np.asarray(codes, np.float32), seed=seed)
+        return {"support_gate": gate}
+
+    def study_graph(self, features, pieces, edit, parts):
+        """In a study the gate measures each cell's *edited* code (its batch's edit applied)
+        against the anchors' codes in the reference frame: one gate serves every batch, and
+        a batch added later needs no gate of its own."""
+        _, edited, residual = residual_graph(features, pieces, edit)
+        gate, calibration = parts["support_gate"], parts["calibration"]
+        return pieces.post(gate([edited, calibration(residual), residual]))

@@ -11,22 +11,34 @@ import keras
 from neuronedit_tf.methods.base import EditMethod
 
 
-def decoded_edit(sample_shape, pieces, edit):
-    """``(features, standardised, latent, decoded)``: the input, ``pre(x)``, ``E(pre(x))``
-    and ``D(edit(E(pre(x))))``, the start every method's graph shares."""
-    features = keras.Input(sample_shape, name="features")
+def edit_path(features, pieces, edit):
+    """``(standardised, latent, edited, decoded)`` on the input tensor ``features``:
+    ``pre(x)``, ``E(pre(x))``, ``edit(E(pre(x)))`` and ``D(edit(E(pre(x))))``, the start
+    every method's graph shares."""
     standardised = pieces.pre(features)
     latent = pieces.encoder(standardised)
-    return features, standardised, latent, pieces.decoder(edit(latent))
+    edited = edit(latent)
+    return standardised, latent, edited, pieces.decoder(edited)
+
+
+def decoded_edit(sample_shape, pieces, edit):
+    """``(features, standardised, latent, decoded)``: a new input named ``features``,
+    ``pre(x)``, ``E(pre(x))`` and ``D(edit(E(pre(x))))`` (see :func:`edit_path`)."""
+    features = keras.Input(tuple(sample_shape), name="features")
+    standardised, latent, _, decoded = edit_path(features, pieces, edit)
+    return features, standardised, latent, decoded
 
 
 class Paper(EditMethod):
-    """``post(D(edit(E(pre(x)))))``: the served graph is encode -> edit -> decode."""
+    """``post(D(edit(E(pre(x)))))``: the served graph is encode -> edit -> decode. In a study,
+    each batch's edit maps its anchor's codes onto the reference's."""
 
     name = "paper"
     handles_images = True
     serves_chain = True
 
-    def assemble(self, sample_shape, pieces, edit, parts, name="neuron_editor"):
-        features, _, _, decoded = decoded_edit(sample_shape, pieces, edit)
-        return keras.Model(features, pieces.post(decoded), name=name)
+    def graph(self, features, pieces, edit, parts):
+        return pieces.post(edit_path(features, pieces, edit)[3])
+
+    def study_maps(self):
+        return {}
