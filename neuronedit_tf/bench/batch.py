@@ -4,14 +4,14 @@ Cases (:mod:`neuronedit_tf.bench.cases`): the 12 real CyTOF spike-in cases
 (distribution-level truth), the cross-channel spillover cases (an instrument
 change on real flow events, per-cell truth) and the processing cases (real flow
 events as recorded -> compensated with the file's own spillover matrix, on the
-logicle scale; learned on one cell population, applied to three others; per-cell truth).
-Methods: neuron editing (the
-default method and ``method="paper"``, plus the other methods of
-:mod:`neuronedit_tf.methods`, all read off one trained autoencoder per case and
-seed) and every comparison method of :mod:`neuronedit_tf.baselines.registry`.
-Metrics, all on each case's comparison scale (arcsinh; logicle for the processing
-cases): per-marker EMD to the truth (mean
-over markers) beside the noise floor (the truth split in halves), the paper's
+logicle scale; learned on one cell population, applied to three others;
+per-cell truth). Methods: neuron editing (the default method and
+``method="paper"``, plus the other methods of :mod:`neuronedit_tf.methods`, all
+read off one trained autoencoder per case and seed) and every comparison method
+of :mod:`neuronedit_tf.baselines.registry`, each given the case's scale
+(``Case.settings``). Metrics, all on each case's comparison scale (arcsinh; the
+logicle values themselves for the processing cases): per-marker EMD to the truth
+(mean over markers) beside the noise floor (the truth split in halves), the paper's
 Table 2 metric (Pearson r of the spike-in per-marker median change and the change
 applied to the sample), and for paired cases per-cell RMSE.
 
