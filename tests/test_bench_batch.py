@@ -23,7 +23,7 @@ def test_section_and_figures(quick):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = section.render()
     assert "### CyTOF spike-in cases" in text and "### Cross-channel cases" in text
-    assert "### Processing cases" in text and "Bcells → granulocytes" in text
+    assert "### Processing cases" in text and "CD45dim → Bcells" in text
     assert "neuronedit bench batch" in section.command
     assert not list(out.glob(".*.part"))  # atomic writes left nothing behind
 
@@ -53,7 +53,7 @@ def test_numbers_are_finite_and_sane(quick):
             assert -1 <= row["r"] <= 1
         assert np.isfinite(row["rmse"]) == row["case"].startswith(("spillover", "processing"))
     assert {r["case"] for r in section.rows} == {
-        "cytof_021to028_spike1", "spillover_Bcells_to_other", "processing_Bcells_to_granulocytes"}
+        "cytof_021to028_spike1", "spillover_Bcells_to_other", "processing_CD45dim_to_Bcells"}
     cytof = {r["method"]: r for r in section.rows if r["case"].startswith("cytof")}
     # The per-feature quantile map fitted on the spike-ins moves the sample toward the truth.
     assert cytof["quantile_map"]["emd"] < cytof["none"]["emd"]
@@ -96,9 +96,9 @@ def test_processing_populations_partition_the_file(processing):
 
 def test_processing_cases_shapes_and_disjoint_cells(processing):
     (data, raw, spill, populations), first, _, _ = processing
-    assert [c.name for c in first] == ["processing_Bcells_to_granulocytes",
-                                       "processing_Bcells_to_CD45bright",
-                                       "processing_Bcells_to_CD45dim"]
+    assert [c.name for c in first] == ["processing_CD45dim_to_Bcells",
+                                       "processing_CD45dim_to_granulocytes",
+                                       "processing_CD45dim_to_CD45bright"]
     for case in first:
         learn, apply = case.name.split("_", 1)[1].split("_to_")
         assert case.paired and case.settings == {"transform": "none"}

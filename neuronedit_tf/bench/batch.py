@@ -4,14 +4,14 @@ Cases (:mod:`neuronedit_tf.bench.cases`): the 12 real CyTOF spike-in cases
 (distribution-level truth), the cross-channel spillover cases (an instrument
 change on real flow events, per-cell truth) and the processing cases (real flow
 events as recorded -> compensated with the file's own spillover matrix, on the
-logicle scale; learned on B cells, applied to other populations; per-cell truth).
-Methods: neuron editing (the
-default method and ``method="paper"``, plus the other methods of
-:mod:`neuronedit_tf.methods`, all read off one trained autoencoder per case and
-seed) and every comparison method of :mod:`neuronedit_tf.baselines.registry`.
-Metrics, all on each case's comparison scale (arcsinh; logicle for the processing
-cases): per-marker EMD to the truth (mean
-over markers) beside the noise floor (the truth split in halves), the paper's
+logicle scale; learned on one cell population, applied to three others;
+per-cell truth). Methods: neuron editing (the default method and
+``method="paper"``, plus the other methods of :mod:`neuronedit_tf.methods`, all
+read off one trained autoencoder per case and seed) and every comparison method
+of :mod:`neuronedit_tf.baselines.registry`, each given the case's scale
+(``Case.settings``). Metrics, all on each case's comparison scale (arcsinh; the
+logicle values themselves for the processing cases): per-marker EMD to the truth
+(mean over markers) beside the noise floor (the truth split in halves), the paper's
 Table 2 metric (Pearson r of the spike-in per-marker median change and the change
 applied to the sample), and for paired cases per-cell RMSE.
 
@@ -553,11 +553,12 @@ def _learned(rows, cytof, spill, proc=()):
             default, "neuron editing (paper)", "quantile_map", "mean_shift"))
         none = mean("none", "processing", "rmse")
         name, value = best("processing", "rmse")
+        learned = ", ".join(dict.fromkeys(c.name.split("_")[1] for c in proc))
         lines.append(
-            f"* Processing (compensation learned on B cells, applied to other populations): "
+            f"* Processing (compensation learned on {learned}, applied to other populations): "
             f"per-cell RMSE {d:.3f} (default) vs {p:.3f} (paper's setting), {q:.3f} (quantile "
             f"map), {m:.3f} (mean shift) and {none:.3f} without correction; best: {name} "
-            f"{value:.3f}. A per-channel method applies the B cells' change (e.g. CD38's, "
-            "driven by their bright CD19 spilling into its detector) to cells whose change "
-            "differs.")
+            f"{value:.3f}. How much a channel changes depends on the other channels' signals "
+            "(e.g. CD38's on CD19's, which spills into its detector), so a change learned "
+            "channel by channel on one population misfits another.")
     return "\n".join(lines) + "\n"

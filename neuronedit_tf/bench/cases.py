@@ -13,7 +13,7 @@ Three families, all on real cells:
 * :func:`processing_cases` -- a real processing change on real flow cytometry
   events (3 cases): raw events -> the same events compensated with the file's
   own spillover matrix, on a logicle scale; it mixes channels strongly, and is
-  learned on one cell population and applied to others, with per-cell truth.
+  learned on one cell population and applied to three others, with per-cell truth.
 
 Example:
     >>> from neuronedit_tf.bench.cases import cytof_cases   # doctest: +SKIP
@@ -274,9 +274,14 @@ def spillover_cases(n_cells=1000, seed=0):
 PROCESSING_GATES = {"CD19": 0.52, "SSC-A": 1e5, "CD45": 0.52}
 #: The populations, in gating order: every event of the file is in exactly one.
 PROCESSING_POPULATIONS = ("Bcells", "granulocytes", "CD45bright", "CD45dim")
-#: (learn population, apply population) of each processing case: learned on the B cells (the
-#: panel's lineage, the largest population), applied to each of the three others.
-PROCESSING_PAIRS = (("Bcells", "granulocytes"), ("Bcells", "CD45bright"), ("Bcells", "CD45dim"))
+#: (learn population, apply population) of each processing case: learned on the CD45-dim cells,
+#: applied to each of the three others. The CD45-dim cells' signals are weak, so compensation
+#: changes them least (per-cell RMSE 0.05 on the logicle scale, the others 0.10-0.19): as an
+#: apply population, the score relative to no correction would be ill-conditioned (a method
+#: that moves those cells at all scores several times no correction), so they are the learn
+#: population and every apply population carries a substantial change.
+PROCESSING_PAIRS = (("CD45dim", "Bcells"), ("CD45dim", "granulocytes"),
+                    ("CD45dim", "CD45bright"))
 
 
 def logicle_scale(values):
@@ -361,7 +366,10 @@ def processing_cases(n_cells=1000, seed=0, pairs=PROCESSING_PAIRS):
     APC-Cy7 -> Alexa700 (0.40), PE -> PerCP (0.20) and FITC -> PE (0.18).
 
     Populations (:func:`processing_events`): B cells, granulocytes, CD45-bright and
-    CD45-dim cells, gated on compensated markers. For each (learn P, apply Q) of
+    CD45-dim cells, gated on compensated markers; by default (:data:`PROCESSING_PAIRS`)
+    learned on the CD45-dim cells and applied to each of the three others, so the
+    change must transfer from cells with weak signals (little spillover to undo) to
+    cells whose bright markers spill into other detectors. For each (learn P, apply Q) of
     ``pairs``, ``3 * n_cells`` distinct events are drawn without replacement (seeded):
     S = n_cells events of P, raw; T = another n_cells of P, processed (different cells,
     as with real spike-ins); X = n_cells events of Q, raw; truth = those same X events,
@@ -371,7 +379,7 @@ def processing_cases(n_cells=1000, seed=0, pairs=PROCESSING_PAIRS):
         n_cells: events per set.
         seed: seeds the draw of events.
         pairs: ``(learn, apply)`` population names (default :data:`PROCESSING_PAIRS`:
-            learned on B cells, applied to each other population).
+            learned on CD45-dim cells, applied to each other population).
 
     Yields:
         :class:`Case`\\ s named ``processing_{learn}_to_{apply}`` (transform ``"none"``).
@@ -379,7 +387,7 @@ def processing_cases(n_cells=1000, seed=0, pairs=PROCESSING_PAIRS):
     Example:
         >>> case = next(processing_cases(n_cells=200))                # doctest: +SKIP
         >>> case.name, case.source.values.shape, case.settings        # doctest: +SKIP
-        ('processing_Bcells_to_granulocytes', (200, 8), {'transform': 'none'})
+        ('processing_CD45dim_to_Bcells', (200, 8), {'transform': 'none'})
     """
     data, raw, spill, populations = processing_events()
     text = {"com": "neuronedit processing benchmark case"}
