@@ -253,7 +253,7 @@ def save(editor, path, name, description, metadata=None, card=None, overwrite=Fa
     if not name or not all(c.isalnum() or c == "_" for c in name) or name != name.lower():
         raise NeuronEditError(f"A preset name is lowercase letters, digits and _; got {name!r}.")
     editor._require_fitted()
-    edit = editor.part("neuron_edit")
+    edit = _tables_layer(editor)
     settings = editor.get_config()
     state = {
         "name": name,
@@ -268,6 +268,8 @@ def save(editor, path, name, description, metadata=None, card=None, overwrite=Fa
         "transform": {"name": settings["transform"], "cofactor": settings["cofactor"],
                       "logicle": settings["logicle"]},
         "seed": settings["seed"],
+        "method": editor.method_,
+        "selection": getattr(editor, "selection_", None),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     state.update(metadata or {})
@@ -280,11 +282,30 @@ def save(editor, path, name, description, metadata=None, card=None, overwrite=Fa
         config = dict(PRESET_CLASS, config=settings)
         (scratch / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         with open(scratch / TABLES_FILE, "wb") as handle:
-            np.savez(handle, quantiles=np.asarray(editor.quantiles_, np.float32),
-                     source_q=np.asarray(edit.source_q), target_q=np.asarray(edit.target_q))
+            np.savez(handle, **_tables(editor, edit))
         (scratch / METADATA_FILE).write_text(json.dumps(state, indent=2) + "\n")
         (scratch / CARD_FILE).write_text(model_card(state, card))
     return path
+
+
+def _tables_layer(editor):
+    """The map whose percentiles ``percentiles.npz`` holds: the neuron edit, or for a method
+    without an autoencoder its per-feature map (None for the mean shift, which has none)."""
+    from neuronedit_tf import methods
+
+    method = methods.get(editor.method_)
+    name = "neuron_edit" if method.uses_autoencoder else method.output_map
+    return None if name is None else editor.part(name)
+
+
+def _tables(editor, edit):
+    """``percentiles.npz``'s arrays: the knots and the map's source and target percentiles
+    (empty when the method has no percentile map)."""
+    if edit is None:
+        empty = np.zeros((0, 0), np.float32)
+        return {"quantiles": np.zeros(0, np.float32), "source_q": empty, "target_q": empty}
+    return {"quantiles": np.asarray(edit.quantiles, np.float32),
+            "source_q": np.asarray(edit.source_q), "target_q": np.asarray(edit.target_q)}
 
 
 def model_card(metadata, body=None) -> str:
@@ -298,7 +319,15 @@ def model_card(metadata, body=None) -> str:
               f"- Input: {metadata['input_shape']} "
               f"(transform {metadata['transform']['name']}, cofactor {metadata['transform']['cofactor']})",
               f"- Seed: {metadata['seed']}",
+              f"- Method: {metadata.get('method', 'not recorded')}",
               "- Versions: " + ", ".join(f"{k} {v}" for k, v in metadata["versions"].items())]
+    chosen = metadata.get("selection")
+    if chosen:
+        from neuronedit_tf.selection import table
+
+        lines += ["", "## How the method was chosen (method='auto', spike-ins only)", "",
+                  "Held-out spike-in EMD after the edit / before it, per split (lower is "
+                  "better):", "", table(chosen)]
     data = metadata.get("data")
     if data:
         lines += ["", "## Training data", "", "```json", json.dumps(data, indent=2), "```"]
@@ -383,9 +412,9 @@ def load_folder(path, expected=None):
         raise NeuronEditError(
             f"{path / TABLES_FILE} is not a plain array file ({error}); refusing it."
         ) from None
-    edit = editor.part("neuron_edit")
+    expected = _tables(editor, _tables_layer(editor))
     for key, values in stored.items():
-        if not np.array_equal(values, np.asarray(getattr(edit, key))):
+        if not np.array_equal(values, expected[key]):
             raise NeuronEditError(
                 f"{path / TABLES_FILE}'s {key} differs from the model's; the preset "
                 "is inconsistent. Pull or save it again."

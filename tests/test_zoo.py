@@ -326,3 +326,27 @@ def test_train_writes_a_preset_with_its_command_and_leaves_the_registry_alone(tm
     assert set(metadata["metrics"]) >= {"rmse_per_image", "frechet", "class_kept"}
     zoo.load(out)
     assert (zoo.PRESETS_DIR / "index.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("method", ["quantile_map", "mean_shift"])
+def test_a_method_without_an_autoencoder_saves_and_loads_as_a_preset(method, tmp_path):
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(300, 3)).astype("float32")
+    editor = NeuronEditor(method=method).fit(source, 2 * source + 1, verbose=0)
+    path = zoo.save(editor, tmp_path / "p", "p", "a data-space map")
+    card = (path / "README.md").read_text()
+    assert f"- Method: {method}" in card
+    loaded = zoo.load(path)
+    np.testing.assert_array_equal(loaded.transform(source), editor.transform(source))
+
+
+def test_an_auto_editor_card_shows_its_choice_and_table(tmp_path):
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(400, 3)).astype("float32")
+    editor = NeuronEditor(method="auto", hidden=(16, 8, 4), epochs=2, verbose=0).fit(
+        source, 1.5 * source + 1, extra=source + 0.5)
+    path = zoo.save(editor, tmp_path / "a", "a", "auto")
+    card = (path / "README.md").read_text()
+    assert "How the method was chosen" in card and f"**{editor.method_}**" in card
+    assert json.loads((path / "metadata.json").read_text())["selection"]["choice"] == \
+        editor.method_
