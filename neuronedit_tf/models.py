@@ -37,12 +37,13 @@ def _transform_layer(transform, cofactor, inverse, name, logicle=None):
     return None
 
 
-def transform_values(values, transform="none", cofactor=5.0, logicle=None):
-    """Apply the chosen transform in numpy (what the graph's first layer does).
+def transform_values(values, transform="none", cofactor=5.0, logicle=None, inverse=False):
+    """Apply the chosen transform in numpy (what the graph's first layer does; with
+    ``inverse=True`` its exact inverse, what the last layer does).
 
     ``logicle``: the logicle parameters ``{t, w, m, a}`` (see
     :func:`neuronedit_tf.transforms.logicle_options`) when ``transform="logicle"``."""
-    layer = _transform_layer(transform, cofactor, False, None, logicle)
+    layer = _transform_layer(transform, cofactor, inverse, None, logicle)
     values = np.asarray(values, np.float32)
     return values if layer is None else layer(values).numpy()
 

@@ -257,3 +257,13 @@ def test_constructor_arguments_are_parameters_that_scikit_learn_clones(name):
     assert method.get_params()["transform"] == "arcsinh"
     with pytest.raises(ValueError, match="Invalid parameter"):
         method.set_params(no_such_setting=1)
+
+
+@pytest.mark.parametrize("transform", ["arcsinh", "logicle"])
+def test_array_baselines_return_raw_units_on_every_scale(transform):
+    # A mean shift on the analysis scale, mapped back: raw values in, raw values out
+    # (logicle outputs used to stay on the logicle scale).
+    rng = np.random.default_rng(0)
+    source = rng.uniform(100.0, 5000.0, size=(400, 3)).astype(np.float32)
+    moved = baselines.get("mean_shift", transform=transform).fit(source, source).transform(source)
+    np.testing.assert_allclose(moved, source, rtol=1e-3)

@@ -67,8 +67,9 @@ class Baseline(Estimator):
     """Base class of the comparison methods; see the module docstring.
 
     Args:
-        transform: ``"none"`` or ``"arcsinh"`` (cytometry): the scale the method
-            works on; outputs are mapped back to raw units exactly.
+        transform: ``"none"``, ``"arcsinh"`` or ``"logicle"`` (cytometry; its default
+            parameters): the scale the method works on; outputs are mapped back to raw
+            units exactly.
         cofactor: the arcsinh cofactor (5 for CyTOF, 150 for flow cytometry).
         seed: seeds everything random in ``fit``.
 
@@ -210,9 +211,8 @@ class Baseline(Estimator):
 
     def _unscale(self, values, shape):
         """The exact inverse of ``_scale``, back to ``shape``."""
-        values = np.asarray(values, np.float32)
-        if self.transform_name == "arcsinh":
-            values = models.Arcsinh(self.cofactor, inverse=True)(values).numpy()
+        values = models.transform_values(values, self.transform_name, self.cofactor,
+                                         inverse=True)
         return values.reshape(shape)
 
     def _processing(self, standardise_with):
