@@ -37,8 +37,9 @@ def pair():
     return source, source + np.float32([1.0, 0.0, 0.5])
 
 
-def test_the_three_methods_are_registered_and_gated_is_the_default_for_tables():
-    assert methods.names() == methods.METHODS == ("paper", "calibrated", "gated")
+def test_the_methods_are_registered_and_gated_is_the_default_for_tables():
+    assert methods.names() == methods.METHODS == ("paper", "calibrated", "gated", "knn_shift",
+                                                  "knn_residual")
     assert methods.default_name() == "gated" and methods.default_name(images=True) == "paper"
     assert methods.get("paper").handles_images and not methods.get("gated").handles_images
 
@@ -65,7 +66,7 @@ def test_a_registered_method_saves_loads_and_exports_by_name(halfway, pair, tmp_
 
 
 def test_an_unknown_method_is_refused_naming_the_registered_ones():
-    with pytest.raises(NeuronEditError, match=r"one of \('paper', 'calibrated', 'gated'\)"):
+    with pytest.raises(NeuronEditError, match=r"one of \('paper', 'calibrated', 'gated', 'knn_"):
         NeuronEditor(method="halfway")
 
 

@@ -52,6 +52,7 @@ from neuronedit_tf.methods.base import EditMethod, Pieces
 from neuronedit_tf.methods.calibrated import (CALIBRATION_QUANTILES, RESIDUAL_QUANTILES,
                                               Calibrated, residual_edit)
 from neuronedit_tf.methods.gated import GATE, Gated
+from neuronedit_tf.methods.knn_shift import KNN, KnnResidual, KnnShift
 from neuronedit_tf.methods.paper import Paper
 
 #: Every method by name; :func:`get` reads it, :func:`register` adds to it.
@@ -179,6 +180,8 @@ def assemble(method, sample_shape, pre, encoder, edit, decoder, post, calibratio
 register(Paper())
 register(Calibrated())
 register(Gated())
+register(KnnShift())
+register(KnnResidual())
 
 
 def __getattr__(name):
