@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from neuronedit_tf import metrics, models
-from neuronedit_tf.bench import batch
-from neuronedit_tf.bench.cases import cytof_cases, spillover_cases
+from neuronedit_tf.bench import batch, cases
+from neuronedit_tf.bench.cases import cytof_cases, processing_cases, spillover_cases
+from neuronedit_tf.errors import NeuronEditError
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,7 @@ def test_section_and_figures(quick):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = section.render()
     assert "### CyTOF spike-in cases" in text and "### Cross-channel cases" in text
+    assert "### Processing cases" in text and "Bcells → granulocytes" in text
     assert "neuronedit bench batch" in section.command
     assert not list(out.glob(".*.part"))  # atomic writes left nothing behind
 
@@ -49,7 +51,9 @@ def test_numbers_are_finite_and_sane(quick):
         assert np.isfinite(row["emd"]) and row["emd"] >= 0
         if row["method"] != "none":
             assert -1 <= row["r"] <= 1
-        assert np.isfinite(row["rmse"]) == row["case"].startswith("spillover")
+        assert np.isfinite(row["rmse"]) == row["case"].startswith(("spillover", "processing"))
+    assert {r["case"] for r in section.rows} == {
+        "cytof_021to028_spike1", "spillover_Bcells_to_other", "processing_Bcells_to_granulocytes"}
     cytof = {r["method"]: r for r in section.rows if r["case"].startswith("cytof")}
     # The per-feature quantile map fitted on the spike-ins moves the sample toward the truth.
     assert cytof["quantile_map"]["emd"] < cytof["none"]["emd"]
@@ -57,6 +61,116 @@ def test_numbers_are_finite_and_sane(quick):
     case = next(iter(spillover_cases()))
     none = metrics.rmse(case.scale(case.sample), case.scale(case.truth))
     assert spill["none"]["rmse"] == pytest.approx(none)
+    # The processing case is scored on its logicle values as they are (no arcsinh on top).
+    proc = {r["method"]: r for r in section.rows if r["case"].startswith("processing")}
+    case = next(processing_cases())
+    difference = case.sample.values.astype(np.float64) - case.truth.values
+    assert proc["none"]["rmse"] == pytest.approx(np.sqrt(np.mean(difference ** 2)), rel=1e-9)
+
+
+# ------------------------------------------------------------------ the processing family
+@pytest.fixture(scope="module")
+def processing():
+    """The file's events and populations, and the 3 cases drawn twice with seed 0, once with 1."""
+    events = cases.processing_events()
+    return (events, list(processing_cases(n_cells=300)), list(processing_cases(n_cells=300)),
+            list(processing_cases(n_cells=300, seed=1)))
+
+
+def test_processing_populations_partition_the_file(processing):
+    (data, raw, spill, populations), *_ = processing
+    assert raw.shape == (83411, 8) and data.channels == ["FITC-A", "PE-A", "PerCP-A", "PE-Cy7-A",
+                                                         "PacificBlue-A", "APC-A", "Alexa700-A",
+                                                         "APC-Cy7-A"]
+    assert list(populations) == list(cases.PROCESSING_POPULATIONS)
+    rows = np.concatenate(list(populations.values()))
+    # Disjoint and together every event; each population large enough for the default cases.
+    assert len(rows) == len(np.unique(rows)) == len(raw)
+    assert min(len(r) for r in populations.values()) > 3000
+    # The gates, read back: B cells are CD19-bright after compensation, the others are not.
+    shown = cases.processing_change(raw, spill)
+    cd19 = shown[:, data.channels.index("APC-A")]
+    assert cd19[populations["Bcells"]].min() > cases.PROCESSING_GATES["CD19"]
+    assert cd19[populations["granulocytes"]].max() <= cases.PROCESSING_GATES["CD19"]
+
+
+def test_processing_cases_shapes_and_disjoint_cells(processing):
+    (data, raw, spill, populations), first, _, _ = processing
+    assert [c.name for c in first] == ["processing_Bcells_to_granulocytes",
+                                       "processing_Bcells_to_CD45bright",
+                                       "processing_Bcells_to_CD45dim"]
+    for case in first:
+        learn, apply = case.name.split("_", 1)[1].split("_to_")
+        assert case.paired and case.settings == {"transform": "none"}
+        assert case.source.channels == data.channels and case.source.markers[5] == "CD19"
+        for part in (case.source, case.target, case.sample, case.truth):
+            assert part.values.shape == (300, 8) and part.values.dtype == np.float32
+        s, t, x = (case.events[k] for k in ("source", "target", "sample"))
+        # S and T: different cells of the learn population; X: cells of the apply population.
+        assert len(set(s) | set(t)) == 600
+        assert set(s) | set(t) <= set(populations[learn])
+        assert len(set(x)) == 300 and set(x) <= set(populations[apply])
+
+
+def test_processing_truth_is_the_processed_sample_exactly(processing):
+    (data, raw, spill, populations), first, _, _ = processing
+    for case in first:
+        # The same computation on the same rows: bit for bit.
+        rows = case.events
+        np.testing.assert_array_equal(case.source.values, cases.logicle_scale(raw[rows["source"]]))
+        np.testing.assert_array_equal(case.sample.values, cases.logicle_scale(raw[rows["sample"]]))
+        np.testing.assert_array_equal(case.target.values,
+                                      cases.processing_change(raw[rows["target"]], spill))
+        np.testing.assert_array_equal(case.truth.values,
+                                      cases.processing_change(raw[rows["sample"]], spill))
+    # Independently: the truth, back off the logicle scale and through the spillover matrix, is
+    # the raw events again (tolerance: float32 logicle values of values up to 2.6e5).
+    case = first[0]
+    compensated = np.asarray(models.Logicle(inverse=True)(case.truth.values), np.float64)
+    np.testing.assert_allclose(compensated @ spill, raw[case.events["sample"]], rtol=2e-3,
+                               atol=2.0)
+
+
+def test_processing_change_is_not_per_channel(processing):
+    _, first, _, _ = processing
+    for case in first:
+        x, y = case.sample.values.astype(np.float64), case.truth.values.astype(np.float64)
+        # The best per-channel monotone map there is, fitted on these very cells and their
+        # truth (the i-th smallest value of X -> the i-th smallest of the truth, per channel),
+        # leaves more than 40% of the error: each channel's change depends on the others.
+        best = np.empty_like(x)
+        for j in range(x.shape[1]):
+            best[np.argsort(x[:, j]), j] = np.sort(y[:, j])
+        assert metrics.rmse(best, y) > 0.4 * metrics.rmse(x, y)
+
+
+def test_processing_cases_are_seeded(processing):
+    _, first, again, other = processing
+    for a, b, c in zip(first, again, other):
+        for key in ("source", "target", "sample"):
+            np.testing.assert_array_equal(a.events[key], b.events[key])
+            assert not np.array_equal(a.events[key], c.events[key])
+        np.testing.assert_array_equal(a.truth.values, b.truth.values)
+
+
+def test_processing_cases_refuse_bad_requests():
+    with pytest.raises(NeuronEditError, match="two different populations"):
+        next(processing_cases(pairs=[("Bcells", "monocytes")]))
+    with pytest.raises(NeuronEditError, match="two different populations"):
+        next(processing_cases(pairs=[("Bcells", "Bcells")]))
+    with pytest.raises(NeuronEditError, match="Too few events"):
+        next(processing_cases(n_cells=20000))
+
+
+def test_case_scale_and_settings_follow_its_transform():
+    case = next(processing_cases(n_cells=200))
+    np.testing.assert_array_equal(case.scale(case.truth), case.truth.values.astype(np.float64))
+    editor = batch._editor(case, 0, 1)
+    assert editor.transform_name == "none"
+    with pytest.raises(NeuronEditError, match="transform must be one of"):
+        type(case)(**{**case.__dict__, "transform": "logicle"})
+    with pytest.raises(NeuronEditError, match="positive cofactor"):
+        type(case)(**{**case.__dict__, "transform": "arcsinh"})
 
 
 def test_cv_scores_average_families_then_families():

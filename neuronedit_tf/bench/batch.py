@@ -1,12 +1,16 @@
 """Table 2 analogue: batch correction from spike-ins, every method on real cells.
 
 Cases (:mod:`neuronedit_tf.bench.cases`): the 12 real CyTOF spike-in cases
-(distribution-level truth) and the cross-channel spillover cases (an instrument
-change on real flow events, per-cell truth). Methods: neuron editing (the
+(distribution-level truth), the cross-channel spillover cases (an instrument
+change on real flow events, per-cell truth) and the processing cases (real flow
+events as recorded -> compensated with the file's own spillover matrix, on the
+logicle scale; learned on B cells, applied to other populations; per-cell truth).
+Methods: neuron editing (the
 default method and ``method="paper"``, plus the other methods of
 :mod:`neuronedit_tf.methods`, all read off one trained autoencoder per case and
 seed) and every comparison method of :mod:`neuronedit_tf.baselines.registry`.
-Metrics, all on the arcsinh comparison scale: per-marker EMD to the truth (mean
+Metrics, all on each case's comparison scale (arcsinh; logicle for the processing
+cases): per-marker EMD to the truth (mean
 over markers) beside the noise floor (the truth split in halves), the paper's
 Table 2 metric (Pearson r of the spike-in per-marker median change and the change
 applied to the sample), and for paired cases per-cell RMSE.
@@ -30,7 +34,7 @@ import numpy as np
 
 from neuronedit_tf import methods as ne_methods
 from neuronedit_tf import metrics, models
-from neuronedit_tf.bench.cases import cytof_cases, spillover_cases
+from neuronedit_tf.bench.cases import cytof_cases, processing_cases, spillover_cases
 from neuronedit_tf.bench.report import (EXPENSIVE_METHODS, Section, markdown_table, summarise,
                                         trained)
 from neuronedit_tf.layers import NeuronEdit
@@ -86,7 +90,7 @@ def _editor(case, seed, epochs, source=None, target=None, members=1):
     ``members`` autoencoders (see ``NeuronEditor(members=...)``)."""
     from neuronedit_tf.editor import NeuronEditor
 
-    editor = NeuronEditor(transform="arcsinh", cofactor=case.cofactor, seed=seed, members=members)
+    editor = NeuronEditor(**case.settings, seed=seed, members=members)
     return editor.fit(case.source.values if source is None else source,
                       case.target.values if target is None else target,
                       extra=case.sample.values, epochs=epochs, verbose=0)
@@ -114,7 +118,7 @@ def graphs(editor, source, target, candidates, halves=None):
 
 
 def _population_split(case, seed):
-    """Two populations of the spike-in pair: 2-means on S (arcsinh scale); each T cell joins
+    """Two populations of the spike-in pair: 2-means on S (the case's scale); each T cell joins
     the cluster nearest to it after a per-feature percentile map T -> S (undoing the shift
     marker by marker, so the batch effect does not decide the cluster). ``None`` if a
     population is too small (< 150 cells of S or T)."""
@@ -224,7 +228,7 @@ def floors(case, seed=0):
 def _baseline(name, case, seed, epochs):
     from neuronedit_tf.baselines import registry
 
-    kwargs = {"transform": "arcsinh", "cofactor": case.cofactor, "seed": seed}
+    kwargs = {**case.settings, "seed": seed}
     if trained(name) and epochs is not None:
         kwargs["epochs"] = epochs
     method = registry.get(name, **kwargs)
@@ -329,8 +333,8 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
 
     Args:
         out_dir: folder for the figures (created if missing).
-        quick: a tiny configuration (1 CyTOF case, 1 spillover case, 3 cheap
-            baselines, few epochs, no method selection) for tests; < 60 s.
+        quick: a tiny configuration (1 CyTOF case, 1 spillover case, 1 processing
+            case, 3 cheap baselines, few epochs, no method selection) for tests; < 60 s.
         seeds: seeds of neuron editing (the network baselines, ``ONE_SEED``, run
             with the first seed only; deterministic baselines run once).
         log: progress messages.
@@ -348,8 +352,9 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
     seeds = tuple(int(s) for s in seeds)
     cytof = list(cytof_cases())
     spill = list(spillover_cases())
+    proc = list(processing_cases())
     if quick:
-        cytof, spill, seeds = cytof[:1], spill[:1], seeds[:1]
+        cytof, spill, proc, seeds = cytof[:1], spill[:1], proc[:1], seeds[:1]
         baselines = ["none", "mean_shift", "quantile_map"]
         ne_epochs, baseline_epochs, expensive_epochs = 3, 3, 3
     else:
@@ -360,10 +365,11 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
     if not quick:
         chosen_at = time.time()
         # Budget: the spike-in-donor-1 CyTOF cases (every other case), every cross-channel case
-        # and the drug case (bench.drugs, 1,000 cells per part); CV_SEEDS seeds.
+        # (spillover and processing) and the drug case (bench.drugs, 1,000 cells per part);
+        # CV_SEEDS seeds.
         from neuronedit_tf.bench import drugs
 
-        cv_cases = cytof[::2] + spill + [drugs.as_case()]
+        cv_cases = cytof[::2] + spill + proc + [drugs.as_case()]
         cv_rows = []
         for cv_seed in CV_SEEDS:
             cv_rows += select_method(cv_cases, seed=cv_seed, epochs=ne_epochs, log=log)[1]
@@ -393,7 +399,8 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
             "NeuronEditor is trained on the fitting part (+ X), each candidate is applied to "
             "the held-out S and scored by its mean per-marker EMD to the held-out T divided "
             "by the held-out S's own (no correction = 1). Score = mean over cases, splits "
-            "and seeds within each family, then over the families (cytof, spillover, drugs). "
+            "and seeds within each family, then over the families (cytof, spillover, "
+            "processing, drugs). "
             "Candidates: the methods, the gate's band (k, distance ratios), and the neuron "
             "edit's knots where not the method's default "
             f"({', '.join(f'{q:g}' for q in ne_methods.RESIDUAL_QUANTILES)} for the residual "
@@ -407,7 +414,7 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
 
     rows = []
     floor_rows = {}
-    for case in cytof + spill:
+    for case in cytof + spill + proc:
         rows += run_case(case, seeds, baselines, ne_epochs, baseline_epochs, expensive_epochs,
                          log=log)
         floor_rows[case.name] = floors(case)
@@ -443,6 +450,14 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
         "(fcsparser 0.2.8, 8 fluorescence channels), learned on one population (B cells or "
         "other cells, CD19 gate) and applied to the other; per-cell truth. Scale "
         "arcsinh(x/150).",
+        f"* **Processing** ({len(proc)} case{'s' * (len(proc) > 1)}): the same FACSDiva events "
+        "as recorded (raw, uncompensated) -> compensated with the file's own spillover matrix; "
+        "both on the logicle scale (t=262144, w=0.5, m=4.5), so the change is the compensation "
+        "alone; populations gated on compensated markers (B cells: CD19 bright; granulocytes: "
+        "high SSC; CD45-bright; CD45-dim), learned on one, applied to another ("
+        + ", ".join(c.name.split("_", 1)[1].replace("_to_", " → ") for c in proc)
+        + "); per-cell truth. Methods are given the logicle values (transform none); scale "
+        "logicle.",
         "",
         f"Seeds: neuron editing {list(seeds)} (one autoencoder per case and seed; the rows "
         "`neuron editing (paper/calibrated/gated)` are read off that same trained autoencoder, "
@@ -458,8 +473,12 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
         "dengue CyTOF spike-ins), quoted for reference.",
         "",
     ]
-    for family, title, metric_names in (("cytof", "CyTOF spike-in cases", ["emd", "r"]),
-                                        ("spillover", "Cross-channel cases", ["rmse", "emd", "r"])):
+    family_cases = {"cytof": cytof, "spillover": spill, "processing": proc}
+    for family, title, metric_names in (
+            ("cytof", "CyTOF spike-in cases", ["emd", "r"]),
+            ("spillover", "Cross-channel cases", ["rmse", "emd", "r"]),
+            ("processing", "Processing cases (compensation, logicle scale)",
+             ["rmse", "emd", "r"])):
         table = summary(rows, family, metric_names)
         if not table:
             continue
@@ -473,16 +492,15 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
         for row in table:
             for m in metric_names:
                 row[names[m]] = row[m]
-        family_cases = [c for c in (cytof if family == "cytof" else spill)]
-        floor = np.mean([floor_rows[c.name]["floor"] for c in family_cases])
-        floor_n = np.mean([floor_rows[c.name]["floor_n"] for c in family_cases])
+        floor = np.mean([floor_rows[c.name]["floor"] for c in family_cases[family]])
+        floor_n = np.mean([floor_rows[c.name]["floor_n"] for c in family_cases[family]])
         parts += [f"### {title}\n", markdown_table(table, columns), "",
                   f"Noise floor of the EMD (truth split in halves, mean over cases): "
                   f"{floor:.3f} (÷√2 for n vs n cells: {floor_n:.3f}).", ""]
     parts += [f"![EMD per method](batch_emd.png)\n\n![one marker](batch_histogram.png)\n"]
     if selection:
         parts.insert(0, selection)
-    parts += [_learned(rows, cytof, spill)]
+    parts += [_learned(rows, cytof, spill, proc)]
     section = Section(name="batch", title="Batch correction from spike-ins (Table 2 analogue)",
                       markdown="\n".join(parts), figures=figures,
                       seconds=time.time() - started,
@@ -498,7 +516,7 @@ def _first(text):
         return float("inf")
 
 
-def _learned(rows, cytof, spill):
+def _learned(rows, cytof, spill, proc=()):
     """A few sentences computed from the rows (no number is typed by hand)."""
     def mean(method, family, metric):
         values = [r[metric] for r in rows if r["method"] == method and r["family"] == family]
@@ -534,4 +552,16 @@ def _learned(rows, cytof, spill):
             f"{c:.3f} (calibrated without the gate) and {q:.3f} (quantile map); best: {name} "
             f"{value:.3f}. The gate returns most of what the ungated calibration gives away, "
             "but not all: some of the sample's cells lie within the spike-ins' support.")
+    if proc:
+        d, p, q, m = (mean(n, "processing", "rmse") for n in (
+            default, "neuron editing (paper)", "quantile_map", "mean_shift"))
+        none = mean("none", "processing", "rmse")
+        name, value = best("processing", "rmse")
+        lines.append(
+            f"* Processing (compensation learned on B cells, applied to other populations): "
+            f"per-cell RMSE {d:.3f} (default) vs {p:.3f} (paper's setting), {q:.3f} (quantile "
+            f"map), {m:.3f} (mean shift) and {none:.3f} without correction; best: {name} "
+            f"{value:.3f}. A per-channel method applies the B cells' change (e.g. CD38's, "
+            "driven by their bright CD19 spilling into its detector) to cells whose change "
+            "differs.")
     return "\n".join(lines) + "\n"
