@@ -1,6 +1,6 @@
-"""The "knn_shift" and "knn_residual" methods: each cell moves by the mean edit of its k
-nearest spike-in codes (the authors' NeuronTransform variant), as one graph that saves,
-loads and exports."""
+"""The "knn_shift" and "latent_shift" methods: each cell's code moves by the mean edit of its
+k nearest spike-in codes (the authors' NeuronTransform variant), or of all of them with the
+decoded change added to the input; one graph that saves, loads and exports."""
 
 import keras
 import numpy as np
@@ -8,8 +8,8 @@ import pytest
 
 from neuronedit_tf import NeuronEditError, NeuronEditor, methods, models
 from neuronedit_tf.layers import KnnShift, NeuronEdit, ReferenceCodes
-from neuronedit_tf.methods.knn_shift import KnnResidual
 from neuronedit_tf.methods.knn_shift import KnnShift as KnnMethod
+from neuronedit_tf.methods.knn_shift import LatentShift
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def fitted(pair):
     source, target, extra = pair
     return {method: NeuronEditor(method=method, hidden=(16, 8), seed=0).fit(
                 source, target, extra=extra, epochs=3, verbose=0)
-            for method in ("knn_shift", "knn_residual")}
+            for method in ("knn_shift", "latent_shift")}
 
 
 def _pieces(editor):
@@ -66,7 +66,7 @@ def test_knn_shift_with_k_at_least_the_references_moves_every_row_by_the_mean_sh
     reference = rng.normal(size=(40, 3)).astype(np.float32)
     moved = reference * 2.0 + 1.0
     codes = rng.normal(size=(10, 3)).astype(np.float32) * 10.0
-    for k in (40, 100):
+    for k in (40, 100, None):
         got = KnnShift(k=k)([codes, reference, moved]).numpy()
         np.testing.assert_allclose(got, codes + (moved - reference).mean(0), rtol=1e-5,
                                    atol=1e-5)
@@ -95,7 +95,7 @@ def test_reference_codes_keep_a_seeded_subsample_and_refuse_bad_codes():
 
 # ------------------------------------------------------------------------------ the methods
 def test_the_knn_methods_are_registered_with_the_papers_knots():
-    assert {"knn_shift", "knn_residual"} <= set(methods.names())
+    assert {"knn_shift", "latent_shift"} <= set(methods.names())
     assert methods.default_name() == "gated"  # a candidate, not the default
     assert methods.default_quantiles("knn_shift") == tuple(float(q) for q in range(101))
     assert not methods.get("knn_shift").handles_images
@@ -145,25 +145,26 @@ def test_a_cell_far_from_the_spike_ins_takes_its_nearest_spike_ins_shift(fitted,
     np.testing.assert_allclose(editor.transform(far), expected, rtol=1e-3, atol=1e-3)
 
 
-def test_knn_residual_is_the_input_plus_the_decoded_change(fitted, pair):
-    editor = fitted["knn_residual"]
-    extra = pair[2]
+def test_latent_shift_adds_the_decoded_mean_code_shift_to_the_input(fitted, pair):
+    """X + D(E(X) + Delta) - D(E(X)), Delta the mean of NeuronEdit(E(s)) - E(s) over S."""
+    editor = fitted["latent_shift"]
+    source, _, extra = pair
     pre, post, decoder = (editor.part(n) for n in ("preprocessing", "postprocessing", "decoder"))
-    moved = editor.model_.get_layer("knn_shift").output
-    shifted = keras.Model(editor.model_.input, moved)
-    standardised, codes = models.run(pre, extra), _codes(editor, extra)
-    expected = models.run(post, standardised + models.run(decoder, models.run(shifted, extra))
+    spike_in = _codes(editor, source)
+    delta = (models.run(editor.part("neuron_edit"), spike_in) - spike_in).mean(0)
+    codes = _codes(editor, extra)
+    expected = models.run(post, models.run(pre, extra) + models.run(decoder, codes + delta)
                           - models.run(decoder, codes))
     np.testing.assert_allclose(editor.transform(extra), expected, rtol=1e-4, atol=1e-4)
+    assert np.abs(delta).max() > 0.05  # a real shift: the test can tell the edit from none
     # With no shift between S and T, the residual form is the identity (reconstruction error
     # never reaches the output).
-    source = pair[0]
-    same = NeuronEditor(method="knn_residual", hidden=(16, 8), seed=0).fit(
+    same = NeuronEditor(method="latent_shift", hidden=(16, 8), seed=0).fit(
         source, source, epochs=2, verbose=0)
     np.testing.assert_allclose(same.transform(extra), extra, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("method", ["knn_shift", "knn_residual"])
+@pytest.mark.parametrize("method", ["knn_shift", "latent_shift"])
 def test_knn_methods_save_load_and_export_through_tflite_builtins(fitted, pair, method,
                                                                   tmp_path):
     editor = fitted[method]
@@ -191,4 +192,5 @@ def test_the_reference_codes_are_a_subsample_of_the_spike_ins_beyond_max_referen
     codes = _codes(editor, source)
     assert kept.shape == (40, 8)
     assert all(np.any(np.all(codes == row, axis=1)) for row in kept)
-    assert isinstance(KnnResidual(), KnnMethod) and KnnResidual.residual
+    latent = LatentShift()
+    assert latent.k is None and latent.residual and not KnnMethod().residual

@@ -14,6 +14,11 @@ saves, loads and exports the same way.
 * ``"gated"`` (:mod:`~neuronedit_tf.methods.gated`) -- ``"calibrated"`` applied only where it
   was learned: a :class:`~neuronedit_tf.layers.SupportGate` blends, per cell, the calibrated
   output with the residual edit alone by how far the cell's code lies from the spike-ins'.
+* ``"knn_shift"`` (:mod:`~neuronedit_tf.methods.knn_shift`) -- the authors' own variant: each
+  cell's code moves by the mean edit of its 50 nearest spike-in codes, then is decoded.
+* ``"latent_shift"`` (same module) -- the mean edit of every spike-in code added to each
+  cell's code, the decoded change added to X (residual): ``X + D(E(X) + Delta) - D(E(X))``.
+  The edit that transferred best across populations where the change mixes channels (#19).
 
 A new formulation is a module with an :class:`~neuronedit_tf.methods.base.EditMethod` subclass
 and one line here (or :func:`register` at run time; a saved editor names its method, so
@@ -52,7 +57,7 @@ from neuronedit_tf.methods.base import EditMethod, Pieces
 from neuronedit_tf.methods.calibrated import (CALIBRATION_QUANTILES, RESIDUAL_QUANTILES,
                                               Calibrated, residual_edit)
 from neuronedit_tf.methods.gated import GATE, Gated
-from neuronedit_tf.methods.knn_shift import KNN, KnnResidual, KnnShift
+from neuronedit_tf.methods.knn_shift import KNN, KnnShift, LatentShift
 from neuronedit_tf.methods.paper import Paper
 
 #: Every method by name; :func:`get` reads it, :func:`register` adds to it.
@@ -181,7 +186,7 @@ register(Paper())
 register(Calibrated())
 register(Gated())
 register(KnnShift())
-register(KnnResidual())
+register(LatentShift())
 
 
 def __getattr__(name):
