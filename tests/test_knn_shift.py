@@ -30,7 +30,7 @@ def fitted(pair):
     source, target, extra = pair
     return {method: NeuronEditor(method=method, hidden=(16, 8), seed=0).fit(
                 source, target, extra=extra, epochs=3, verbose=0)
-            for method in ("knn_shift", "latent_shift")}
+            for method in ("knn_shift", "latent_shift", "gated_shift")}
 
 
 def _pieces(editor):
@@ -164,7 +164,7 @@ def test_latent_shift_adds_the_decoded_mean_code_shift_to_the_input(fitted, pair
     np.testing.assert_allclose(same.transform(extra), extra, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("method", ["knn_shift", "latent_shift"])
+@pytest.mark.parametrize("method", ["knn_shift", "latent_shift", "gated_shift"])
 def test_knn_methods_save_load_and_export_through_tflite_builtins(fitted, pair, method,
                                                                   tmp_path):
     editor = fitted[method]
@@ -177,6 +177,30 @@ def test_knn_methods_save_load_and_export_through_tflite_builtins(fitted, pair, 
     # (the export's own verification raises beyond its tolerance).
     report = loaded.export(tmp_path / "served", format="both", sample=extra[:64])
     assert report["parity"]["model.tflite"]["max_error"] < 1e-4
+
+
+def test_gated_shift_calibrates_inside_the_spike_ins_support_and_is_latent_shift_outside(
+        fitted, pair):
+    editor = fitted["gated_shift"]
+    source = pair[0]
+    gate = editor.part("support_gate")
+    pre, post = editor.part("preprocessing"), editor.part("postprocessing")
+    latent = LatentShift().assemble((4,), _pieces(editor), editor.part("neuron_edit"), {
+        "reference_codes": editor.part("reference_codes"),
+        "knn_shift": editor.part("knn_shift")})  # the same autoencoder and shift, ungated
+    # Weight 1 (most spike-in cells lie within their own support): the calibrated latent shift.
+    inside = gate.weight(_codes(editor, source)).numpy()[:, 0] == 1.0
+    assert inside.mean() > 0.5
+    residual = models.run(pre, models.run(latent, source[inside]))
+    calibrated = models.run(post, models.run(editor.part("calibration"), residual))
+    np.testing.assert_allclose(editor.transform(source[inside]), calibrated, rtol=1e-4,
+                               atol=1e-4)
+    assert np.abs(calibrated - models.run(latent, source[inside])).max() > 0.05
+    # Weight 0, far outside: the residual latent shift alone.
+    far = source[:20] * 5.0 + 30.0
+    assert np.all(gate.weight(_codes(editor, far)).numpy() == 0.0)
+    np.testing.assert_allclose(editor.transform(far), models.run(latent, far), rtol=1e-4,
+                               atol=1e-4)
 
 
 def test_the_reference_codes_are_a_subsample_of_the_spike_ins_beyond_max_reference(pair):

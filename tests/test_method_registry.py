@@ -39,7 +39,7 @@ def pair():
 
 def test_the_methods_are_registered_and_gated_is_the_default_for_tables():
     assert methods.names() == methods.METHODS == ("paper", "calibrated", "gated", "knn_shift",
-                                                  "latent_shift")
+                                                  "latent_shift", "gated_shift")
     assert methods.default_name() == "gated" and methods.default_name(images=True) == "paper"
     assert methods.get("paper").handles_images and not methods.get("gated").handles_images
 

@@ -19,6 +19,8 @@ saves, loads and exports the same way.
 * ``"latent_shift"`` (same module) -- the mean edit of every spike-in code added to each
   cell's code, the decoded change added to X (residual): ``X + D(E(X) + Delta) - D(E(X))``.
   The edit that transferred best across populations where the change mixes channels (#19).
+* ``"gated_shift"`` (:mod:`~neuronedit_tf.methods.gated_shift`) -- ``"gated"`` on the latent
+  shift: per-feature calibration within the spike-ins' support, ``"latent_shift"`` outside.
 
 A new formulation is a module with an :class:`~neuronedit_tf.methods.base.EditMethod` subclass
 and one line here (or :func:`register` at run time; a saved editor names its method, so
@@ -57,6 +59,7 @@ from neuronedit_tf.methods.base import EditMethod, Pieces
 from neuronedit_tf.methods.calibrated import (CALIBRATION_QUANTILES, RESIDUAL_QUANTILES,
                                               Calibrated, residual_edit)
 from neuronedit_tf.methods.gated import GATE, Gated
+from neuronedit_tf.methods.gated_shift import GatedShift
 from neuronedit_tf.methods.knn_shift import KNN, KnnShift, LatentShift
 from neuronedit_tf.methods.paper import Paper
 
@@ -152,7 +155,8 @@ def build_edit_graph(method, sample_shape, pre, encoder, decoder, post, edit, so
     """Assemble the raw -> edited raw graph of ``method`` (a name), adapting what it needs.
 
     The functional form of ``get(method).fit_graph``: ``calibration_quantiles`` and ``gate``
-    (the ``SupportGate`` settings, default ``GATE``) configure the residual methods.
+    (the ``SupportGate`` settings, default ``GATE``) configure the calibrated methods
+    (``"calibrated"``, ``"gated"``, ``"gated_shift"``).
 
     Returns:
         ``keras.Model`` named ``neuron_editor``; its layers include
@@ -161,7 +165,9 @@ def build_edit_graph(method, sample_shape, pre, encoder, decoder, post, edit, so
         ``calibration``; for ``"gated"`` also ``support_gate``.
     """
     chosen = get(method)
-    if isinstance(chosen, Gated):
+    if isinstance(chosen, GatedShift):
+        chosen = GatedShift(calibration_quantiles, gate, chosen.max_reference)
+    elif isinstance(chosen, Gated):
         chosen = Gated(calibration_quantiles, gate)
     elif isinstance(chosen, Calibrated):
         chosen = type(chosen)(calibration_quantiles)
@@ -187,6 +193,7 @@ register(Calibrated())
 register(Gated())
 register(KnnShift())
 register(LatentShift())
+register(GatedShift())
 
 
 def __getattr__(name):

@@ -88,7 +88,9 @@ class KnnShift(EditMethod):
         reference.adapt(run(pieces.encoder, np.asarray(source, np.float32)), seed=seed)
         return {"reference_codes": reference, "knn_shift": Shift(self.k, name="knn_shift")}
 
-    def assemble(self, sample_shape, pieces, edit, parts, name="neuron_editor"):
+    def shifted(self, sample_shape, pieces, edit, parts):
+        """``(features, latent, output)`` graph tensors: the input, ``E(pre(x))`` and the
+        standardised output before ``post`` (the decoded moved code, or the residual)."""
         features = keras.Input(sample_shape, name="features")
         standardised = pieces.pre(features)
         latent = pieces.encoder(standardised)
@@ -99,7 +101,25 @@ class KnnShift(EditMethod):
             change = keras.layers.Subtract(name="decoded_change")([decoded,
                                                                    pieces.decoder(latent)])
             decoded = keras.layers.Add(name="residual_edit")([standardised, change])
-        return keras.Model(features, pieces.post(decoded), name=name)
+        return features, latent, decoded
+
+    def apply(self, pieces, edit, parts, standardised):
+        """The standardised output for standardised numpy rows (what the graph computes
+        before ``post``), e.g. to adapt a layer that follows it."""
+        standardised = np.asarray(standardised, np.float32)
+        codes = run(pieces.encoder, standardised)
+        reference = parts["reference_codes"].reference.numpy()
+        edited = run(edit, reference)
+        # In chunks: each holds a (rows, references) score matrix.
+        moved = np.concatenate([np.asarray(parts["knn_shift"]([codes[i : i + 8192], reference,
+                                                               edited]))
+                                for i in range(0, len(codes), 8192)] or [codes])
+        decoded = run(pieces.decoder, moved)
+        return standardised + decoded - run(pieces.decoder, codes) if self.residual else decoded
+
+    def assemble(self, sample_shape, pieces, edit, parts, name="neuron_editor"):
+        features, _, output = self.shifted(sample_shape, pieces, edit, parts)
+        return keras.Model(features, pieces.post(output), name=name)
 
 
 class LatentShift(KnnShift):
