@@ -60,6 +60,9 @@ class NeuronEditor(Estimator):
             ``"calibrated"`` adds the decoded edit to X and calibrates each
             feature on the spike-in pair (tabular data only); ``"gated"``
             applies that calibration only to cells within the spike-ins' support.
+            ``"latent_shift"`` adds the decoded mean code shift of the spike-ins to X (it
+            transfers best to other populations where the change mixes channels);
+            ``"knn_shift"`` is the authors' k-nearest-spike-ins variant.
             Default (None): ``methods.DEFAULT_METHOD`` (``"gated"``, chosen by
             cross-validation on spike-ins) for tables, ``"paper"`` for images.
         model: ``"dense"`` (the paper's 500-250-50 autoencoder), ``"conv"``

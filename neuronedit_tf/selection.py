@@ -41,7 +41,8 @@ from neuronedit_tf.errors import NeuronEditError
 AUTO = "auto"
 #: What ``"auto"`` chooses among, in order of preference on a tie: the neuron-editing
 #: methods, then the data-space per-feature maps.
-CANDIDATES = ("gated", "calibrated", "paper", "quantile_map", "mean_shift")
+CANDIDATES = ("gated", "gated_shift", "latent_shift", "calibrated", "paper", "quantile_map",
+              "mean_shift")
 #: Each population of a population split needs this many cells of S and of T.
 MIN_POPULATION = 150
 #: Fewer spike-in cells than this (in S or in T) cannot be halved into parts that hold the

@@ -38,8 +38,9 @@ def pair():
 
 
 def test_the_methods_are_registered_and_gated_is_the_default_for_tables():
-    assert methods.names() == methods.METHODS == ("paper", "calibrated", "gated",
-                                                  "quantile_map", "mean_shift")
+    assert methods.names() == methods.METHODS == (
+        "paper", "calibrated", "gated", "knn_shift", "latent_shift", "gated_shift",
+        "quantile_map", "mean_shift")
     assert methods.default_name() == "gated" and methods.default_name(images=True) == "paper"
     assert methods.get("paper").handles_images and not methods.get("gated").handles_images
 
@@ -67,7 +68,7 @@ def test_a_registered_method_saves_loads_and_exports_by_name(halfway, pair, tmp_
 
 def test_an_unknown_method_is_refused_naming_the_registered_ones():
     with pytest.raises(NeuronEditError,
-                       match=r"'auto' or one of \('paper', 'calibrated', 'gated', 'quantile_map'"):
+                       match=r"'auto' or one of \('paper', 'calibrated', 'gated', 'knn_"):
         NeuronEditor(method="halfway")
 
 

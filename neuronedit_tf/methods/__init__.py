@@ -14,6 +14,13 @@ saves, loads and exports the same way.
 * ``"gated"`` (:mod:`~neuronedit_tf.methods.gated`) -- ``"calibrated"`` applied only where it
   was learned: a :class:`~neuronedit_tf.layers.SupportGate` blends, per cell, the calibrated
   output with the residual edit alone by how far the cell's code lies from the spike-ins'.
+* ``"knn_shift"`` (:mod:`~neuronedit_tf.methods.knn_shift`) -- the authors' own variant: each
+  cell's code moves by the mean edit of its 50 nearest spike-in codes, then is decoded.
+* ``"latent_shift"`` (same module) -- the mean edit of every spike-in code added to each
+  cell's code, the decoded change added to X (residual): ``X + D(E(X) + Delta) - D(E(X))``.
+  The edit that transferred best across populations where the change mixes channels (#19).
+* ``"gated_shift"`` (:mod:`~neuronedit_tf.methods.gated_shift`) -- ``"gated"`` on the latent
+  shift: per-feature calibration within the spike-ins' support, ``"latent_shift"`` outside.
 * ``"quantile_map"``, ``"mean_shift"`` (:mod:`~neuronedit_tf.methods.data_space`) -- the
   per-feature maps in data space (no autoencoder), what ``"auto"`` weighs the edits against.
 * ``"auto"`` (:mod:`neuronedit_tf.selection`, not a graph of its own) -- each fit chooses one
@@ -57,6 +64,8 @@ from neuronedit_tf.methods.calibrated import (CALIBRATION_QUANTILES, RESIDUAL_QU
                                               Calibrated, residual_edit)
 from neuronedit_tf.methods.data_space import MeanShift, QuantileMap
 from neuronedit_tf.methods.gated import GATE, Gated
+from neuronedit_tf.methods.gated_shift import GatedShift
+from neuronedit_tf.methods.knn_shift import KNN, KnnShift, LatentShift
 from neuronedit_tf.methods.paper import Paper
 
 #: Every method by name; :func:`get` reads it, :func:`register` adds to it.
@@ -151,7 +160,8 @@ def build_edit_graph(method, sample_shape, pre, encoder, decoder, post, edit, so
     """Assemble the raw -> edited raw graph of ``method`` (a name), adapting what it needs.
 
     The functional form of ``get(method).fit_graph``: ``calibration_quantiles`` and ``gate``
-    (the ``SupportGate`` settings, default ``GATE``) configure the residual methods.
+    (the ``SupportGate`` settings, default ``GATE``) configure the calibrated methods
+    (``"calibrated"``, ``"gated"``, ``"gated_shift"``).
 
     Returns:
         ``keras.Model`` named ``neuron_editor``; its layers include
@@ -160,7 +170,9 @@ def build_edit_graph(method, sample_shape, pre, encoder, decoder, post, edit, so
         ``calibration``; for ``"gated"`` also ``support_gate``.
     """
     chosen = get(method)
-    if isinstance(chosen, Gated):
+    if isinstance(chosen, GatedShift):
+        chosen = GatedShift(calibration_quantiles, gate, chosen.max_reference)
+    elif isinstance(chosen, Gated):
         chosen = Gated(calibration_quantiles, gate)
     elif isinstance(chosen, Calibrated):
         chosen = type(chosen)(calibration_quantiles)
@@ -184,6 +196,9 @@ def assemble(method, sample_shape, pre, encoder, edit, decoder, post, calibratio
 register(Paper())
 register(Calibrated())
 register(Gated())
+register(KnnShift())
+register(LatentShift())
+register(GatedShift())
 register(QuantileMap())
 register(MeanShift())
 
