@@ -393,6 +393,22 @@ def test_fit_picks_neuron_editing_methods_and_members_by_name(cytof, tmp_path):
                                same.transform(sample).to_numpy(), rtol=1e-4, atol=1e-3)
 
 
+def test_fit_auto_prints_its_choice_and_table_and_saves_them(cytof, tmp_path, capsys):
+    from neuronedit_tf import NeuronEditor
+
+    for name in ("source", "target", "sample"):
+        cytof[name].to_frame().to_csv(tmp_path / f"{name}.csv", index=False)
+    assert main(["fit", "--method", "auto", "--source", str(tmp_path / "source.csv"),
+                 "--target", str(tmp_path / "target.csv"), "--extra", str(tmp_path / "sample.csv"),
+                 "--transform", "arcsinh", "--hidden", "16,8,4", "--epochs", "2",
+                 "--model", str(tmp_path / "auto")]) == 0
+    out = capsys.readouterr().out
+    editor = NeuronEditor.load(tmp_path / "auto")
+    assert f"method='auto' chose {editor.method_!r}" in out
+    assert "| candidate | random | population | mean |" in out
+    assert editor.selection_["choice"] == editor.method_
+
+
 def test_members_with_a_comparison_method_is_refused(tmp_path, capsys):
     code = main(["fit", "--method", "quantile_map", "--members", "3", "--source", "a.csv",
                  "--target", "b.csv", "--model", str(tmp_path / "m")])
