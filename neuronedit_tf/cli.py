@@ -14,8 +14,12 @@ import sys
 EXAMPLES = {
     "demo": "neuronedit demo --out neuronedit_demo",
     "fit": "neuronedit fit --source ctrl_A.fcs --target ctrl_B.fcs --extra sample_A.fcs "
-           "--channels @markers.txt --transform arcsinh --cofactor 5 --model edit_model/",
-    "apply": "neuronedit apply --model edit_model/ sample_A.fcs other_A.fcs --out-dir edited/",
+           "--channels @markers.txt --transform arcsinh --cofactor 5 --model edit_model/\n"
+           "  neuronedit fit --metadata metadata.csv --reference-batch 1 --channels @markers.txt "
+           "--transform arcsinh --cofactor 5 --model study/",
+    "apply": "neuronedit apply --model edit_model/ sample_A.fcs other_A.fcs --out-dir edited/\n"
+             "  neuronedit apply --model study/ --metadata metadata.csv --out-dir normalized/",
+    "add-batch": "neuronedit add-batch --model study/ --batch 4 --anchor plate4_control.fcs",
     "export": "neuronedit export --model edit_model/ --out served --name neuronedit --format both",
     "bench": "neuronedit bench all --out benchmarks",
     "zoo": "neuronedit zoo list | neuronedit zoo info cytof_spikein | neuronedit zoo pull NAME",
@@ -38,7 +42,7 @@ def _parser():
     def command(name, help_text):
         return commands.add_parser(
             name, help=help_text, description=help_text,
-            epilog=f"example:\n  {EXAMPLES[name]}",
+            epilog=f"example{'s' if chr(10) in EXAMPLES[name] else ''}:\n  {EXAMPLES[name]}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
@@ -49,11 +53,17 @@ def _parser():
     demo.add_argument("--preset", nargs="?", const="cytof_spikein", default=None,
                       help="use a zoo preset instead of training (default cytof_spikein)")
 
-    fit = command("fit", "Train an editor from source/target (and extra) files; save it.")
-    fit.add_argument("--source", required=True, help="S: the data before the change")
-    fit.add_argument("--target", required=True, help="T: the same kind of data after it")
+    fit = command("fit", "Train an editor from source/target (and extra) files, or a study of "
+                         "many batches from a metadata table; save it.")
+    fit.add_argument("--source", help="S: the data before the change")
+    fit.add_argument("--target", help="T: the same kind of data after it")
     fit.add_argument("--extra", nargs="+", action="extend", default=[],
                      help="X: data to edit later (one or more files; seen in training)")
+    fit.add_argument("--metadata", help="a study instead of a pair: cytonormpy's metadata table "
+                     "(CSV: file_name,reference,batch; reference 'ref' marks each batch's anchor "
+                     "file, 'other' a sample; paths relative to the table's folder)")
+    fit.add_argument("--reference-batch", help="with --metadata: the batch every batch is "
+                     "corrected into, or 'mean' (the anchors' mean)")
     fit.add_argument("--model", required=True, help="folder to save the fitted editor in")
     fit.add_argument("--channels", help="channels/columns to edit (FCS: $PnN), comma-separated "
                                         "or @FILE with one per line (default all); the others "
@@ -81,14 +91,32 @@ def _parser():
                      help="also compile training with XLA (dense models); seeded results differ "
                           "slightly from the default's (benchmarks/SPEED.md compares both)")
 
-    apply = command("apply", "Edit files with a fitted editor.")
+    apply = command("apply", "Edit files with a fitted editor, or correct a study's files "
+                             "into its reference batch.")
     apply.add_argument("--model", required=True, help="a folder written by `neuronedit fit`")
-    apply.add_argument("files", nargs="+", help="files to edit (any supported format)")
+    apply.add_argument("files", nargs="*", help="files to edit (any supported format)")
+    apply.add_argument("--metadata", help="a study's metadata table: correct every file it lists "
+                       "as its own batch (written under --out-dir with its file_name)")
+    apply.add_argument("--batch", help="with a study and files: the batch the files belong to")
     apply.add_argument("--out-dir", required=True, help="folder for the edited files")
     apply.add_argument("--format", help=FORMAT_HELP)
     apply.add_argument("--out-format", help="format of the edited files (default: the input's)")
 
-    export = command("export", "Export a fitted editor as one graph (SavedModel and/or TFLite).")
+    add = command("add-batch", "Add a batch to a fitted study from its anchor file(s): the "
+                               "autoencoder frozen, new tables only (seconds); every other "
+                               "batch's output stays the same.")
+    add.add_argument("--model", required=True, help="a study folder written by `neuronedit fit "
+                     "--metadata`; updated in place unless --out is given")
+    add.add_argument("--batch", required=True, help="the new batch's name")
+    add.add_argument("--anchor", nargs="+", action="extend", required=True,
+                     help="the batch's anchor file (several are pooled)")
+    add.add_argument("--format", help=FORMAT_HELP)
+    add.add_argument("--out", help="write the extended study to this new folder instead")
+    add.add_argument("--overwrite", action="store_true",
+                     help="replace the anchor of a batch the study already has")
+
+    export = command("export", "Export a fitted editor or study as one graph (SavedModel "
+                               "and/or TFLite).")
     export.add_argument("--model", required=True, help="a folder written by `neuronedit fit`")
     export.add_argument("--out", required=True,
                         help="the export folder (with --name/--version: its parent, TF Serving layout)")
@@ -132,6 +160,34 @@ def _parser():
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--overwrite", action="store_true")
     return parser
+
+
+def _check_usage(parser, args):
+    """Usage errors argparse cannot express (exit 2, before anything heavy is imported)."""
+    command = next((a for a in parser._actions if isinstance(a.choices, dict)), None)
+    sub = command.choices.get(args.command) if command else None
+    if args.command == "fit":
+        if args.metadata:
+            given = [f"--{n}" for n in ("source", "target") if getattr(args, n)]
+            if given or args.extra:
+                sub.error(f"--metadata fits a study; drop {', '.join(given) or '--extra'} "
+                          "(every file is listed in the table).")
+            if not args.reference_batch:
+                sub.error("--metadata needs --reference-batch (a batch of the table, or mean).")
+        else:
+            missing = [f"--{n}" for n in ("source", "target") if not getattr(args, n)]
+            if missing:
+                sub.error(f"the following arguments are required: {', '.join(missing)} "
+                          "(or --metadata for a study)")
+            if args.reference_batch:
+                sub.error("--reference-batch goes with --metadata.")
+    elif args.command == "apply":
+        if args.metadata and args.files:
+            sub.error("give files or --metadata, not both.")
+        if args.metadata and args.batch:
+            sub.error("--metadata gives each file its batch; drop --batch.")
+        if not args.metadata and not args.files:
+            sub.error("the following arguments are required: files (or --metadata)")
 
 
 def _names(text):
@@ -182,27 +238,67 @@ def _hidden(text):
     return widths
 
 
-def _fit(args):
-    from neuronedit_tf.data.formats import read
+def _editor(args):
     from neuronedit_tf.editor import NeuronEditor
 
-    from neuronedit_tf import methods
-
-    if args.method != "neuron_edit" and args.method not in methods.names():
-        _fit_baseline(args)
-        return
-    editor = NeuronEditor(
+    return NeuronEditor(
         transform=args.transform, cofactor=args.cofactor, logicle=_logicle(args.logicle),
         channels=_names(args.channels), hidden=_hidden(args.hidden), seed=args.seed,
         method=None if args.method == "neuron_edit" else args.method,  # None: the default
         members=args.members,
     )
+
+
+def _fit(args):
+    from neuronedit_tf.data.formats import read
+
+    from neuronedit_tf import methods
+
+    if args.metadata:
+        _fit_study(args)
+        return
+    if args.method != "neuron_edit" and args.method not in methods.names():
+        _fit_baseline(args)
+        return
+    editor = _editor(args)
     source, target = read(args.source, args.format), read(args.target, args.format)
     extra = [read(path, args.format) for path in args.extra] or None
     fast = dict(jit_compile="auto") if args.fast else {}
     editor.fit(source, target, extra=extra, epochs=args.epochs, **fast)
     path = editor.save(args.model, overwrite=args.overwrite)
     print(f"saved the fitted editor to {path}")
+
+
+def _fit_study(args):
+    """``neuronedit fit --metadata``: one study model for every batch of the table."""
+    from neuronedit_tf import methods
+    from neuronedit_tf.data.metadata import read_metadata
+    from neuronedit_tf.errors import NeuronEditError
+
+    if args.method != "neuron_edit" and args.method not in methods.names():
+        raise NeuronEditError(
+            f"A study is fitted with neuron editing's methods ({', '.join(methods.names())}, "
+            f"or the default neuron_edit); {args.method!r} is not one of them. Fit a "
+            "comparison method per pair with --source/--target.")
+    table = read_metadata(args.metadata)
+    if args.reference_batch not in (*table.batches, "mean"):
+        raise NeuronEditError(
+            f"--reference-batch {args.reference_batch!r} is not a batch of {args.metadata}; its "
+            f"batches are {list(table.batches)}. Give one of them, or mean (the anchors' mean).")
+    table.check_channels(args.format)
+    if args.model and not args.overwrite:
+        from pathlib import Path
+
+        if Path(args.model).exists():  # refuse before the training, not after it
+            raise NeuronEditError(f"{args.model} exists; pass --overwrite or choose another "
+                                  "--model folder.")
+    fast = dict(jit_compile="auto") if args.fast else {}
+    study = _editor(args).fit_study(table.anchors(args.format), reference=args.reference_batch,
+                                    samples=table.samples(args.format) or None,
+                                    epochs=args.epochs, **fast)
+    path = study.save(args.model, overwrite=args.overwrite)
+    print(f"saved the study of {len(study.batches)} batches {list(study.batches)} (reference "
+          f"{study.reference}) to {path}")
 
 
 def _fit_baseline(args):
@@ -252,8 +348,9 @@ def _load_model(path):
     return NeuronEditor.load(path)
 
 
-def _destinations(files, out_dir, out_format):
-    """Where each input's edited copy goes; refuses collisions and writing over an input."""
+def _destinations(files, out_dir, out_format, names=None):
+    """Where each input's edited copy goes (``names``: each one's path under ``out_dir``,
+    default its file name); refuses collisions and writing over an input."""
     from pathlib import Path
 
     from neuronedit_tf.data.formats import FORMATS, split_dataset
@@ -263,9 +360,9 @@ def _destinations(files, out_dir, out_format):
     if out_format is not None and out_format not in FORMATS:
         raise NeuronEditError(f"Unknown --out-format {out_format!r}; choose one of {FORMATS}.")
     inputs = [split_dataset(f)[0] for f in files]
-    destinations = [Path(out_dir) / (p.with_suffix(suffix).name if suffix else p.name)
-                    for p in inputs]
-    names = [d.name for d in destinations]
+    relative = [Path(n) for n in names] if names else [Path(p.name) for p in inputs]
+    destinations = [Path(out_dir) / (r.with_suffix(suffix) if suffix else r) for r in relative]
+    names = [str(d.relative_to(out_dir)) for d in destinations]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise NeuronEditError(
@@ -286,8 +383,18 @@ def _apply(args):
 
     from neuronedit_tf import __version__
     from neuronedit_tf.data.formats import infer_format, read, resolve_dataset, split_dataset, write
+    from neuronedit_tf.errors import NeuronEditError
+    from neuronedit_tf.study import Study
 
     editor = _load_model(args.model)
+    if isinstance(editor, Study):
+        _apply_study(args, editor)
+        return
+    if args.metadata or args.batch:
+        raise NeuronEditError(
+            f"{args.model} is an editor of one pair, not a study: it has no batches. Drop "
+            f"{'--metadata' if args.metadata else '--batch'}, or fit a study with "
+            "`neuronedit fit --metadata`.")
     destinations = _destinations(args.files, args.out_dir, args.out_format)
     edited_what = ",".join(editor.columns_) if editor.columns_ else "all features"
     note = (f"neuronedit {__version__}: edited {edited_what} with the model {args.model} "
@@ -306,6 +413,115 @@ def _apply(args):
         progress.write(f"wrote {destination}")
 
 
+def _study_jobs(args, study):
+    """``[(path, batch, name under --out-dir), ...]`` of an ``apply`` with a study, every file
+    checked before anything is written: its batch known, its channels those of the study."""
+    from pathlib import Path
+
+    from neuronedit_tf.data.formats import channel_names
+    from neuronedit_tf.data.metadata import read_metadata
+    from neuronedit_tf.errors import NeuronEditError
+
+    if args.metadata:
+        table = read_metadata(args.metadata)
+        jobs = [(str(f.path), f.batch, _relative_name(f.name, f.path)) for f in table.files]
+    elif args.batch is None:
+        raise NeuronEditError(
+            f"{args.model} is a study of batches {list(study.batches)}: say which batch the "
+            "files belong to with --batch NAME, or give --metadata (each file its own batch).")
+    else:
+        jobs = [(path, args.batch, None) for path in args.files]
+    unknown = list(dict.fromkeys(b for _, b, _ in jobs if b not in study.batches))
+    if unknown:
+        raise NeuronEditError(
+            f"batch(es) {unknown} are not in the study {args.model}; it knows "
+            f"{list(study.batches)}. Add each first: neuronedit add-batch --model {args.model} "
+            f"--batch {unknown[0]} --anchor ANCHOR_FILE.")
+    expected = list(study.columns_ or []) + list(study.passthrough_ or [])
+    problems = []
+    for path, _, _ in jobs:
+        names = channel_names(path, args.format)
+        if names is None or not expected:
+            continue
+        missing = [c for c in expected if c not in names]
+        extra = [c for c in names if c not in expected]
+        if missing or extra:
+            problems.append(f"{Path(path).name}: missing {missing}, extra {extra}")
+    if problems:
+        raise NeuronEditError(
+            f"{len(problems)} file(s) do not have the study's channels: "
+            f"{'; '.join(problems[:20])}. Rename or drop channels so that the names agree "
+            "(reordering is fine); nothing was written.")
+    return jobs
+
+
+def _relative_name(name, path):
+    """A table's ``file_name`` as a path under --out-dir (its subfolders kept), or the file's
+    own name when it is absolute or climbs out of the table's folder."""
+    from pathlib import PurePath
+
+    from neuronedit_tf.data.formats import split_dataset
+
+    name = PurePath(split_dataset(name)[0])
+    if name.is_absolute() or ".." in name.parts:
+        return split_dataset(path)[0].name
+    return str(name)
+
+
+def _apply_study(args, study):
+    """``neuronedit apply`` with a study: each file corrected as its own batch."""
+    from tqdm import tqdm
+
+    from neuronedit_tf import __version__
+    from neuronedit_tf.data.formats import infer_format, read, resolve_dataset, split_dataset, write
+
+    jobs = _study_jobs(args, study)
+    names = [name for _, _, name in jobs] if args.metadata else None
+    destinations = _destinations([path for path, _, _ in jobs], args.out_dir, args.out_format,
+                                 names)
+    edited_what = ",".join(study.columns_) if study.columns_ else "all features"
+    into = ("the anchors' mean" if study.reference == "mean" else
+            f"the reference batch {study.reference}")
+    progress = tqdm(list(zip(jobs, destinations)), desc="correcting files", unit="file",
+                    disable=len(jobs) < 2)
+    for (path, batch, _), destination in progress:
+        source_path, dataset = split_dataset(path)
+        in_format = infer_format(source_path, args.format)
+        if in_format == "hdf5":
+            dataset = resolve_dataset(source_path, dataset)
+        note = (f"neuronedit {__version__}: corrected batch {batch} into {into} "
+                f"({edited_what}) with the study model {args.model} (method {study.method_}, "
+                f"transform {study.editor.transform_name})")
+        edited = study.transform(read(path, args.format, mmap=False), batch=batch)
+        out_format = args.out_format or in_format
+        write(destination, edited, out_format, note=note,
+              dataset=dataset if out_format == "hdf5" else None)
+        progress.write(f"wrote {destination} (batch {batch})")
+
+
+def _add_batch(args):
+    from neuronedit_tf.data.formats import read
+    from neuronedit_tf.data.metadata import pool
+    from neuronedit_tf.editor import NeuronEditor
+    from neuronedit_tf.errors import NeuronEditError
+    from neuronedit_tf.study import Study
+
+    study = NeuronEditor.load(args.model)
+    if not isinstance(study, Study):
+        raise NeuronEditError(f"{args.model} is an editor of one pair, not a study; add-batch "
+                              "extends a study fitted with `neuronedit fit --metadata`.")
+    if args.batch in study.batches and not args.overwrite:
+        raise NeuronEditError(f"Batch {args.batch!r} is already in the study {args.model} "
+                              f"({list(study.batches)}); pass --overwrite to replace its anchor, "
+                              "or choose another --batch name.")
+    anchor = pool([read(path, args.format) for path in args.anchor], args.anchor)
+    study.add_batch(args.batch, anchor=anchor, overwrite=args.overwrite)
+    path = study.save(args.out or args.model, overwrite=args.out is None)
+    print(f"added batch {args.batch} ({len(args.anchor)} anchor file"
+          f"{'s' if len(args.anchor) > 1 else ''}); the study's batches are "
+          f"{list(study.batches)}; saved to {path}")
+
+
 def _demo(args):
     from neuronedit_tf.demo import run_demo, summary
 
@@ -321,7 +537,12 @@ def _demo(args):
 def _export(args):
     from neuronedit_tf.editor import NeuronEditor
 
-    report = NeuronEditor.load(args.model).export(
+    model = NeuronEditor.load(args.model)
+    batches = getattr(model, "batches", None)
+    if batches is not None:
+        print(f"a study of {len(batches)} batches {list(batches)}: serving_default takes "
+              "features and each row's batch name")
+    report = model.export(
         args.out, format=args.format, name=args.name, version=args.version,
         overwrite=args.overwrite, verify=args.verify, quantize=args.quantize, sample=args.sample,
     )
@@ -428,8 +649,8 @@ def _tensorflow_logs(verbose):
     return hidden_native_logs()
 
 
-HANDLERS = {"demo": _demo, "fit": _fit, "apply": _apply, "export": _export, "bench": _bench,
-            "zoo": _zoo}
+HANDLERS = {"demo": _demo, "fit": _fit, "apply": _apply, "add-batch": _add_batch,
+            "export": _export, "bench": _bench, "zoo": _zoo}
 
 
 def main(argv=None):
@@ -438,6 +659,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
+    _check_usage(parser, args)
     from neuronedit_tf.errors import NeuronEditError
 
     try:
