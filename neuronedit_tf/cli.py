@@ -349,33 +349,9 @@ def _load_model(path):
 
 
 def _destinations(files, out_dir, out_format, names=None):
-    """Where each input's edited copy goes (``names``: each one's path under ``out_dir``,
-    default its file name); refuses collisions and writing over an input."""
-    from pathlib import Path
+    from neuronedit_tf.data.formats import output_paths
 
-    from neuronedit_tf.data.formats import FORMATS, split_dataset
-    from neuronedit_tf.errors import NeuronEditError
-
-    suffix = {"hdf5": ".h5", "tsv": ".tsv"}.get(out_format, f".{out_format}") if out_format else None
-    if out_format is not None and out_format not in FORMATS:
-        raise NeuronEditError(f"Unknown --out-format {out_format!r}; choose one of {FORMATS}.")
-    inputs = [split_dataset(f)[0] for f in files]
-    relative = [Path(n) for n in names] if names else [Path(p.name) for p in inputs]
-    destinations = [Path(out_dir) / (r.with_suffix(suffix) if suffix else r) for r in relative]
-    names = [str(d.relative_to(out_dir)) for d in destinations]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise NeuronEditError(
-            f"Several inputs would be written to the same file(s) {repeated} in {out_dir}; "
-            "rename them or edit them in separate runs."
-        )
-    for source, destination in zip(inputs, destinations):
-        if destination.resolve() == source.resolve():
-            raise NeuronEditError(
-                f"{destination} would overwrite its input; choose another --out-dir "
-                "(inputs are never modified)."
-            )
-    return destinations
+    return output_paths(files, out_dir, out_format, names)
 
 
 def _apply(args):
@@ -424,7 +400,7 @@ def _study_jobs(args, study):
 
     if args.metadata:
         table = read_metadata(args.metadata)
-        jobs = [(str(f.path), f.batch, _relative_name(f.name, f.path)) for f in table.files]
+        jobs = [(str(f.path), f.batch, f.output_name) for f in table.files]
     elif args.batch is None:
         raise NeuronEditError(
             f"{args.model} is a study of batches {list(study.batches)}: say which batch the "
@@ -455,33 +431,17 @@ def _study_jobs(args, study):
     return jobs
 
 
-def _relative_name(name, path):
-    """A table's ``file_name`` as a path under --out-dir (its subfolders kept), or the file's
-    own name when it is absolute or climbs out of the table's folder."""
-    from pathlib import PurePath
-
-    from neuronedit_tf.data.formats import split_dataset
-
-    name = PurePath(split_dataset(name)[0])
-    if name.is_absolute() or ".." in name.parts:
-        return split_dataset(path)[0].name
-    return str(name)
-
-
 def _apply_study(args, study):
     """``neuronedit apply`` with a study: each file corrected as its own batch."""
     from tqdm import tqdm
 
-    from neuronedit_tf import __version__
     from neuronedit_tf.data.formats import infer_format, read, resolve_dataset, split_dataset, write
+    from neuronedit_tf.study import correction_note
 
     jobs = _study_jobs(args, study)
     names = [name for _, _, name in jobs] if args.metadata else None
     destinations = _destinations([path for path, _, _ in jobs], args.out_dir, args.out_format,
                                  names)
-    edited_what = ",".join(study.columns_) if study.columns_ else "all features"
-    into = ("the anchors' mean" if study.reference == "mean" else
-            f"the reference batch {study.reference}")
     progress = tqdm(list(zip(jobs, destinations)), desc="correcting files", unit="file",
                     disable=len(jobs) < 2)
     for (path, batch, _), destination in progress:
@@ -489,9 +449,9 @@ def _apply_study(args, study):
         in_format = infer_format(source_path, args.format)
         if in_format == "hdf5":
             dataset = resolve_dataset(source_path, dataset)
-        note = (f"neuronedit {__version__}: corrected batch {batch} into {into} "
-                f"({edited_what}) with the study model {args.model} (method {study.method_}, "
-                f"transform {study.editor.transform_name})")
+        note = correction_note(batch, study.reference, study.columns_,
+                               f"the study model {args.model}", study.method_,
+                               study.editor.transform_name)
         edited = study.transform(read(path, args.format, mmap=False), batch=batch)
         out_format = args.out_format or in_format
         write(destination, edited, out_format, note=note,

@@ -518,6 +518,41 @@ _WRITERS = {
 }
 
 
+def output_paths(files, out_dir, out_format=None, names=None):
+    """Where each input's edited copy goes: ``out_dir / name`` (``names``: each one's path
+    under ``out_dir``, default the input's file name), with ``out_format``'s extension if
+    given.
+
+    Raises:
+        NeuronEditError: an unknown ``out_format``, two inputs that would be written to the
+            same file, or an output that would overwrite its input.
+
+    Example:
+        >>> [str(p) for p in output_paths(["a/x.fcs", "b/y.fcs"], "out", "csv")]
+        ['out/x.csv', 'out/y.csv']
+    """
+    suffix = {"hdf5": ".h5", "tsv": ".tsv"}.get(out_format, f".{out_format}") if out_format else None
+    if out_format is not None and out_format not in FORMATS:
+        raise NeuronEditError(f"Unknown --out-format {out_format!r}; choose one of {FORMATS}.")
+    inputs = [split_dataset(f)[0] for f in files]
+    relative = [Path(n) for n in names] if names else [Path(p.name) for p in inputs]
+    destinations = [Path(out_dir) / (r.with_suffix(suffix) if suffix else r) for r in relative]
+    written = [str(d.relative_to(out_dir)) for d in destinations]
+    repeated = sorted({n for n in written if written.count(n) > 1})
+    if repeated:
+        raise NeuronEditError(
+            f"Several inputs would be written to the same file(s) {repeated} in {out_dir}; "
+            "rename them or edit them in separate runs."
+        )
+    for source, destination in zip(inputs, destinations):
+        if destination.resolve() == source.resolve():
+            raise NeuronEditError(
+                f"{destination} would overwrite its input; choose another --out-dir "
+                "(inputs are never modified)."
+            )
+    return destinations
+
+
 # --------------------------------------------------------------------------- chunks
 def iter_chunks(path, chunk_size=65536, format=None, *, dataset=None):
     """Yield a file's rows as checked :class:`~neuronedit_tf.data.tables.Table` chunks.

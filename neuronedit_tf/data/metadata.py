@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from neuronedit_tf.data.fcs import FCSData
-from neuronedit_tf.data.formats import channel_names, read
+from neuronedit_tf.data.formats import channel_names, read, split_dataset
 from neuronedit_tf.data.tables import is_anndata, names_of
 from neuronedit_tf.errors import NeuronEditError
 
@@ -58,6 +58,18 @@ class StudyFile:
     name: str
     batch: str
     anchor: bool
+
+    @property
+    def output_name(self):
+        """Where the file's corrected copy goes under an output folder: ``name`` with its
+        subfolders, or the file's own name when ``name`` is absolute or leaves the table's
+        folder (``..``)."""
+        from pathlib import PurePath
+
+        name = PurePath(split_dataset(self.name)[0])
+        if name.is_absolute() or ".." in name.parts:
+            return split_dataset(self.path)[0].name
+        return str(name)
 
 
 class StudyTable:
