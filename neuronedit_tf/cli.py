@@ -134,11 +134,12 @@ def _parser():
     bench = command("bench", "Regenerate the benchmarks: the paper's tables on real data "
                              "(benchmarks/RESULTS.md) and speed (benchmarks/SPEED.md).")
     bench.add_argument("experiment", choices=BENCH_EXPERIMENTS + ("all",),
-                       help="batch (Table 2), drugs (Table 3), images (Table 1), speed, or all")
+                       help="batch (Table 2), drugs (Table 3), images (Table 1), study (many "
+                            "plates, one model), speed, or all")
     bench.add_argument("--out", default="benchmarks", help="output folder (default benchmarks)")
     bench.add_argument("--seeds", default=None,
                        help="comma-separated seeds of the trained methods (default per "
-                            "experiment: batch and drugs 0,1,2; images 0)")
+                            "experiment: batch, drugs and study 0,1,2; images 0)")
     bench.add_argument("--quick", action="store_true",
                        help="a tiny configuration that proves the harness works (seconds)")
     zoo = command("zoo", "Presets: list, describe, download or retrain fitted editors.")
@@ -512,7 +513,7 @@ def _export(args):
               f"the Keras model {figures['max_abs']:.3g})")
 
 
-BENCH_EXPERIMENTS = ("batch", "drugs", "images", "speed")
+BENCH_EXPERIMENTS = ("batch", "drugs", "images", "study", "speed")
 RESULTS_PREAMBLE = """# Results: the paper's tables, regenerated on real data that ships in packages
 
 Written by `neuronedit bench` (see each section for its exact command; `neuronedit bench all
