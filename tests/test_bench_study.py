@@ -65,3 +65,14 @@ def test_cytonormpy_as_a_study_when_its_environment_exists():
     none = {p: study.emd(load_cytof(p, 2), load_cytof("021", 2)) for p in ("028", "034")}
     for row in rows:  # cytonormpy moves donor 2 toward the reference plate's donor 2
         assert row["emd"] < none[row["plate"]]
+
+
+def test_paired_differences_pair_the_same_reference_plate_and_seed():
+    rows = [{"method": "study editor (default)", "reference": "a", "plate": "b", "seed": s,
+             "emd": 0.1 + 0.01 * s} for s in (0, 1)]
+    rows += [{"method": "pairwise", "reference": "a", "plate": "b", "seed": s, "emd": 0.12}
+             for s in (0, 1)]
+    rows += [{"method": "none", "reference": "a", "plate": "b", "seed": 0, "emd": 0.2}]
+    result = study.paired_differences(rows)
+    assert result["pairwise"][0] == pytest.approx(-0.015) and result["pairwise"][2:] == (2, 2)
+    assert result["none"][0] == pytest.approx(-0.095) and result["none"][2:] == (2, 2)

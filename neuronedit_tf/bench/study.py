@@ -310,20 +310,43 @@ def run(out_dir, *, quick=False, seeds=(0, 1, 2), log=print, command=COMMAND):
             cytonorm_note = f"cytonormpy failed here: {error}"
             log(cytonorm_note)
     table = correction_table(rows, references)
+    paired = paired_differences(rows)
     floor = {r: metrics.emd_noise_floor(scale(samples[r])) for r in references}
     added = added_rows(anchors, samples, studies, seeds, epochs, quick, pairs, log)
     timing = add_timing(studies[references[0], seeds[0]], anchors[PLATES[1]],
                         rows=10**4 if quick else ADD_ROWS)
     section = Section("study", "Studies: many plates, one model (issue #18)",
                       _markdown(table, references, floor, added, timing, seeds, epochs, quick,
-                                cytonorm_note),
+                                cytonorm_note, paired),
                       seconds=time.time() - started, command=command + (" --quick" if quick
                                                                         else ""))
     section.rows, section.added, section.add_seconds = rows, added, timing
     return section
 
 
-def _markdown(table, references, floor, added, timing, seeds, epochs, quick, cytonorm_note):
+def paired_differences(rows, method="study editor (default)"):
+    """``{other method: (mean, sd, wins, n)}``: ``method``'s EMD minus the other's on the same
+    (reference, plate) and seed (a deterministic row's one value, seed 0, for every seed), and
+    how often ``method`` is the lower."""
+    mine = {(r["reference"], r["plate"], r["seed"]): r["emd"] for r in rows
+            if r["method"] == method}
+    result = {}
+    for other in dict.fromkeys(r["method"] for r in rows):
+        if other == method:
+            continue
+        theirs = {(r["reference"], r["plate"], r["seed"]): r["emd"] for r in rows
+                  if r["method"] == other}
+        gaps = [value - theirs.get(key, theirs.get((*key[:2], 0))) for key, value in mine.items()
+                if key in theirs or (*key[:2], 0) in theirs]
+        if gaps:
+            gaps = np.asarray(gaps)
+            result[other] = (float(gaps.mean()), float(gaps.std(ddof=1)) if len(gaps) > 1
+                             else 0.0, int((gaps < 0).sum()), len(gaps))
+    return result
+
+
+def _markdown(table, references, floor, added, timing, seeds, epochs, quick, cytonorm_note,
+              paired=None):
     columns = ["method", "EMD to truth ↓", *[f"into {r}" for r in references], "seeds",
                "s / fit"]
     by = {e["method"]: e["_emd"] for e in table}
@@ -359,10 +382,16 @@ def _markdown(table, references, floor, added, timing, seeds, epochs, quick, cyt
     ]
     if cytonorm_note:
         lines += ["", cytonorm_note]
+    if paired:
+        lines += ["", "The study editor (default) against each row on the same reference, plate "
+                      "(and seed, for the seeded rows): its EMD minus the row's, mean ± sd, and "
+                      "how often it is the lower:", ""]
+        lines += [f"- {other}: {mean:+.4f} ± {sd:.4f} (lower in {wins} of {n})"
+                  for other, (mean, sd, wins, n) in paired.items()]
     if study is not None and pair is not None and quantile is not None:
         lines += ["", f"Goal (the study's mean EMD no worse than the pairwise NeuronEditor's "
-                      f"and the per-plate quantile map's): {study:.3f} vs {pair:.3f} and "
-                      f"{quantile:.3f}: **{goal}**."]
+                      f"and the per-plate quantile map's): {study:.4f} vs {pair:.4f} and "
+                      f"{quantile:.4f}: **{goal}**."]
     if added:
         columns2 = ["reference", "added plate", "seed", "EMD added later", "EMD from the start",
                     "abs. difference", "fit s (2 plates)", "add_batch s", "others unchanged"]
