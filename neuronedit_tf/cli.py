@@ -14,8 +14,12 @@ import sys
 EXAMPLES = {
     "demo": "neuronedit demo --out neuronedit_demo",
     "fit": "neuronedit fit --source ctrl_A.fcs --target ctrl_B.fcs --extra sample_A.fcs "
-           "--channels @markers.txt --transform arcsinh --cofactor 5 --model edit_model/",
-    "apply": "neuronedit apply --model edit_model/ sample_A.fcs other_A.fcs --out-dir edited/",
+           "--channels @markers.txt --transform arcsinh --cofactor 5 --model edit_model/\n"
+           "  neuronedit fit --metadata metadata.csv --reference-batch 1 --channels @markers.txt "
+           "--transform arcsinh --cofactor 5 --model study/",
+    "apply": "neuronedit apply --model edit_model/ sample_A.fcs other_A.fcs --out-dir edited/\n"
+             "  neuronedit apply --model study/ --metadata metadata.csv --out-dir normalized/",
+    "add-batch": "neuronedit add-batch --model study/ --batch 4 --anchor plate4_control.fcs",
     "export": "neuronedit export --model edit_model/ --out served --name neuronedit --format both",
     "bench": "neuronedit bench all --out benchmarks",
     "zoo": "neuronedit zoo list | neuronedit zoo info cytof_spikein | neuronedit zoo pull NAME",
@@ -38,7 +42,7 @@ def _parser():
     def command(name, help_text):
         return commands.add_parser(
             name, help=help_text, description=help_text,
-            epilog=f"example:\n  {EXAMPLES[name]}",
+            epilog=f"example{'s' if chr(10) in EXAMPLES[name] else ''}:\n  {EXAMPLES[name]}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
@@ -49,11 +53,17 @@ def _parser():
     demo.add_argument("--preset", nargs="?", const="cytof_spikein", default=None,
                       help="use a zoo preset instead of training (default cytof_spikein)")
 
-    fit = command("fit", "Train an editor from source/target (and extra) files; save it.")
-    fit.add_argument("--source", required=True, help="S: the data before the change")
-    fit.add_argument("--target", required=True, help="T: the same kind of data after it")
+    fit = command("fit", "Train an editor from source/target (and extra) files, or a study of "
+                         "many batches from a metadata table; save it.")
+    fit.add_argument("--source", help="S: the data before the change")
+    fit.add_argument("--target", help="T: the same kind of data after it")
     fit.add_argument("--extra", nargs="+", action="extend", default=[],
                      help="X: data to edit later (one or more files; seen in training)")
+    fit.add_argument("--metadata", help="a study instead of a pair: cytonormpy's metadata table "
+                     "(CSV: file_name,reference,batch; reference 'ref' marks each batch's anchor "
+                     "file, 'other' a sample; paths relative to the table's folder)")
+    fit.add_argument("--reference-batch", help="with --metadata: the batch every batch is "
+                     "corrected into, or 'mean' (the anchors' mean)")
     fit.add_argument("--model", required=True, help="folder to save the fitted editor in")
     fit.add_argument("--channels", help="channels/columns to edit (FCS: $PnN), comma-separated "
                                         "or @FILE with one per line (default all); the others "
@@ -82,14 +92,32 @@ def _parser():
                      help="also compile training with XLA (dense models); seeded results differ "
                           "slightly from the default's (benchmarks/SPEED.md compares both)")
 
-    apply = command("apply", "Edit files with a fitted editor.")
+    apply = command("apply", "Edit files with a fitted editor, or correct a study's files "
+                             "into its reference batch.")
     apply.add_argument("--model", required=True, help="a folder written by `neuronedit fit`")
-    apply.add_argument("files", nargs="+", help="files to edit (any supported format)")
+    apply.add_argument("files", nargs="*", help="files to edit (any supported format)")
+    apply.add_argument("--metadata", help="a study's metadata table: correct every file it lists "
+                       "as its own batch (written under --out-dir with its file_name)")
+    apply.add_argument("--batch", help="with a study and files: the batch the files belong to")
     apply.add_argument("--out-dir", required=True, help="folder for the edited files")
     apply.add_argument("--format", help=FORMAT_HELP)
     apply.add_argument("--out-format", help="format of the edited files (default: the input's)")
 
-    export = command("export", "Export a fitted editor as one graph (SavedModel and/or TFLite).")
+    add = command("add-batch", "Add a batch to a fitted study from its anchor file(s): the "
+                               "autoencoder frozen, new tables only (seconds); every other "
+                               "batch's output stays the same.")
+    add.add_argument("--model", required=True, help="a study folder written by `neuronedit fit "
+                     "--metadata`; updated in place unless --out is given")
+    add.add_argument("--batch", required=True, help="the new batch's name")
+    add.add_argument("--anchor", nargs="+", action="extend", required=True,
+                     help="the batch's anchor file (several are pooled)")
+    add.add_argument("--format", help=FORMAT_HELP)
+    add.add_argument("--out", help="write the extended study to this new folder instead")
+    add.add_argument("--overwrite", action="store_true",
+                     help="replace the anchor of a batch the study already has")
+
+    export = command("export", "Export a fitted editor or study as one graph (SavedModel "
+                               "and/or TFLite).")
     export.add_argument("--model", required=True, help="a folder written by `neuronedit fit`")
     export.add_argument("--out", required=True,
                         help="the export folder (with --name/--version: its parent, TF Serving layout)")
@@ -107,11 +135,12 @@ def _parser():
     bench = command("bench", "Regenerate the benchmarks: the paper's tables on real data "
                              "(benchmarks/RESULTS.md) and speed (benchmarks/SPEED.md).")
     bench.add_argument("experiment", choices=BENCH_EXPERIMENTS + ("all",),
-                       help="batch (Table 2), drugs (Table 3), images (Table 1), speed, or all")
+                       help="batch (Table 2), drugs (Table 3), images (Table 1), study (many "
+                            "plates, one model), speed, or all")
     bench.add_argument("--out", default="benchmarks", help="output folder (default benchmarks)")
     bench.add_argument("--seeds", default=None,
                        help="comma-separated seeds of the trained methods (default per "
-                            "experiment: batch and drugs 0,1,2; images 0)")
+                            "experiment: batch, drugs and study 0,1,2; images 0)")
     bench.add_argument("--quick", action="store_true",
                        help="a tiny configuration that proves the harness works (seconds)")
     zoo = command("zoo", "Presets: list, describe, download or retrain fitted editors.")
@@ -133,6 +162,34 @@ def _parser():
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--overwrite", action="store_true")
     return parser
+
+
+def _check_usage(parser, args):
+    """Usage errors argparse cannot express (exit 2, before anything heavy is imported)."""
+    command = next((a for a in parser._actions if isinstance(a.choices, dict)), None)
+    sub = command.choices.get(args.command) if command else None
+    if args.command == "fit":
+        if args.metadata:
+            given = [f"--{n}" for n in ("source", "target") if getattr(args, n)]
+            if given or args.extra:
+                sub.error(f"--metadata fits a study; drop {', '.join(given) or '--extra'} "
+                          "(every file is listed in the table).")
+            if not args.reference_batch:
+                sub.error("--metadata needs --reference-batch (a batch of the table, or mean).")
+        else:
+            missing = [f"--{n}" for n in ("source", "target") if not getattr(args, n)]
+            if missing:
+                sub.error(f"the following arguments are required: {', '.join(missing)} "
+                          "(or --metadata for a study)")
+            if args.reference_batch:
+                sub.error("--reference-batch goes with --metadata.")
+    elif args.command == "apply":
+        if args.metadata and args.files:
+            sub.error("give files or --metadata, not both.")
+        if args.metadata and args.batch:
+            sub.error("--metadata gives each file its batch; drop --batch.")
+        if not args.metadata and not args.files:
+            sub.error("the following arguments are required: files (or --metadata)")
 
 
 def _names(text):
@@ -183,24 +240,32 @@ def _hidden(text):
     return widths
 
 
+def _editor(args):
+    from neuronedit_tf.editor import NeuronEditor
+
+    return NeuronEditor(
+        transform=args.transform, cofactor=args.cofactor, logicle=_logicle(args.logicle),
+        channels=_names(args.channels), hidden=_hidden(args.hidden), seed=args.seed,
+        method=None if args.method == "neuron_edit" else args.method,  # None: the default
+        members=args.members,
+    )
+
+
 def _fit(args):
     from neuronedit_tf.data.formats import read
-    from neuronedit_tf.editor import NeuronEditor
 
     from neuronedit_tf import baselines, methods, selection
 
+    if args.metadata:
+        _fit_study(args)
+        return
     # A comparison method's name (quantile_map, mean_shift, ...) fits that comparison method,
     # saved as such, even where neuron editing has a method of the same name for "auto".
     if args.method not in ("neuron_edit", selection.AUTO) and (
             args.method not in methods.names() or args.method in baselines.names()):
         _fit_baseline(args)
         return
-    editor = NeuronEditor(
-        transform=args.transform, cofactor=args.cofactor, logicle=_logicle(args.logicle),
-        channels=_names(args.channels), hidden=_hidden(args.hidden), seed=args.seed,
-        method=None if args.method == "neuron_edit" else args.method,  # None: the default
-        members=args.members,
-    )
+    editor = _editor(args)
     source, target = read(args.source, args.format), read(args.target, args.format)
     extra = [read(path, args.format) for path in args.extra] or None
     fast = dict(jit_compile="auto") if args.fast else {}
@@ -211,6 +276,38 @@ def _fit(args):
               "(held-out EMD / no correction, lower is better):")
         print(selection.table(editor.selection_))
     print(f"saved the fitted editor ({editor.method_}) to {path}")
+
+
+def _fit_study(args):
+    """``neuronedit fit --metadata``: one study model for every batch of the table."""
+    from neuronedit_tf import methods
+    from neuronedit_tf.data.metadata import read_metadata
+    from neuronedit_tf.errors import NeuronEditError
+
+    if args.method != "neuron_edit" and args.method not in methods.names():
+        raise NeuronEditError(
+            f"A study is fitted with neuron editing's methods ({', '.join(methods.names())}, "
+            f"or the default neuron_edit); {args.method!r} is not one of them. Fit a "
+            "comparison method per pair with --source/--target.")
+    table = read_metadata(args.metadata)
+    if args.reference_batch not in (*table.batches, "mean"):
+        raise NeuronEditError(
+            f"--reference-batch {args.reference_batch!r} is not a batch of {args.metadata}; its "
+            f"batches are {list(table.batches)}. Give one of them, or mean (the anchors' mean).")
+    table.check_channels(args.format)
+    if args.model and not args.overwrite:
+        from pathlib import Path
+
+        if Path(args.model).exists():  # refuse before the training, not after it
+            raise NeuronEditError(f"{args.model} exists; pass --overwrite or choose another "
+                                  "--model folder.")
+    fast = dict(jit_compile="auto") if args.fast else {}
+    study = _editor(args).fit_study(table.anchors(args.format), reference=args.reference_batch,
+                                    samples=table.samples(args.format) or None,
+                                    epochs=args.epochs, **fast)
+    path = study.save(args.model, overwrite=args.overwrite)
+    print(f"saved the study of {len(study.batches)} batches {list(study.batches)} (reference "
+          f"{study.reference}) to {path}")
 
 
 def _fit_baseline(args):
@@ -260,33 +357,10 @@ def _load_model(path):
     return NeuronEditor.load(path)
 
 
-def _destinations(files, out_dir, out_format):
-    """Where each input's edited copy goes; refuses collisions and writing over an input."""
-    from pathlib import Path
+def _destinations(files, out_dir, out_format, names=None):
+    from neuronedit_tf.data.formats import output_paths
 
-    from neuronedit_tf.data.formats import FORMATS, split_dataset
-    from neuronedit_tf.errors import NeuronEditError
-
-    suffix = {"hdf5": ".h5", "tsv": ".tsv"}.get(out_format, f".{out_format}") if out_format else None
-    if out_format is not None and out_format not in FORMATS:
-        raise NeuronEditError(f"Unknown --out-format {out_format!r}; choose one of {FORMATS}.")
-    inputs = [split_dataset(f)[0] for f in files]
-    destinations = [Path(out_dir) / (p.with_suffix(suffix).name if suffix else p.name)
-                    for p in inputs]
-    names = [d.name for d in destinations]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise NeuronEditError(
-            f"Several inputs would be written to the same file(s) {repeated} in {out_dir}; "
-            "rename them or edit them in separate runs."
-        )
-    for source, destination in zip(inputs, destinations):
-        if destination.resolve() == source.resolve():
-            raise NeuronEditError(
-                f"{destination} would overwrite its input; choose another --out-dir "
-                "(inputs are never modified)."
-            )
-    return destinations
+    return output_paths(files, out_dir, out_format, names)
 
 
 def _apply(args):
@@ -294,8 +368,18 @@ def _apply(args):
 
     from neuronedit_tf import __version__
     from neuronedit_tf.data.formats import infer_format, read, resolve_dataset, split_dataset, write
+    from neuronedit_tf.errors import NeuronEditError
+    from neuronedit_tf.study import Study
 
     editor = _load_model(args.model)
+    if isinstance(editor, Study):
+        _apply_study(args, editor)
+        return
+    if args.metadata or args.batch:
+        raise NeuronEditError(
+            f"{args.model} is an editor of one pair, not a study: it has no batches. Drop "
+            f"{'--metadata' if args.metadata else '--batch'}, or fit a study with "
+            "`neuronedit fit --metadata`.")
     destinations = _destinations(args.files, args.out_dir, args.out_format)
     edited_what = ",".join(editor.columns_) if editor.columns_ else "all features"
     note = (f"neuronedit {__version__}: edited {edited_what} with the model {args.model} "
@@ -314,6 +398,99 @@ def _apply(args):
         progress.write(f"wrote {destination}")
 
 
+def _study_jobs(args, study):
+    """``[(path, batch, name under --out-dir), ...]`` of an ``apply`` with a study, every file
+    checked before anything is written: its batch known, its channels those of the study."""
+    from pathlib import Path
+
+    from neuronedit_tf.data.formats import channel_names
+    from neuronedit_tf.data.metadata import read_metadata
+    from neuronedit_tf.errors import NeuronEditError
+
+    if args.metadata:
+        table = read_metadata(args.metadata)
+        jobs = [(str(f.path), f.batch, f.output_name) for f in table.files]
+    elif args.batch is None:
+        raise NeuronEditError(
+            f"{args.model} is a study of batches {list(study.batches)}: say which batch the "
+            "files belong to with --batch NAME, or give --metadata (each file its own batch).")
+    else:
+        jobs = [(path, args.batch, None) for path in args.files]
+    unknown = list(dict.fromkeys(b for _, b, _ in jobs if b not in study.batches))
+    if unknown:
+        raise NeuronEditError(
+            f"batch(es) {unknown} are not in the study {args.model}; it knows "
+            f"{list(study.batches)}. Add each first: neuronedit add-batch --model {args.model} "
+            f"--batch {unknown[0]} --anchor ANCHOR_FILE.")
+    expected = list(study.columns_ or []) + list(study.passthrough_ or [])
+    problems = []
+    for path, _, _ in jobs:
+        names = channel_names(path, args.format)
+        if names is None or not expected:
+            continue
+        missing = [c for c in expected if c not in names]
+        extra = [c for c in names if c not in expected]
+        if missing or extra:
+            problems.append(f"{Path(path).name}: missing {missing}, extra {extra}")
+    if problems:
+        raise NeuronEditError(
+            f"{len(problems)} file(s) do not have the study's channels: "
+            f"{'; '.join(problems[:20])}. Rename or drop channels so that the names agree "
+            "(reordering is fine); nothing was written.")
+    return jobs
+
+
+def _apply_study(args, study):
+    """``neuronedit apply`` with a study: each file corrected as its own batch."""
+    from tqdm import tqdm
+
+    from neuronedit_tf.data.formats import infer_format, read, resolve_dataset, split_dataset, write
+    from neuronedit_tf.study import correction_note
+
+    jobs = _study_jobs(args, study)
+    names = [name for _, _, name in jobs] if args.metadata else None
+    destinations = _destinations([path for path, _, _ in jobs], args.out_dir, args.out_format,
+                                 names)
+    progress = tqdm(list(zip(jobs, destinations)), desc="correcting files", unit="file",
+                    disable=len(jobs) < 2)
+    for (path, batch, _), destination in progress:
+        source_path, dataset = split_dataset(path)
+        in_format = infer_format(source_path, args.format)
+        if in_format == "hdf5":
+            dataset = resolve_dataset(source_path, dataset)
+        note = correction_note(batch, study.reference, study.columns_,
+                               f"the study model {args.model}", study.method_,
+                               study.editor.transform_name)
+        edited = study.transform(read(path, args.format, mmap=False), batch=batch)
+        out_format = args.out_format or in_format
+        write(destination, edited, out_format, note=note,
+              dataset=dataset if out_format == "hdf5" else None)
+        progress.write(f"wrote {destination} (batch {batch})")
+
+
+def _add_batch(args):
+    from neuronedit_tf.data.formats import read
+    from neuronedit_tf.data.metadata import pool
+    from neuronedit_tf.editor import NeuronEditor
+    from neuronedit_tf.errors import NeuronEditError
+    from neuronedit_tf.study import Study
+
+    study = NeuronEditor.load(args.model)
+    if not isinstance(study, Study):
+        raise NeuronEditError(f"{args.model} is an editor of one pair, not a study; add-batch "
+                              "extends a study fitted with `neuronedit fit --metadata`.")
+    if args.batch in study.batches and not args.overwrite:
+        raise NeuronEditError(f"Batch {args.batch!r} is already in the study {args.model} "
+                              f"({list(study.batches)}); pass --overwrite to replace its anchor, "
+                              "or choose another --batch name.")
+    anchor = pool([read(path, args.format) for path in args.anchor], args.anchor)
+    study.add_batch(args.batch, anchor=anchor, overwrite=args.overwrite)
+    path = study.save(args.out or args.model, overwrite=args.out is None)
+    print(f"added batch {args.batch} ({len(args.anchor)} anchor file"
+          f"{'s' if len(args.anchor) > 1 else ''}); the study's batches are "
+          f"{list(study.batches)}; saved to {path}")
+
+
 def _demo(args):
     from neuronedit_tf.demo import run_demo, summary
 
@@ -329,7 +506,12 @@ def _demo(args):
 def _export(args):
     from neuronedit_tf.editor import NeuronEditor
 
-    report = NeuronEditor.load(args.model).export(
+    model = NeuronEditor.load(args.model)
+    batches = getattr(model, "batches", None)
+    if batches is not None:
+        print(f"a study of {len(batches)} batches {list(batches)}: serving_default takes "
+              "features and each row's batch name")
+    report = model.export(
         args.out, format=args.format, name=args.name, version=args.version,
         overwrite=args.overwrite, verify=args.verify, quantize=args.quantize, sample=args.sample,
     )
@@ -339,7 +521,7 @@ def _export(args):
               f"the Keras model {figures['max_abs']:.3g})")
 
 
-BENCH_EXPERIMENTS = ("batch", "drugs", "images", "speed")
+BENCH_EXPERIMENTS = ("batch", "drugs", "images", "study", "speed")
 RESULTS_PREAMBLE = """# Results: the paper's tables, regenerated on real data that ships in packages
 
 Written by `neuronedit bench` (see each section for its exact command; `neuronedit bench all
@@ -436,8 +618,8 @@ def _tensorflow_logs(verbose):
     return hidden_native_logs()
 
 
-HANDLERS = {"demo": _demo, "fit": _fit, "apply": _apply, "export": _export, "bench": _bench,
-            "zoo": _zoo}
+HANDLERS = {"demo": _demo, "fit": _fit, "apply": _apply, "add-batch": _add_batch,
+            "export": _export, "bench": _bench, "zoo": _zoo}
 
 
 def main(argv=None):
@@ -446,6 +628,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
+    _check_usage(parser, args)
     from neuronedit_tf.errors import NeuronEditError
 
     try:

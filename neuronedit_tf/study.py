@@ -175,6 +175,23 @@ def rows_needed(quantiles, maps):
     return sizes[why], why
 
 
+def correction_note(batch, reference, columns, where, method, transform):
+    """What a corrected file records (FCS ``$COM``, h5ad ``uns["history"]``): its batch, the
+    reference it was corrected into, the channels, and the model.
+
+    Example:
+        >>> correction_note("2", "1", ["CD3", "CD4"], "the study model study/", "gated",
+        ...                 "arcsinh")  # doctest: +ELLIPSIS
+        'neuronedit ...: corrected batch 2 into the reference batch 1 (CD3,CD4) with the study model study/ (method gated, transform arcsinh)'
+    """
+    from neuronedit_tf import __version__
+
+    into = "the anchors' mean" if reference == MEAN else f"the reference batch {reference}"
+    edited = ",".join(columns) if columns else "all features"
+    return (f"neuronedit {__version__}: corrected batch {batch} into {into} ({edited}) with "
+            f"{where} (method {method}, transform {transform})")
+
+
 # ------------------------------------------------------------------ the study
 class Study:
     """A fitted study: one autoencoder, every batch's edit into the reference frame.

@@ -4,7 +4,7 @@
 
 Every notebook starts with an install cell (a no-op where neuronedit_tf is
 already importable), a parameters cell (tag ``parameters``, small defaults so
-tests/test_notebooks.py runs all five in a few minutes) and a cell that picks a
+tests/test_notebooks.py runs all six in a few minutes) and a cell that picks a
 ``tf.distribute`` strategy for a Colab TPU or several GPUs. Edit this script,
 not the .ipynb files; tests/test_notebooks.py checks they agree.
 """
@@ -367,6 +367,126 @@ server.shutdown()
 server.server_close()
 print("REST answer vs Keras, max abs:", np.abs(outputs - keras_out[:N_ROWS]).max())
 print(f"curl -d @body.json {url.replace('127.0.0.1:' + str(server.server_address[1]), 'HOST:8501')}")""",
+    ],
+)
+
+NOTEBOOKS["06_studies"] = notebook(
+    "06_studies", "Studies: many plates, one model",
+    "A study is many batches (plates), each with the same anchor sample (a control aliquot) run "
+    "beside that plate's samples. One study model corrects every plate into a reference plate; "
+    "a plate that arrives later is added without training. We use the real CyTOF files that "
+    "cytonormpy ships (3 plates x 2 donors; donor 1 is the anchor on every plate) with "
+    "cytonormpy's own metadata table, in Python, on the command line, on cytonormpy's AnnData, "
+    "and as one served graph.",
+    "EPOCHS = 5             # training epochs (200 with early stopping for real use)\n"
+    "HIDDEN = (64, 32, 16)  # the paper's network is (500, 250, 50)\n"
+    "SEED = 0\n"
+    "REFERENCE = \"1\"        # the plate every plate is corrected into (or \"mean\")\n"
+    "VERIFY = False         # check the export in a fresh process (a few seconds)",
+    [
+        "#md ## The study as files: cytonormpy's metadata table\nOne row per file: "
+        "`file_name` (relative to the table's folder), `reference` (`ref` for a plate's anchor "
+        "file, `other` for a sample) and `batch`. Several anchor files of one plate are pooled.",
+        """\
+import numpy as np
+import pandas as pd
+from neuronedit_tf import NeuronEditor, metrics
+from neuronedit_tf.data import read, read_metadata, write, write_cytof_study
+from neuronedit_tf.data.datasets import cytof_markers
+
+table = write_cytof_study("study_files")        # six FCS files, metadata.csv, markers.txt
+print(table.read_text())
+files = read_metadata(table)                     # checked: columns, roles, anchors, files
+print(files, "| channels:", len(files.check_channels()))""",
+        SCALE,
+        "#md ## Two plates first, in Python\nOne autoencoder is trained on both plates' "
+        "anchors and samples; each plate gets the edit from its anchor to the reference "
+        "plate's anchor. The reference plate's own cells pass unchanged.",
+        """\
+markers = cytof_markers()
+anchors, samples = files.anchors(), files.samples()
+study = NeuronEditor(transform="arcsinh", cofactor=5, channels=markers, hidden=HIDDEN, seed=SEED,
+                     strategy=strategy).fit_study(
+    {b: anchors[b] for b in ("1", "2")}, reference=REFERENCE,
+    samples={b: samples[b] for b in ("1", "2")}, epochs=EPOCHS, verbose=0)
+print(study)
+truth = samples[REFERENCE][0].select(markers)    # donor 2 on the reference plate
+
+
+def emd(data):
+    return metrics.mean_emd(scale(data.select(markers)), scale(truth))
+
+
+corrected = study.transform(samples["2"][0], batch="2")
+print(f"donor 2, plate 2 -> plate {REFERENCE}: EMD to the real file {emd(samples['2'][0]):.3f} "
+      f"uncorrected, {emd(corrected):.3f} corrected")""",
+        "#md ## A plate arrives later: `add_batch`\nThe autoencoder stays frozen; only plate 3's "
+        "tables are fitted from its anchor (seconds). Every other plate's output stays bit for "
+        "bit the same.",
+        """\
+before = study.transform(samples["2"][0], batch="2").values
+study.add_batch("3", anchor=anchors["3"])
+assert np.array_equal(study.transform(samples["2"][0], batch="2").values, before)
+late = study.transform(samples["3"][0], batch="3")
+print(study.batches, f"| donor 2, plate 3: {emd(samples['3'][0]):.3f} uncorrected, "
+      f"{emd(late):.3f} corrected (its cells were never seen in training)")
+try:
+    study.transform(samples["3"][0], batch="4")
+except Exception as error:                      # a batch the study does not know
+    print(type(error).__name__, ":", error)""",
+        "#md ## The same on the command line\n```bash\nneuronedit fit --metadata "
+        "study_files/metadata.csv --reference-batch 1 --channels @study_files/markers.txt "
+        "--transform arcsinh --cofactor 5 --model study/\nneuronedit apply --model study/ "
+        "--metadata study_files/metadata.csv --out-dir normalized/\nneuronedit add-batch "
+        "--model study/ --batch 4 --anchor plate4_control.fcs\n```\nHere we call the same "
+        "command from Python. `apply` writes every file corrected as its own plate, in its "
+        "own format, every keyword kept and the batch and reference recorded in `$COM`.",
+        """\
+import shutil
+from neuronedit_tf.cli import main
+
+shutil.rmtree("study", ignore_errors=True)
+shutil.rmtree("normalized", ignore_errors=True)
+hidden = ",".join(map(str, HIDDEN))
+main(["fit", "--metadata", "study_files/metadata.csv", "--reference-batch", REFERENCE,
+      "--channels", "@study_files/markers.txt", "--transform", "arcsinh", "--cofactor", "5",
+      "--hidden", hidden, "--epochs", str(EPOCHS), "--seed", str(SEED), "--model", "study"])
+main(["apply", "--model", "study", "--metadata", "study_files/metadata.csv",
+      "--out-dir", "normalized"])
+normalized = read("normalized/Gates_PTLG028_Unstim_Control_2.fcs")
+print(normalized.text["com"][-160:])
+print(f"donor 2, plate 2: EMD {emd(normalized):.3f} after `neuronedit apply`")""",
+        "#md ## AnnData, the scanpy way\ncytonormpy's own AnnData (`X` is None; the values are "
+        "in `layers[\"compensated\"]`): every cell corrected into the reference plate's frame, "
+        "as a new layer.",
+        """\
+import neuronedit_tf as ne
+from neuronedit_tf.data import load_cytof_adata
+
+adata = load_cytof_adata()
+corrected = ne.tl.edit_study(adata, batch_key="batch", anchor_key="reference", anchor="ref",
+                             reference=REFERENCE, layer="compensated", channels=markers,
+                             transform="arcsinh", cofactor=5, hidden=HIDDEN, seed=SEED,
+                             fit_kwargs={"epochs": EPOCHS, "verbose": 0})
+print(corrected)
+print({k: v for k, v in corrected.uns["neuronedit"].items() if k != "params"})""",
+        "#md ## One served graph for every plate\nThe export's `serving_default` takes the "
+        "cells and each row's batch name; one request may mix plates, and an unknown plate "
+        "fails the request. (On a cluster, `neuronedit_tf.beam.correct_files` runs this graph "
+        "with Apache Beam's RunInference.)",
+        """\
+import tensorflow as tf
+
+shutil.rmtree("served_study", ignore_errors=True)
+report = study.export("served_study", format="saved_model", verify=VERIFY)
+serve = tf.saved_model.load(report["path"]).signatures["serving_default"]
+rows = np.concatenate([samples[b][0].select(markers).values[:2] for b in ("1", "2", "3")])
+names = tf.constant([b"1", b"1", b"2", b"2", b"3", b"3"])
+print(serve(features=tf.constant(rows), batch=names)["edited"].numpy()[:, :4])
+try:
+    serve(features=tf.constant(rows), batch=tf.constant([b"9"] * 6))
+except tf.errors.InvalidArgumentError as error:
+    print("refused:", str(error).splitlines()[0][:120])""",
     ],
 )
 

@@ -12,14 +12,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FOLDER = REPO / "notebooks"
 NAMES = ["01_quickstart", "02_spike_in_batch_correction", "03_drug_combinations",
-         "04_image_editing", "05_export_and_serve"]
+         "04_image_editing", "05_export_and_serve", "06_studies"]
 
 
 def _read(name):
     return nbformat.read(FOLDER / f"{name}.ipynb", as_version=4)
 
 
-def test_the_five_notebooks_are_committed():
+def test_the_six_notebooks_are_committed():
     assert sorted(p.stem for p in FOLDER.glob("*.ipynb")) == NAMES
 
 

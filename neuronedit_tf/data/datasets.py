@@ -151,3 +151,73 @@ def facs_diva_bytes() -> bytes:
     return read_member(
         FCSPARSER, "fcsparser/tests/data/FlowCytometers/FACS_Diva/facs_diva_test.fcs"
     )
+
+
+#: The study's files in the cytonormpy wheel: its metadata table (``file_name,reference,
+#: batch``: donor 1 is the anchor, ``ref``, on every plate), and the same cells as AnnData.
+CYTOF_METADATA = "cytonormpy/_resources/metadata.csv"
+CYTOF_ADATA = "cytonormpy/_resources/test_adata.h5ad"
+
+
+def cytof_metadata():
+    """cytonormpy's own metadata table of the CyTOF files, as a DataFrame of strings.
+
+    Six rows (``file_name, reference, batch``): on each plate 021, 028 and 034 (batches
+    ``"1"``, ``"2"``, ``"3"``), donor 1's file is the anchor (``ref``) and donor 2's the
+    sample (``other``).
+
+    Example:
+        >>> table = cytof_metadata()
+        >>> table.columns.tolist(), table["batch"].tolist()
+        (['file_name', 'reference', 'batch'], ['1', '1', '2', '2', '3', '3'])
+    """
+    import io
+
+    import pandas as pd
+
+    return pd.read_csv(io.BytesIO(read_member(CYTONORMPY, CYTOF_METADATA)), dtype=str,
+                       keep_default_na=False)
+
+
+def write_cytof_study(folder):
+    """Write the CyTOF study as a user has it: the six FCS files (all 55 channels), cytonormpy's
+    ``metadata.csv`` (byte for byte) and ``markers.txt`` (the 37 marker channels, one a line)
+    into ``folder``. Returns the metadata table's path.
+
+    Example:
+        >>> import tempfile
+        >>> path = write_cytof_study(tempfile.mkdtemp())
+        >>> sorted(p.name for p in path.parent.iterdir())[:2], path.name
+        (['Gates_PTLG021_Unstim_Control_1.fcs', 'Gates_PTLG021_Unstim_Control_2.fcs'], 'metadata.csv')
+    """
+    from neuronedit_tf.data.atomic import atomic_path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in cytof_metadata()["file_name"]:
+        with atomic_path(folder / name) as temporary:
+            Path(temporary).write_bytes(read_member(CYTONORMPY, f"cytonormpy/_resources/{name}"))
+    with atomic_path(folder / "markers.txt") as temporary:
+        Path(temporary).write_text("".join(f"{m}\n" for m in cytof_markers()))
+    with atomic_path(folder / "metadata.csv") as temporary:
+        Path(temporary).write_bytes(read_member(CYTONORMPY, CYTOF_METADATA))
+    return folder / "metadata.csv"
+
+
+def load_cytof_adata():
+    """The AnnData cytonormpy ships (``test_adata.h5ad``): the six CyTOF files' 6,000 cells x
+    55 channels, ``obs`` = ``file_name, reference, batch, sample_ID``, ``X`` None and the
+    values in ``layers["compensated"]`` (equal to the FCS files' values). Needs anndata.
+
+    Example:
+        >>> adata = load_cytof_adata()
+        >>> adata.shape, list(adata.obs.columns), adata.X is None
+        ((6000, 55), ['file_name', 'reference', 'batch', 'sample_ID'], True)
+    """
+    import io
+
+    from neuronedit_tf.data.annotated import require_anndata
+
+    anndata = require_anndata()
+    with io.BytesIO(read_member(CYTONORMPY, CYTOF_ADATA)) as handle:
+        return anndata.read_h5ad(handle)

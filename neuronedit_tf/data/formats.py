@@ -33,7 +33,7 @@ from neuronedit_tf.data.annotated import (dense_matrix, from_table, read_h5ad, r
                                            write_h5ad)
 from neuronedit_tf.data.atomic import atomic_path
 from neuronedit_tf.data.fcs import FCSData, read_fcs, write_fcs
-from neuronedit_tf.data.tables import Table, as_table, is_anndata
+from neuronedit_tf.data.tables import Table, as_table, is_anndata, names_of
 from neuronedit_tf.errors import NeuronEditError, foreign_errors
 from neuronedit_tf.validation import check_unique
 
@@ -153,6 +153,67 @@ def read_table(path, format=None, *, dataset=None):
             content is not a valid table (see :func:`~neuronedit_tf.data.tables.as_table`).
     """
     return as_table(read(path, format, dataset=dataset), name=str(path))
+
+
+def channel_names(path, format=None, *, dataset=None):
+    """A data file's channel (column) names, read from its header where the format has one
+    (FCS TEXT, a CSV/TSV header row, the Parquet schema, h5ad ``var_names``), or None for a
+    file without names (NPY, unnamed arrays).
+
+    Raises:
+        NeuronEditError: the file is missing, empty, mislabelled or unreadable.
+
+    Example:
+        >>> import pandas as pd, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.csv")
+        >>> _ = write(path, pd.DataFrame({"CD3": [1.0], "CD4": [2.0]}))
+        >>> channel_names(path)
+        ['CD3', 'CD4']
+    """
+    path, dataset = split_dataset(path, dataset)
+    format = infer_format(path, format)
+    _check_content(path, format)
+    with foreign_errors(f"{path} is not a readable {format.upper()} file ({{kind}}: {{error}}). "
+                        "Check that it is complete and of the right kind."):
+        if format == "fcs" and dataset is None:
+            import flowio
+
+            try:
+                flow = flowio.FlowData(os.fspath(path), only_text=True)
+            except Exception:  # an odd file: the full reader knows its workarounds
+                return list(read_fcs(path).channels)
+            return [str(flow.channels[k]["pnn"]) for k in sorted(flow.channels, key=int)]
+        if format in ("csv", "tsv"):
+            import csv
+
+            separator = "," if format == "csv" else "\t"
+            _check_header(path, separator)
+            with open(path, newline="", encoding="utf-8-sig") as handle:
+                return [c.strip() for c in next(csv.reader(handle, delimiter=separator))]
+        if format == "parquet":
+            _require_pyarrow()
+            import pyarrow.parquet as pq
+
+            return [str(c) for c in pq.read_schema(path).names if not c.startswith("__")]
+        if format == "h5ad":
+            anndata = require_anndata()
+            adata = anndata.read_h5ad(path, backed="r")
+            try:
+                return [str(c) for c in adata.var_names]
+            finally:
+                adata.file.close()
+        if format == "npy":
+            return None
+        if format == "hdf5":
+            import h5py
+
+            key = resolve_dataset(path, dataset)
+            with h5py.File(path, "r") as handle:
+                columns = handle[key].attrs.get("columns")
+            if columns is None:
+                return None
+            return [c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(columns)]
+        return names_of(read(path, format, dataset=dataset))
 
 
 def _read_fcs(path, dataset=None, **_):
@@ -455,6 +516,41 @@ _WRITERS = {
     "fcs": _write_fcs, "csv": _write_csv, "tsv": _write_tsv, "parquet": _write_parquet,
     "npy": _write_npy, "npz": _write_npz, "hdf5": _write_hdf5, "h5ad": _write_h5ad,
 }
+
+
+def output_paths(files, out_dir, out_format=None, names=None):
+    """Where each input's edited copy goes: ``out_dir / name`` (``names``: each one's path
+    under ``out_dir``, default the input's file name), with ``out_format``'s extension if
+    given.
+
+    Raises:
+        NeuronEditError: an unknown ``out_format``, two inputs that would be written to the
+            same file, or an output that would overwrite its input.
+
+    Example:
+        >>> [str(p) for p in output_paths(["a/x.fcs", "b/y.fcs"], "out", "csv")]
+        ['out/x.csv', 'out/y.csv']
+    """
+    suffix = {"hdf5": ".h5", "tsv": ".tsv"}.get(out_format, f".{out_format}") if out_format else None
+    if out_format is not None and out_format not in FORMATS:
+        raise NeuronEditError(f"Unknown --out-format {out_format!r}; choose one of {FORMATS}.")
+    inputs = [split_dataset(f)[0] for f in files]
+    relative = [Path(n) for n in names] if names else [Path(p.name) for p in inputs]
+    destinations = [Path(out_dir) / (r.with_suffix(suffix) if suffix else r) for r in relative]
+    written = [str(d.relative_to(out_dir)) for d in destinations]
+    repeated = sorted({n for n in written if written.count(n) > 1})
+    if repeated:
+        raise NeuronEditError(
+            f"Several inputs would be written to the same file(s) {repeated} in {out_dir}; "
+            "rename them or edit them in separate runs."
+        )
+    for source, destination in zip(inputs, destinations):
+        if destination.resolve() == source.resolve():
+            raise NeuronEditError(
+                f"{destination} would overwrite its input; choose another --out-dir "
+                "(inputs are never modified)."
+            )
+    return destinations
 
 
 # --------------------------------------------------------------------------- chunks
