@@ -55,18 +55,6 @@ def test_numbers_are_finite_and_sane(quick):
     assert added["add_batch s"] > 0 and quick.add_seconds > 0
 
 
-def test_cytonormpy_as_a_study_when_its_environment_exists():
-    python = study.cytonormpy_python(build=False, log=lambda m: None)
-    if python is None:
-        pytest.skip("no cytonormpy environment (NEURONEDIT_CYTONORMPY_PYTHON or the full bench "
-                    "builds one)")
-    rows = study.cytonormpy_rows(python, references=("021",), log=lambda m: None)
-    assert [(r["reference"], r["plate"]) for r in rows] == [("021", "028"), ("021", "034")]
-    none = {p: study.emd(load_cytof(p, 2), load_cytof("021", 2)) for p in ("028", "034")}
-    for row in rows:  # cytonormpy moves donor 2 toward the reference plate's donor 2
-        assert row["emd"] < none[row["plate"]]
-
-
 def test_paired_differences_pair_the_same_reference_plate_and_seed():
     rows = [{"method": "study editor (default)", "reference": "a", "plate": "b", "seed": s,
              "emd": 0.1 + 0.01 * s} for s in (0, 1)]
