@@ -194,6 +194,33 @@ def build_table(source_q, tables, inner, bins, width, rows=None):
     return table.reshape(n * bins, table_columns(width, rows))
 
 
+def _table_value(table, position, rows, width, a, inside, extrapolation, low, high):
+    """The edited value of each clipped input ``inside`` from its bin's row of ``table``
+    (``position``: the flat bin index), then the extrapolation beyond the first and last
+    knots (``a``: the unclipped input; ``low``/``high``: the end slopes of ``"linear"``),
+    clipped to float32's finite range. Shared by :class:`LookupEdit` and the study's
+    stacked tables."""
+    planes = tf.unstack(tf.transpose(tf.bitcast(tf.gather(table, position), tf.float32),
+                                     [2, 0, 1]), axis=0)
+    if rows == "two_slope":
+        # At most one knot in the bin: one slope on each side of it.
+        value, knot, below, above = planes
+        offset = inside - knot
+        value += below * tf.minimum(offset, 0.0) + above * tf.maximum(offset, 0.0)
+    else:
+        value = planes[0]
+        for c in range(width):
+            start, length, slope = planes[1 + c], planes[1 + width + c], planes[1 + 2 * width + c]
+            value += tf.clip_by_value(inside - start, 0.0, length) * slope
+    # Outside [s_0, s_last]: a - inside is a - s_0 (< 0) below, a - s_last (> 0) above.
+    if extrapolation == "shift":
+        value += a - inside
+    elif extrapolation == "linear":
+        outside = a - inside
+        value += low * tf.minimum(outside, 0.0) + high * tf.maximum(outside, 0.0)
+    return tf.clip_by_value(value, -_LARGEST, _LARGEST)
+
+
 @keras.saving.register_keras_serializable(package="neuronedit")
 class LookupEdit(keras.layers.Layer):
     """A fitted NeuronEdit map as a constant lookup table (see the module docstring).
@@ -297,25 +324,8 @@ class LookupEdit(keras.layers.Layer):
         position = tf.clip_by_value((inside - self.origin) * self.scale, 0.0, bins - 1.0)
         position = tf.where(tf.equal(position, position), position, 0.0)
         position = tf.cast(position, tf.int32) + tf.range(n, dtype=tf.int32) * bins
-        rows = tf.bitcast(tf.gather(self.table, position), tf.float32)
-        planes = tf.unstack(tf.transpose(rows, [2, 0, 1]), axis=0)
-        if self.rows == "two_slope":
-            # At most one knot in the bin: one slope on each side of it.
-            value, knot, below, above = planes
-            offset = inside - knot
-            value += below * tf.minimum(offset, 0.0) + above * tf.maximum(offset, 0.0)
-        else:
-            value = planes[0]
-            for c in range(width):
-                start, length, slope = planes[1 + c], planes[1 + width + c], planes[1 + 2 * width + c]
-                value += tf.clip_by_value(inside - start, 0.0, length) * slope
-        # Outside [s_0, s_last]: a - inside is a - s_0 (< 0) below, a - s_last (> 0) above.
-        if self.extrapolation == "shift":
-            value += a - inside
-        elif self.extrapolation == "linear":
-            outside = a - inside
-            value += self.low * tf.minimum(outside, 0.0) + self.high * tf.maximum(outside, 0.0)
-        value = tf.clip_by_value(value, -_LARGEST, _LARGEST)
+        value = _table_value(self.table, position, self.rows, width, a, inside,
+                             self.extrapolation, self.low, self.high)
         return tf.cast(tf.reshape(value, _shape(inputs)), inputs.dtype)
 
     def compute_output_shape(self, input_shape):
@@ -482,23 +492,8 @@ class StudyLookupEdit(keras.layers.Layer):
         position = tf.clip_by_value((inside - origin) * scale, 0.0, bins - 1.0)
         position = tf.where(tf.equal(position, position), position, 0.0)  # NaN -> bin 0
         position = tf.cast(position, tf.int32) + neuron * bins
-        rows = tf.bitcast(tf.gather(self.table, position), tf.float32)
-        planes = tf.unstack(tf.transpose(rows, [2, 0, 1]), axis=0)
-        if self.rows == "two_slope":
-            value, knot, below, above = planes
-            offset = inside - knot
-            value += below * tf.minimum(offset, 0.0) + above * tf.maximum(offset, 0.0)
-        else:
-            value = planes[0]
-            for c in range(width):
-                start, length, slope = planes[1 + c], planes[1 + width + c], planes[1 + 2 * width + c]
-                value += tf.clip_by_value(inside - start, 0.0, length) * slope
-        if self.extrapolation == "shift":
-            value += a - inside
-        elif self.extrapolation == "linear":
-            outside = a - inside
-            value += low * tf.minimum(outside, 0.0) + high * tf.maximum(outside, 0.0)
-        value = tf.clip_by_value(value, -_LARGEST, _LARGEST)
+        value = _table_value(self.table, position, self.rows, width, a, inside,
+                             self.extrapolation, low, high)
         return tf.cast(value, values.dtype)
 
     def compute_output_shape(self, input_shape):
