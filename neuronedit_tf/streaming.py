@@ -258,7 +258,7 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
     ``1/validation_split``-th row: ``floor(n_rows * validation_split)`` rows)
     and training rows, and the training rows are shuffled through a buffer of
     ``shuffle_rows`` (exact shuffling up to that size: then the rows are held once
-    and their indices shuffled), batched and prefetched.
+    and their indices shuffled, and the validation rows are held from the same pass), batched and prefetched.
 
     Returns:
         ``(training, steps, validation)``: ``training`` repeats epoch after epoch
@@ -280,29 +280,43 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     n_validation = int(np.floor(n_rows * validation_split))
     n_training = n_rows - n_validation
-    kept = standardised.map(lambda chunk, held: tf.boolean_mask(chunk, ~held))
     if n_training <= shuffle_rows:
         # The shuffle buffer would hold every training row anyway: hold them once as one
         # tensor and shuffle their indices instead. tf.data's shuffle draws the same order
         # whatever the elements are, so the batches are the very same rows as shuffling
-        # the rows themselves, for a fraction of the per-row work at every epoch.
-        rows = write_chunks(kept.as_numpy_iterator(),
-                            np.empty((n_training,) + streams[0].sample_shape, np.float32))
+        # the rows themselves, for a fraction of the per-row work at every epoch. The
+        # validation rows are kept from the same single pass (the same values as reading
+        # them again), so an epoch's validation does not standardise every row again.
+        shape = streams[0].sample_shape
+        rows = np.empty((n_training,) + shape, np.float32)
+        held_rows = np.empty((n_validation,) + shape, np.float32)
+        start = held_start = 0
+        for chunk, held in standardised.as_numpy_iterator():
+            kept = chunk[~held]
+            if start + len(kept) > n_training or held_start + len(chunk) - len(kept) > n_validation:
+                raise NeuronEditError("The data yielded more rows than were counted.")
+            rows[start : start + len(kept)] = kept
+            held_rows[held_start : held_start + len(chunk) - len(kept)] = chunk[held]
+            start, held_start = start + len(kept), held_start + len(chunk) - len(kept)
+        if (start, held_start) != (n_training, n_validation):
+            raise NeuronEditError("The data yielded fewer rows than were counted.")
         rows = tf.constant(rows)
         order = tf.data.Dataset.range(n_training).shuffle(
             n_training, seed=seed, reshuffle_each_iteration=True)
         training = order.batch(batch_size).map(lambda index: tf.gather(rows, index))
+        validation = tf.data.Dataset.from_tensor_slices(held_rows).batch(validation_batch)
     else:
+        kept = standardised.map(lambda chunk, held: tf.boolean_mask(chunk, ~held))
         training = kept.unbatch().shuffle(shuffle_rows, seed=seed,
                                           reshuffle_each_iteration=True).batch(batch_size)
+        validation = (
+            standardised.map(lambda chunk, held: tf.boolean_mask(chunk, held))
+            .unbatch()
+            .batch(validation_batch)
+            .apply(tf.data.experimental.assert_cardinality(-(-n_validation // validation_batch)))
+        )
     training = training.repeat().prefetch(tf.data.AUTOTUNE)
-    validation = (
-        standardised.map(lambda chunk, held: tf.boolean_mask(chunk, held))
-        .unbatch()
-        .batch(validation_batch)
-        .apply(tf.data.experimental.assert_cardinality(-(-n_validation // validation_batch)))
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    validation = validation.prefetch(tf.data.AUTOTUNE)
     return training, -(-n_training // batch_size), validation
 
 

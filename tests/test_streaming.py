@@ -116,6 +116,30 @@ def test_validation_split_holds_out_evenly_spread_rows():
     assert mask.sum() == 100 and set(np.diff(np.flatnonzero(mask))) == {10}
 
 
+def test_in_memory_and_buffered_pipelines_hold_out_the_same_rows():
+    # Up to shuffle_rows the rows are held once (training and validation from one pass);
+    # beyond, they stream through the buffer. Both must validate on the very same
+    # batches and train on the same rows, or a fit's early stopping depends on its size.
+    from neuronedit_tf import models
+
+    values = np.random.default_rng(0).normal(size=(1003, 3)).astype(np.float32)
+    pre = models.preprocessing(3, values.mean(0), values.var(0))
+    rows = [streaming.Rows(values[:600], "s", chunk_rows=128), streaming.Rows(values[600:], "t")]
+    held, streamed = (streaming.training_data(rows, pre, len(values), 0.1, 64, seed=0,
+                                              shuffle_rows=buffer, validation_batch=40)
+                      for buffer in (10_000, 100))
+    assert held[1] == streamed[1] == -(-903 // 64)
+    for a, b in zip(held[2], streamed[2], strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    first_epoch = [np.concatenate([next(iter_) for _ in range(held[1])])
+                   for iter_ in (iter(held[0].as_numpy_iterator()),
+                                 iter(streamed[0].as_numpy_iterator()))]
+    expected = pre(values).numpy()[~streaming._validation_mask(0, 1003, 0.1).numpy()]
+    for epoch in first_epoch:
+        assert epoch.shape == expected.shape
+        np.testing.assert_array_equal(np.sort(epoch, axis=0), np.sort(expected, axis=0))
+
+
 @pytest.mark.parametrize("n_rows", [2, 101, 1000, 4097])
 def test_percentiles_equal_numpy_exactly(n_rows):
     rng = np.random.default_rng(n_rows)
