@@ -258,7 +258,8 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
     ``1/validation_split``-th row: ``floor(n_rows * validation_split)`` rows)
     and training rows, and the training rows are shuffled through a buffer of
     ``shuffle_rows`` (exact shuffling up to that size: then the rows are held once
-    and their indices shuffled, and the validation rows are held from the same pass), batched and prefetched.
+    and their indices shuffled, and the validation rows are held from the same
+    pass), batched and prefetched.
 
     Returns:
         ``(training, steps, validation)``: ``training`` repeats epoch after epoch
