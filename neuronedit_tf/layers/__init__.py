@@ -3,7 +3,8 @@
 * :class:`NeuronEdit` (``neuron_edit.py``): per-neuron percentile maps (paper eq. 1), and
   :func:`percentiles`, the exact column-sorted percentiles its ``adapt`` computes;
 * :class:`SupportGate` (``support_gate.py``): the ``"gated"`` method's blend by distance to
-  reference codes;
+  reference codes (it and :class:`ReferenceCodes` hold their codes as ``reference.py``'s
+  :class:`~neuronedit_tf.layers.reference.StoredReference` does);
 * :class:`ReferenceCodes` and :class:`KnnShift` (``knn_shift.py``): the ``"knn_shift"``
   method's stored spike-in codes and each row's mean shift of its nearest ones;
 * the in-graph transforms (``transforms.py``): :class:`Arcsinh`, :class:`Logicle` and

@@ -16,13 +16,14 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.layers.reference import StoredReference
 
 #: Reference codes a :class:`ReferenceCodes` keeps (a seeded subsample of the spike-ins').
 DEFAULT_KNN_REFERENCE = 2000
 
 
 @keras.saving.register_keras_serializable(package="neuronedit")
-class ReferenceCodes(keras.layers.Layer):
+class ReferenceCodes(StoredReference):
     """Stored codes ``(n_reference, n_neurons)``, output whatever the input.
 
     Called on a graph's codes (for its place in the graph; their values are not read),
@@ -41,21 +42,11 @@ class ReferenceCodes(keras.layers.Layer):
     """
 
     def __init__(self, max_reference=DEFAULT_KNN_REFERENCE, **kwargs):
-        super().__init__(**kwargs)
-        if int(max_reference) < 1:
-            raise NeuronEditError(f"ReferenceCodes needs max_reference >= 1; got {max_reference}.")
-        self.max_reference = int(max_reference)
-        self.is_adapted = False
+        super().__init__(max_reference, **kwargs)
 
     def build_reference(self, n_reference, n_neurons):
-        self.reference = self.add_weight(name="reference", shape=(n_reference, n_neurons),
-                                         initializer="zeros", trainable=False)
+        super().build_reference(n_reference, n_neurons)
         self.input_spec = keras.InputSpec(min_ndim=2, axes={-1: int(n_neurons)})
-
-    def build(self, input_shape):
-        if not hasattr(self, "reference"):
-            raise NeuronEditError("ReferenceCodes is not adapted; call adapt(codes) first.")
-        self.built = True
 
     def adapt(self, codes, seed=0):
         """Keep ``codes`` ``(rows, n_neurons)``, or ``max_reference`` of them drawn with ``seed``
@@ -65,44 +56,13 @@ class ReferenceCodes(keras.layers.Layer):
             raise NeuronEditError(
                 f"ReferenceCodes.adapt needs finite codes of shape (rows, neurons); got shape "
                 f"{codes.shape}.")
-        if len(codes) > self.max_reference:
-            rows = np.random.default_rng(seed).choice(len(codes), self.max_reference,
-                                                      replace=False)
-            codes = codes[np.sort(rows)]
-        if not hasattr(self, "reference"):
-            self.build_reference(*codes.shape)
-        elif tuple(self.reference.shape) != codes.shape:
-            raise NeuronEditError(f"This layer holds {tuple(self.reference.shape)} codes; adapt "
-                                  f"got {codes.shape}.")
-        self.reference.assign(codes)
-        self.built = True
-        self.is_adapted = True
-
-    def load_own_variables(self, store):
-        super().load_own_variables(store)
-        self.is_adapted = True
+        self.keep(codes, seed)
 
     def call(self, inputs):
         return tf.convert_to_tensor(self.reference)
 
     def compute_output_shape(self, input_shape):
         return tuple(self.reference.shape)
-
-    def get_config(self):
-        config = super().get_config()
-        shape = tuple(self.reference.shape) if hasattr(self, "reference") else (None, None)
-        config.update(max_reference=self.max_reference, n_reference=shape[0],
-                      n_neurons=shape[1])
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        n_reference, n_neurons = config.pop("n_reference", None), config.pop("n_neurons", None)
-        layer = cls(**config)
-        if n_reference is not None:
-            layer.build_reference(n_reference, n_neurons)
-        return layer
 
 
 @keras.saving.register_keras_serializable(package="neuronedit")

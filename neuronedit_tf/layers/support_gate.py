@@ -14,13 +14,14 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.layers.reference import StoredReference
 
 #: Reference codes a :class:`SupportGate` keeps (a seeded subsample of the spike-ins' codes).
 DEFAULT_GATE_REFERENCE = 1000
 
 
 @keras.saving.register_keras_serializable(package="neuronedit")
-class SupportGate(keras.layers.Layer):
+class SupportGate(StoredReference):
     """Blend two versions of each row by how far the row lies from reference codes.
 
     ``call([codes, inside, outside])`` returns ``outside + w * (inside - outside)``
@@ -61,7 +62,7 @@ class SupportGate(keras.layers.Layer):
     """
 
     def __init__(self, k=10, low=1.5, high=3.0, max_reference=DEFAULT_GATE_REFERENCE, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(max_reference, **kwargs)
         if int(k) < 1:
             raise NeuronEditError(f"SupportGate needs k >= 1; got {k}.")
         if not 0 < float(low) < float(high):
@@ -69,22 +70,14 @@ class SupportGate(keras.layers.Layer):
         self.k = int(k)
         self.low = float(low)
         self.high = float(high)
-        self.max_reference = int(max_reference)
-        self.is_adapted = False
 
     def build_reference(self, n_reference, n_neurons):
-        self.reference = self.add_weight(name="reference", shape=(n_reference, n_neurons),
-                                         initializer="zeros", trainable=False)
+        super().build_reference(n_reference, n_neurons)
         self.scale = self.add_weight(name="scale", shape=(), initializer="ones",
                                      trainable=False)
         # Inputs [codes, inside, outside]: the codes as wide as the reference codes.
         self.input_spec = [keras.InputSpec(min_ndim=2, axes={-1: int(n_neurons)}),
                            keras.InputSpec(min_ndim=2), keras.InputSpec(min_ndim=2)]
-
-    def build(self, input_shape):
-        if not hasattr(self, "reference"):
-            raise NeuronEditError("SupportGate is not adapted; call adapt(reference_codes) first.")
-        self.built = True
 
     def adapt(self, reference, seed=0):
         """Keep (a seeded subsample of) ``reference`` codes ``(rows, n_neurons)`` and
@@ -95,33 +88,15 @@ class SupportGate(keras.layers.Layer):
                 f"SupportGate.adapt needs more than k={self.k} rows of codes (rows, neurons); "
                 f"got shape {reference.shape}."
             )
-        if len(reference) > self.max_reference:
-            rows = np.random.default_rng(seed).choice(len(reference), self.max_reference,
-                                                      replace=False)
-            reference = reference[np.sort(rows)]
         from scipy.spatial import cKDTree
 
-        distance = cKDTree(reference).query(reference, self.k + 1)[0][:, -1]
+        kept = self.keep(reference, seed)
+        distance = cKDTree(kept).query(kept, self.k + 1)[0][:, -1]
         # The distances in ``weight`` are computed as |c|^2 - 2 c.r + |r|^2 in float32, so
         # below ~1e-3 of the codes' magnitude they are rounding noise: the scale's floor.
         # (Codes all equal, e.g. constant data, then give a gate around that one point.)
-        floor = 1e-3 * (1.0 + float(np.abs(reference).max()))
-        scale = max(float(np.median(distance)), floor)
-        if not hasattr(self, "reference"):
-            self.build_reference(*reference.shape)
-        elif tuple(self.reference.shape) != reference.shape:
-            raise NeuronEditError(
-                f"This gate holds {tuple(self.reference.shape)} reference codes; adapt got "
-                f"{reference.shape}."
-            )
-        self.reference.assign(reference)
-        self.scale.assign(scale)
-        self.built = True
-        self.is_adapted = True
-
-    def load_own_variables(self, store):
-        super().load_own_variables(store)
-        self.is_adapted = True  # the saved reference codes and scale are an adapted state
+        floor = 1e-3 * (1.0 + float(np.abs(kept).max()))
+        self.scale.assign(max(float(np.median(distance)), floor))
 
     def weight(self, codes):
         """``w`` per row, shape ``(rows, 1)``.
@@ -149,21 +124,8 @@ class SupportGate(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(k=self.k, low=self.low, high=self.high, max_reference=self.max_reference,
-                      n_reference=None if not hasattr(self, "reference") else
-                      int(self.reference.shape[0]),
-                      n_neurons=None if not hasattr(self, "reference") else
-                      int(self.reference.shape[1]))
+        config.update(k=self.k, low=self.low, high=self.high)
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        n_reference, n_neurons = config.pop("n_reference", None), config.pop("n_neurons", None)
-        layer = cls(**config)
-        if n_reference is not None:
-            layer.build_reference(n_reference, n_neurons)
-        return layer
 
 
 def gate_groups(n_reference, k):
