@@ -567,6 +567,7 @@ def _bench_speed(args, command):
     figures = speed.run_speed(
         args.out, sizes=(3000, 6000), training_rows=(2000, 4096), percentile_shape=(10**4, 10),
         command=command + " --quick", export_rows=8192, demo_epochs=2, whole_fit_rows=3000,
+        whole_fit_rounds=1,
         log=lambda m: print(m, file=sys.stderr, flush=True))
     print(speed.render(figures))
 
