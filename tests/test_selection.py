@@ -123,3 +123,23 @@ def test_the_cross_validation_samples_large_data_and_streams(monkeypatch):
     assert editor.selection_["rows"] and editor.method_ in selection.CANDIDATES
     # Each split fits on a part of the 400-row samples of S and T, never more.
     assert seen and all(max(pair) <= 400 for pair in seen)
+
+
+def test_the_table_shows_each_splits_score_per_candidate():
+    source, target, _ = _pair()
+
+    def fit_split(s, t):
+        shift = t.mean(0) - s.mean(0)
+        return {"no_op": lambda x: x, "mean": lambda x: x + shift}
+
+    choice, rows = selection.cross_validate(fit_split, source, target, lambda v: v,
+                                            candidates=("no_op", "mean"))
+    lines = selection.table({"choice": choice, "rows": rows}).splitlines()
+    assert lines[0] == "| candidate | random | population | mean |"
+    for name in ("no_op", "mean"):
+        ratios = {r["split"]: r["ratio"] for r in rows if r["candidate"] == name}
+        line = next(line for line in lines if line.startswith(f"| {name} ")
+                    or line.startswith(f"| **{name}** "))
+        cells = [cell.strip("* ") for cell in line.split("|")[2:-1]]
+        assert cells == [f"{ratios['random']:.3f}", f"{ratios['population']:.3f}",
+                         f"{np.mean(list(ratios.values())):.3f}"]
