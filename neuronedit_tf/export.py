@@ -619,23 +619,35 @@ BATCHES_FILE = "batches.txt"
 UNKNOWN_BATCH = "not-a-batch"
 
 
-def batch_index(batch, names):
+def batch_table(names):
+    """The served graph's ``name -> index`` table of a study's batches: a
+    ``tf.lookup.StaticHashTable`` (an unknown name gives ``len(names)``), which TFLite runs
+    as builtin ops (``HASHTABLE``, ``HASHTABLE_FIND``), one hash lookup per row whatever the
+    number of batches (comparing each row's name with every batch's took 8 ms per 4,096
+    rows with 100 batches, a seventh of the served graph's time)."""
+    count = len(names)
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(list(names)),
+                                            tf.range(count, dtype=tf.int64)),
+        default_value=count)
+
+
+def batch_index(batch, names, table=None):
     """Each row's batch name -> its index in ``names``, in TensorFlow ops that TFLite runs
-    (builtins: EQUAL on strings, CAST, MUL, SUM, GATHER). A name not in ``names`` fails the
-    request: in TensorFlow an assertion lists the unknown and the known names; TFLite drops
-    assertions, so the index is ``len(names)`` there and the gather that follows fails
-    (``gather index out of bounds``). Never a number for an unknown batch.
+    as builtins (``table``, :func:`batch_table`'s, made here if not given; a graph to export
+    needs it made outside and tracked). A name not in ``names`` fails the request: in
+    TensorFlow an assertion lists the unknown and the known names; TFLite drops assertions,
+    so the index is ``len(names)`` there and the gather that follows fails (``gather index
+    out of bounds``). Never a number for an unknown batch.
 
     Example:
         >>> batch_index(tf.constant(["b", "a"]), ["a", "b"]).numpy().tolist()
         [1, 0]
     """
     count = len(names)
-    known = tf.constant(list(names))
+    table = batch_table(names) if table is None else table
     batch = tf.reshape(batch, [-1])
-    match = tf.cast(tf.equal(batch[:, None], known[None, :]), tf.int32)
-    # Names are unique: at most one match per row; none leaves the index at `count`.
-    index = tf.reduce_sum(match * (tf.range(count, dtype=tf.int32) - count), axis=1) + count
+    index = tf.cast(table.lookup(batch), tf.int32)
     check = tf.debugging.Assert(
         tf.reduce_all(index < count),
         ["Unknown batch name(s):", tf.boolean_mask(batch, index >= count),
@@ -675,11 +687,13 @@ def write_study_saved_model(study, path, edit="lookup"):
     feature_shape = study.sample_shape
     latent_shape = tuple(encoder.output.shape[1:])
     batch_spec = tf.TensorSpec((None,), tf.string, name="batch")
+    table = batch_table(names)
     archive = keras.export.ExportArchive()
     archive.track(serving)
+    archive.track(table)
     archive.add_endpoint(
         "serving_default",
-        lambda features, batch: {"edited": serving([features, batch_index(batch, names)],
+        lambda features, batch: {"edited": serving([features, batch_index(batch, names, table)],
                                                    training=False)},
         input_signature=[_spec(feature_shape, "features"), batch_spec],
     )
@@ -689,7 +703,7 @@ def write_study_saved_model(study, path, edit="lookup"):
     )
     archive.add_endpoint(
         "edit", lambda latent, batch: {"edited_latent": latent_edit(
-            [latent, batch_index(batch, names)])},
+            [latent, batch_index(batch, names, table)])},
         input_signature=[_spec(latent_shape, "latent"), batch_spec],
     )
     archive.add_endpoint(

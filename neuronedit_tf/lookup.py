@@ -40,6 +40,8 @@ search (see ``lookup_edit``).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 import keras
@@ -63,9 +65,22 @@ MARGIN = 0.05
 _LARGEST = float(np.finfo(np.float32).max)
 
 
-def _segments(knots):
-    """Indices j of the positive-width segments [s_j, s_{j+1}] of one neuron's knots."""
-    return np.nonzero(knots[1:] > knots[:-1])[0]
+def _segments(knots, flat=None):
+    """Indices j of the positive-width segments [s_j, s_{j+1}] of one neuron's knots.
+
+    ``flat`` (``(t_eff, slope)`` of the map, as ``build_table`` takes them): a segment that
+    continues a flat run (its slope and the previous listed segment's both exactly 0, the
+    same value) is not listed, so the run counts as one segment. The map is the same
+    constant on the whole run, so a bin that overlaps the run is one segment wider, not one
+    per knot: a marker's many cells at zero give such runs of knots a few float32 ulps
+    apart, which no grid separates."""
+    segments = np.nonzero(knots[1:] > knots[:-1])[0]
+    if flat is None or len(segments) < 2:
+        return segments
+    t_eff, slope = flat
+    t, m = t_eff[segments], slope[segments]
+    repeats = (m[1:] == 0) & (m[:-1] == 0) & (t[1:] == t[:-1])
+    return segments[np.concatenate([[True], ~repeats])]
 
 
 def _grid(source_q, inner):
@@ -79,9 +94,10 @@ def _grid(source_q, inner):
     return lo, np.where(span > 0, span, 1.0)
 
 
-def _bin_segments(source_q, origin, span, bins):
+def _bin_segments(source_q, origin, span, bins, flat=None):
     """For every neuron and bin, the first and last overlapping segment (positions
-    in that neuron's list of positive-width segments)."""
+    in that neuron's list of positive-width segments; ``flat``: ``(t_eff, slope)``, each
+    ``(Q, n)``, to list a flat run as one segment, see :func:`_segments`)."""
     s = np.asarray(source_q, np.float64)
     n = s.shape[1]
     step = span / bins
@@ -89,23 +105,41 @@ def _bin_segments(source_q, origin, span, bins):
     last = np.zeros((n, bins), np.int64)
     edges = np.arange(bins, dtype=np.float64)
     for k in range(n):
-        segments = _segments(s[:, k])
+        segments = _segments(s[:, k], None if flat is None else (flat[0][:, k], flat[1][:, k]))
         if len(segments) == 0:
             continue
-        starts = s[segments, k]
         low = origin[k] + (edges - MARGIN) * step[k]
         high = origin[k] + (edges + 1 + MARGIN) * step[k]
         low[0], high[-1] = -np.inf, np.inf  # activations are clamped into these end bins
-        first[k] = np.clip(np.searchsorted(starts, low, side="right") - 1, 0, len(segments) - 1)
-        last[k] = np.clip(np.searchsorted(starts, high, side="left") - 1, 0, len(segments) - 1)
-        last[k] = np.maximum(last[k], first[k])
+        first[k], last[k] = _overlap(s[segments, k], low, high)
     return first, last
 
 
+def _overlap(starts, low, high):
+    """For bins ``[low, high]`` (arrays), the first and last segment overlapping each
+    (positions in the list of positive-width segments starting at ``starts``)."""
+    top = len(starts) - 1
+    first = np.clip(np.searchsorted(starts, low, side="right") - 1, 0, top)
+    last = np.clip(np.searchsorted(starts, high, side="left") - 1, 0, top)
+    return first, np.maximum(last, first)
+
+
 #: Table row layouts: ``"ramp"`` ``(base, starts[width], lengths[width], slopes[width])``,
-#: any width; ``"two_slope"`` ``(value, knot, slope_below, slope_above)``, width <= 2.
+#: any width; ``"two_slope"`` ``(value, knot, slope_below, slope_above)``, width <= 2;
+#: ``"three_slope"`` ``(value, knot, length, slope_below, slope_middle, slope_above)``, width
+#: <= 3 (two knots in the bin; a study's nested tables use it, see :func:`nested_tables`).
 #: (A layer saved before ``rows`` existed has ramp rows.)
-ROWS = ("ramp", "two_slope")
+ROWS = ("ramp", "two_slope", "three_slope")
+#: The widest bin each row layout can describe (None: any).
+ROW_WIDTHS = {"ramp": None, "two_slope": 2, "three_slope": 3}
+
+
+def check_rows(rows, width):
+    """Refuse a row layout that cannot describe bins of ``width`` segments."""
+    limit = ROW_WIDTHS.get(rows, 0)
+    if rows not in ROWS or (limit is not None and int(width) > limit):
+        raise NeuronEditError(f"rows must be one of {ROWS} ('two_slope' needs width <= 2, "
+                              f"'three_slope' width <= 3); got {rows!r} with width {width}.")
 
 
 def row_layout(width):
@@ -116,7 +150,8 @@ def row_layout(width):
 
 def table_columns(width, rows=None):
     """Floats per table row (``rows`` default: ``row_layout(width)``)."""
-    return 4 if (rows or row_layout(width)) == "two_slope" else 1 + 3 * width
+    rows = rows or row_layout(width)
+    return {"two_slope": 4, "three_slope": 6}.get(rows, 1 + 3 * width)
 
 
 def plan(source_q, bins=None):
@@ -148,7 +183,7 @@ def plan(source_q, bins=None):
     return best
 
 
-def build_table(source_q, tables, inner, bins, width, rows=None):
+def build_table(source_q, tables, inner, bins, width, rows=None, merge=False):
     """The lookup table: ``(n * bins, table_columns(width))`` float32 rows, neuron-major.
 
     ``width <= 2`` (at most one knot inside each bin): rows ``(value, knot,
@@ -160,38 +195,66 @@ def build_table(source_q, tables, inner, bins, width, rows=None):
 
     ``tables`` is ``NeuronEdit.tables()`` as numpy: knots, collapsed target
     values and segment slopes, each ``(Q or Q-1, n)``. ``rows``: see ``ROWS``
-    (default ``row_layout(width)``).
+    (default ``row_layout(width)``). ``merge``: a flat run of segments is listed as one
+    (:func:`_segments`; the plan must have been made so too).
     """
     rows = rows or row_layout(width)
-    if rows not in ROWS or (rows == "two_slope" and width > 2):
-        raise NeuronEditError(f"rows must be one of {ROWS} ('two_slope' needs width <= 2); "
-                              f"got {rows!r} with width {width}.")
+    check_rows(rows, width)
     s, t_eff, slope = (np.asarray(x, np.float32) for x in tables[:3])
     n = s.shape[1]
     origin, span = _grid(s, inner)
-    first, last = _bin_segments(s, origin, span, bins)
+    first, last = _bin_segments(s, origin, span, bins, (t_eff, slope) if merge else None)
     table = np.zeros((n, bins, table_columns(width, rows)), np.float32)
-    slots = np.arange(width)
     for k in range(n):
-        segments = _segments(s[:, k])
-        if len(segments) == 0:  # every knot tied: a constant map
-            table[k, :, 0], table[k, :, 1] = t_eff[0, k], s[0, k]
-            continue
-        if rows == "two_slope":
-            below, above = segments[first[k]], segments[last[k]]
-            table[k, :, 0] = t_eff[above, k]
-            table[k, :, 1] = s[above, k]
-            table[k, :, 2] = slope[below, k]
-            table[k, :, 3] = slope[above, k]
-            continue
-        count = last[k] - first[k] + 1
-        used = slots[None, :] < count[:, None]  # (bins, width)
-        chosen = segments[np.minimum(first[k][:, None] + slots[None, :], len(segments) - 1)]
-        table[k, :, 0] = t_eff[segments[first[k]], k]
-        table[k, :, 1 : 1 + width] = np.where(used, s[chosen, k], 0.0)
-        table[k, :, 1 + width : 1 + 2 * width] = np.where(used, s[chosen + 1, k] - s[chosen, k], 0.0)
-        table[k, :, 1 + 2 * width :] = np.where(used, slope[chosen, k], 0.0)
+        table[k] = _rows_of(s[:, k], t_eff[:, k], slope[:, k], first[k], last[k], width, rows,
+                            merge)
     return table.reshape(n * bins, table_columns(width, rows))
+
+
+def _rows_of(s, t_eff, slope, first, last, width, rows, merge=False):
+    """One neuron's table rows (``s``, ``t_eff``, ``slope``: its columns of the tables) for
+    bins whose overlapping segments run from ``first`` to ``last`` (positions in its list of
+    positive-width segments, as :func:`_overlap` gives them; ``merge``: a flat run listed as
+    one segment, see :func:`_segments`)."""
+    table = np.zeros((len(first), table_columns(width, rows)), np.float32)
+    segments = _segments(s, (t_eff, slope) if merge else None)
+    if len(segments) == 0:  # every knot tied: a constant map
+        table[:, 0], table[:, 1] = t_eff[0], s[0]
+        return table
+    if rows == "two_slope":
+        below, above = segments[first], segments[last]
+        table[:, 0] = t_eff[above]
+        table[:, 1] = s[above]
+        table[:, 2] = slope[below]
+        table[:, 3] = slope[above]
+        return table
+    if rows == "three_slope":
+        # Up to three segments: the knot after the first listed one, and the middle
+        # segment's length (0 when fewer than three are listed).
+        below = segments[first]
+        middle = segments[np.minimum(first + 1, last)]
+        above = segments[last]
+        three = last - first == 2
+        ends = np.append(s[segments[1:]], s[-1])
+        table[:, 0] = t_eff[middle]
+        table[:, 1] = s[middle]
+        table[:, 2] = np.where(three, ends[np.minimum(first + 1, last)] - s[middle], 0.0)
+        table[:, 3] = slope[below]
+        table[:, 4] = np.where(three, slope[middle], 0.0)
+        table[:, 5] = slope[above]
+        return table
+    slots = np.arange(width)
+    count = last - first + 1
+    used = slots[None, :] < count[:, None]  # (bins, width)
+    listed = np.minimum(first[:, None] + slots[None, :], len(segments) - 1)
+    chosen = segments[listed]
+    # Each listed segment ends where the next starts (the last at the last knot).
+    ends = np.append(s[segments[1:]], s[-1])[listed]
+    table[:, 0] = t_eff[segments[first]]
+    table[:, 1 : 1 + width] = np.where(used, s[chosen], 0.0)
+    table[:, 1 + width : 1 + 2 * width] = np.where(used, ends - s[chosen], 0.0)
+    table[:, 1 + 2 * width :] = np.where(used, slope[chosen], 0.0)
+    return table
 
 
 def _table_value(table, position, rows, width, a, inside, extrapolation, low, high):
@@ -207,6 +270,12 @@ def _table_value(table, position, rows, width, a, inside, extrapolation, low, hi
         value, knot, below, above = planes
         offset = inside - knot
         value += below * tf.minimum(offset, 0.0) + above * tf.maximum(offset, 0.0)
+    elif rows == "three_slope":
+        # Two knots in the bin: the middle segment's rise is clipped to its length.
+        value, knot, length, below, middle, above = planes
+        offset = inside - knot
+        value += (below * tf.minimum(offset, 0.0) + middle * tf.clip_by_value(offset, 0.0, length)
+                  + above * tf.maximum(offset - length, 0.0))
     else:
         value = planes[0]
         for c in range(width):
@@ -259,9 +328,7 @@ class LookupEdit(keras.layers.Layer):
             raise NeuronEditError(
                 f"extrapolation must be one of {EXTRAPOLATIONS}; got {extrapolation!r}."
             )
-        if rows not in ROWS or (rows == "two_slope" and int(width) > 2):
-            raise NeuronEditError(f"rows must be one of {ROWS} ('two_slope' needs width <= 2); "
-                                  f"got {rows!r} with width {width}.")
+        check_rows(rows, width)
         self.n_neurons, self.bins, self.width = int(n_neurons), int(bins), int(width)
         self.rows = rows
         self.extrapolation = extrapolation
@@ -360,12 +427,19 @@ def lookup_edit(edit):
 STUDY_TABLE_BYTES = 64 * 2**20
 
 
-def study_plan(source_q, budget=None):
+#: Bin counts a study's one-level tables try, smallest first: a map of few knots (the
+#: residual methods' two-knot latent edit) needs one bin, and with 100 batches the tables'
+#: size is what the served graph pays for (cache misses), not the bins' arithmetic.
+STUDY_BIN_CHOICES = (1, 2, 4, 8, 16, 32) + BIN_CHOICES
+
+
+def study_plan(source_q, budget=None, flat=None):
     """The grid for every batch's knots ``source_q`` ``(batches, Q, n)``, one bin count for
     all: ``(inner, bins, width)`` with ``inner`` one flag per batch (its grid's span, see
     ``plan``), or None when no table within ``budget`` bytes overlaps at most ``MAX_WIDTH``
     segments per bin. Refines as ``plan`` does, until every batch's bins overlap at most
-    ``TARGET_WIDTH`` segments. ``budget`` defaults to ``STUDY_TABLE_BYTES``.
+    ``TARGET_WIDTH`` segments. ``budget`` defaults to ``STUDY_TABLE_BYTES``; ``flat``: per
+    batch ``(t_eff, slope)``, to count a flat run as one segment (:func:`_segments`).
 
     Example:
         >>> knots = np.sort(np.random.default_rng(0).normal(size=(3, 11, 2)), axis=1)
@@ -377,15 +451,16 @@ def study_plan(source_q, budget=None):
     n_batches, _, n = source_q.shape
     budget = STUDY_TABLE_BYTES if budget is None else budget
     best = None
-    for bins in BIN_CHOICES:
+    for bins in STUDY_BIN_CHOICES:
         if n_batches * n * bins * table_columns(TARGET_WIDTH) * 4 > budget:
             break
         chosen = []
-        for s in source_q:
+        for b, s in enumerate(source_q):
             widths = []
             for inner in (True, False):
                 origin, span = _grid(s, inner)
-                first, last = _bin_segments(s, origin, span, bins)
+                first, last = _bin_segments(s, origin, span, bins,
+                                            None if flat is None else flat[b])
                 widths.append((int((last - first).max()) + 1, not inner))
             width, outer = min(widths)  # the narrower grid; the inner one on a tie
             chosen.append((width, not outer))
@@ -399,6 +474,139 @@ def study_plan(source_q, budget=None):
     return None if best is None or best[2] > MAX_WIDTH else best
 
 
+#: Nested tables (see :func:`nested_tables`): the coarse bins per neuron tried, and the most
+#: fine bins one coarse bin is split into (the bin-index error stays < 1e-3 fine bins).
+COARSE_CHOICES = (8, 16, 32, 64, 128, 256)
+MAX_FINE_BINS = 16384
+
+
+def _fine_overlap(starts, low, high, origin, step, count):
+    """Split one coarse bin (grid start ``origin``, float32; width ``step``; the extent its
+    segments are listed for ``[low, high]``) into ``count`` equal fine bins. Returns
+    ``(scale, first, last)``: the fine grid's float32 scale (bins per unit) and each fine
+    bin's first and last overlapping segment (:func:`_overlap`)."""
+    scale = np.float32(count / step)
+    edges = np.arange(count, dtype=np.float64)
+    # The edges as the graph computes a fine bin, (a - origin) * scale, with these floats.
+    lo = np.float64(origin) + (edges - MARGIN) / np.float64(scale)
+    hi = np.float64(origin) + (edges + 1 + MARGIN) / np.float64(scale)
+    lo[0], hi[-1] = low, high  # a row the coarse level sends here lands in an end bin
+    first, last = _overlap(starts, lo, hi)
+    return scale, first, last
+
+
+def nested_rows(width):
+    """The fine rows of nested tables: ``"two_slope"``, ``"three_slope"`` for width 3 (a few
+    cells' clusters: a sloped segment, a flat one a few ulps long, a sloped one), else
+    ``"ramp"``."""
+    return "three_slope" if width == 3 else row_layout(width)
+
+
+def nested_tables(source_q, tables, coarse):
+    """Two-level tables for every batch's knots ``source_q`` ``(batches, Q, n)``: per
+    neuron ``coarse`` equal bins over ``[s_1, s_{Q-2}]`` (as ``plan``'s inner grid), and
+    each coarse bin that overlaps more than ``TARGET_WIDTH`` segments split again into equal
+    fine bins, as few as its knots need (a power of two up to ``MAX_FINE_BINS``). Clustered
+    knots then cost fine bins where they cluster only, not a finer grid everywhere and for
+    every batch.
+
+    Knots closer than any fine grid separates (a few float32 ulps apart, as a study's
+    calibration has where many anchor cells sit at zero) leave some fine bins with more than
+    ``TARGET_WIDTH`` segments; ``width`` is then the most any needs, and every fine bin is
+    split only until it overlaps at most ``width`` segments (ramp rows of that width).
+
+    ``tables``: per batch ``(s, t_eff, slope)`` as ``build_table`` takes them.
+
+    Returns:
+        ``(origin, scale, index, rows, width)``: per cell (batch-major, then neuron) the
+        coarse grid's float32 ``origin`` and ``scale``; ``index`` ``(cells * coarse, 4)``
+        int32: each coarse bin's fine grid as float32 bits (origin, scale, last fine bin)
+        and its first row in ``rows`` (int32); ``rows``: the fine bins' table rows
+        (:func:`nested_rows`), float32; ``width``: the most segments a fine bin overlaps.
+        None when some bin would need more than ``MAX_WIDTH`` segments.
+    """
+    source_q = np.asarray(source_q, np.float32)
+    cells = []  # (batch, neuron, segment starts, coarse origin, step, first, last)
+    origins, scales = [], []
+    for b, s in enumerate(source_q):
+        origin, span = _grid(s, True)
+        _, t_eff, slope = tables[b]
+        first, last = _bin_segments(s, origin, span, coarse, (t_eff, slope))
+        origins.append(origin)
+        scales.append((coarse / span).astype(np.float32))
+        for k in range(s.shape[1]):
+            starts = s[_segments(s[:, k], (t_eff[:, k], slope[:, k])), k]
+            cells.append((b, k, starts, origin[k], span[k] / coarse, first[k], last[k]))
+
+    def split(cell, j, count):
+        _, _, starts, origin, step, _, _ = cell
+        low = -np.inf if j == 0 else np.float64(origin) + (j - MARGIN) * step
+        high = np.inf if j == coarse - 1 else np.float64(origin) + (j + 1 + MARGIN) * step
+        start = np.float32(np.float64(origin) + j * step)
+        return (start,) + _fine_overlap(starts, low, high, start, step, count)
+
+    wide = [(c, j) for c, cell in enumerate(cells) if len(cell[2])
+            for j in np.nonzero(cell[6] - cell[5] + 1 > TARGET_WIDTH)[0]]
+
+    def needed(c, j, width):
+        """Fine bins (a power of two) enough for at most ``width`` segments per fine bin:
+        a fine bin, margins included, shorter than any ``width`` consecutive knots inside
+        the coarse bin span (then it holds at most ``width - 1`` of them)."""
+        _, _, starts, origin, step, _, _ = cells[c]
+        low = np.float64(origin) + (j - MARGIN) * step
+        high = np.float64(origin) + (j + 1 + MARGIN) * step
+        inside = starts[(starts > (-np.inf if j == 0 else low))
+                        & (starts < (np.inf if j == coarse - 1 else high))].astype(np.float64)
+        if len(inside) < width:
+            return 1
+        spread = (inside[width - 1:] - inside[: len(inside) - width + 1]).min()
+        if spread <= 0:
+            return None
+        count = 2 ** max(1, math.ceil(math.log2((1 + 2 * MARGIN) * step / spread)))
+        return count if count <= MAX_FINE_BINS else None
+
+    # The narrowest rows every wide coarse bin can have, then the fewest fine bins for them.
+    width = TARGET_WIDTH
+    for c, j in wide:
+        while needed(c, j, width) is None:
+            width += 1
+            if width > MAX_WIDTH:
+                return None
+    fine = {}
+    for c, j in wide:
+        if int(cells[c][6][j] - cells[c][5][j]) + 1 <= width:
+            continue
+        count = needed(c, j, width)
+        while True:  # the estimate is a bound; check the rows the graph will use
+            start, scale, first, last = split(cells[c], j, count)
+            if int((last - first).max()) + 1 <= width:
+                break
+            if count >= MAX_FINE_BINS:
+                return None
+            count *= 2
+        fine[c, j] = (start, scale, count, first, last)
+    index, rows, total = [], [], 0
+    for c, (b, k, starts, origin, step, first, last) in enumerate(cells):
+        entries = np.zeros((coarse, 4), np.int32)
+        entries[:, 0] = (np.float64(origin) + np.arange(coarse) * step).astype(
+            np.float32).view(np.int32)
+        bins_first, bins_last = list(first[:, None]), list(last[:, None])
+        for j in range(coarse):
+            if (c, j) in fine:
+                start, scale, count, bins_first[j], bins_last[j] = fine[c, j]
+                entries[j, :3] = np.float32([start, scale, count - 1]).view(np.int32)
+        counts = np.array([len(f) for f in bins_first])
+        entries[:, 3] = total + np.concatenate([[0], np.cumsum(counts)[:-1]])
+        total += int(counts.sum())
+        index.append(entries)
+        _, t_eff, slope = tables[b]
+        rows.append(_rows_of(source_q[b][:, k], t_eff[:, k], slope[:, k],
+                             np.concatenate(bins_first), np.concatenate(bins_last), width,
+                             nested_rows(width), merge=True))
+    return (np.concatenate(origins), np.concatenate(scales), np.concatenate(index),
+            np.concatenate(rows), width)
+
+
 @keras.saving.register_keras_serializable(package="neuronedit")
 class StudyLookupEdit(keras.layers.Layer):
     """A study's per-batch maps (:class:`~neuronedit_tf.layers.StudyEdit`) frozen into
@@ -407,30 +615,39 @@ class StudyLookupEdit(keras.layers.Layer):
     offset per row), and its per-neuron grid and end knots by one more gather, so a study of
     100 batches costs per row what one batch does.
 
-    Build it with ``StudyLookupEdit.from_layer(study_edit)`` (or ``study_lookup_edit``).
+    With ``fine`` > 0 the tables are nested (:func:`nested_tables`): the bin's row of
+    ``table`` gives a fine grid (origin, scale, last bin) and where its rows start in
+    ``fine_table``, whose row then holds the map, one more gather per activation for knots
+    that cluster (one fine table for every batch, refined only where its knots need it).
+
+    Build it with ``StudyLookupEdit.from_layer(study_edit)`` (or ``study_lookup_edit``,
+    which picks the layout). Every table, the per-neuron parameters too, is held as float32
+    bit patterns in int32 weights, so that TFLite's dynamic-range quantisation leaves it exact.
 
     Example:
         >>> from neuronedit_tf.layers import StudyEdit
         >>> rng = np.random.default_rng(0)
         >>> knots = np.sort(rng.normal(size=(2, 101, 3)), axis=1).astype("float32")
         >>> edit = StudyEdit.from_knots(knots, knots[::-1] * 2 + 1)
-        >>> frozen = StudyLookupEdit.from_layer(edit)
         >>> rows, batch = rng.normal(size=(6, 3)).astype("float32"), np.int32([0, 1] * 3)
-        >>> bool(np.allclose(frozen([rows, batch]), edit([rows, batch]), atol=1e-5))
-        True
+        >>> for nested in (False, True):
+        ...     frozen = StudyLookupEdit.from_layer(edit, nested=nested)
+        ...     print(frozen.fine > 0, np.allclose(frozen([rows, batch]), edit([rows, batch]),
+        ...                                        atol=1e-5))
+        False True
+        True True
     """
 
     def __init__(self, n_batches, n_neurons, bins, width, extrapolation="shift", rows="ramp",
-                 **kwargs):
+                 fine=0, **kwargs):
         super().__init__(**kwargs)
         if extrapolation not in EXTRAPOLATIONS:
             raise NeuronEditError(
                 f"extrapolation must be one of {EXTRAPOLATIONS}; got {extrapolation!r}.")
-        if rows not in ROWS or (rows == "two_slope" and int(width) > 2):
-            raise NeuronEditError(f"rows must be one of {ROWS} ('two_slope' needs width <= 2); "
-                                  f"got {rows!r} with width {width}.")
+        check_rows(rows, width)
         self.n_batches, self.n_neurons = int(n_batches), int(n_neurons)
         self.bins, self.width, self.rows = int(bins), int(width), rows
+        self.fine = int(fine)
         self.extrapolation = extrapolation
 
     #: The per-neuron values of each batch, gathered together per row.
@@ -438,47 +655,83 @@ class StudyLookupEdit(keras.layers.Layer):
 
     def build(self, input_shape=None):
         cells = self.n_batches * self.n_neurons
-        self.params = self.add_weight(name="params", shape=(cells, len(self.PARAMS)),
-                                      initializer="zeros", trainable=False)
-        self.table = self.add_weight(
-            name="table", shape=(cells * self.bins, table_columns(self.width, self.rows)),
-            initializer="zeros", trainable=False, dtype="int32")
+
+        def table(name, shape):
+            return self.add_weight(name=name, shape=shape, initializer="zeros", trainable=False,
+                                   dtype="int32")
+
+        self.params = table("params", (cells, len(self.PARAMS)))
+        columns = table_columns(self.width, self.rows)
+        if self.fine:
+            self.table = table("table", (cells * self.bins, 4))
+            self.fine_table = table("fine_table", (self.fine, columns))
+        else:
+            self.table = table("table", (cells * self.bins, columns))
         self.built = True
 
     @classmethod
-    def from_layer(cls, edit, name=None, plan=None):
-        """Freeze a ``StudyEdit`` (``plan``: :func:`study_plan`'s, default computed).
+    def from_layer(cls, edit, name=None, plan=None, nested=False, coarse=None):
+        """Freeze a ``StudyEdit``: one level (``plan``: :func:`study_plan`'s, default
+        computed) or, ``nested=True``, two (:func:`nested_tables` with ``coarse`` bins per
+        neuron, default the smallest tables of ``COARSE_CHOICES``).
 
         Raises:
-            NeuronEditError: no table within ``STUDY_TABLE_BYTES`` fits its knots.
+            NeuronEditError: no one-level table within ``STUDY_TABLE_BYTES`` fits its knots.
         """
         tables = edit.tables()
         source_q = tables["source_q"]
-        plan = plan or study_plan(source_q)
-        if plan is None:
-            raise NeuronEditError(
-                f"No lookup table within {STUDY_TABLE_BYTES} bytes fits these knots; keep the "
-                "StudyEdit's binary search (study_lookup_edit returns it).")
-        inner, bins, width = plan
-        layer = cls(len(source_q), source_q.shape[-1], bins, width, edit.extrapolation,
-                    row_layout(width), name=name or f"{edit.name}_lookup")
-        layer.build()
-        largest = np.finfo(np.float32).max
-        params, rows = [], []
-        for b, s in enumerate(source_q):
-            widths, rises = tables["widths"][b], tables["rises"][b]
-            positive = widths > 0
-            with np.errstate(over="ignore"):
-                slope = np.clip(np.where(positive, rises / np.where(positive, widths, 1.0), 0.0),
-                                -largest, largest).astype(np.float32)
-            origin, span = _grid(s, inner[b])
-            params.append(np.stack([s[0], s[-1], origin, (bins / span).astype(np.float32),
-                                    tables["low"][b], tables["high"][b]], axis=1))
-            rows.append(build_table(s, (s, tables["values"][b], slope), inner[b], bins, width,
-                                    layer.rows))
-        layer.params.assign(np.concatenate(params).astype(np.float32))
-        layer.table.assign(np.concatenate(rows).view(np.int32))
+        per_batch = _per_batch(tables)
+        ends = np.concatenate([np.stack([s[0], s[-1]], axis=1) for s in source_q])
+        slopes = np.stack([np.concatenate(tables[k]) for k in ("low", "high")], axis=1)
+        name = name or f"{edit.name}_lookup"
+        if nested:
+            best = None
+            for bins in (COARSE_CHOICES if coarse is None else (int(coarse),)):
+                tables_ = nested_tables(source_q, per_batch, bins)
+                if tables_ is None:
+                    continue
+                size = tables_[2].nbytes + tables_[3].nbytes
+                if best is None or (tables_[4], size) < (best[-1], best[0]):
+                    best = (size, bins) + tables_
+            if best is None:
+                raise NeuronEditError(
+                    f"The knots are too clustered for nested tables (a fine bin would overlap "
+                    f"more than {MAX_WIDTH} segments); keep the StudyEdit's binary search "
+                    "(study_lookup_edit picks).")
+            _, bins, origin, scale, index, rows, width = best
+            layer = cls(len(source_q), source_q.shape[-1], bins, width, edit.extrapolation,
+                        nested_rows(width), fine=len(rows), name=name)
+            layer.build()
+            layer.table.assign(index)
+            layer.fine_table.assign(rows.view(np.int32))
+        else:
+            plan = plan or study_plan(source_q, flat=[m[1:] for m in per_batch])
+            if plan is None:
+                raise NeuronEditError(
+                    f"No lookup table within {STUDY_TABLE_BYTES} bytes fits these knots; use "
+                    "nested tables or the StudyEdit's binary search (study_lookup_edit picks).")
+            inner, bins, width = plan
+            layer = cls(len(source_q), source_q.shape[-1], bins, width, edit.extrapolation,
+                        row_layout(width), name=name)
+            layer.build()
+            origin, scale, rows = [], [], []
+            for b, (s, values, slope) in enumerate(per_batch):
+                grid_origin, span = _grid(s, inner[b])
+                origin.append(grid_origin)
+                scale.append((bins / span).astype(np.float32))
+                rows.append(build_table(s, (s, values, slope), inner[b], bins, width,
+                                        layer.rows, merge=True))
+            origin, scale = np.concatenate(origin), np.concatenate(scale)
+            layer.table.assign(np.concatenate(rows).view(np.int32))
+        params = np.concatenate([ends, origin[:, None], scale[:, None], slopes], axis=1)
+        layer.params.assign(params.astype(np.float32).view(np.int32))
         return layer
+
+    @property
+    def table_bytes(self):
+        """Bytes of every table (what ``STUDY_TABLE_BYTES`` bounds)."""
+        tables = [self.table] + ([self.fine_table] if self.fine else [])
+        return int(sum(np.prod(t.shape) * 4 for t in tables))
 
     def call(self, inputs):
         values, batch = inputs
@@ -486,13 +739,18 @@ class StudyLookupEdit(keras.layers.Layer):
         a = tf.reshape(tf.cast(values, tf.float32), [-1, n])
         batch = tf.reshape(tf.cast(batch, tf.int32), [-1, 1])
         neuron = batch * n + tf.range(n, dtype=tf.int32)[None, :]  # (rows, n)
-        params = tf.unstack(tf.transpose(tf.gather(self.params, neuron), [2, 0, 1]), axis=0)
+        params = _planes(tf.bitcast(tf.gather(self.params, neuron), tf.float32))
         first, last, origin, scale, low, high = params
         inside = tf.minimum(tf.maximum(a, first), last)
-        position = tf.clip_by_value((inside - origin) * scale, 0.0, bins - 1.0)
-        position = tf.where(tf.equal(position, position), position, 0.0)  # NaN -> bin 0
-        position = tf.cast(position, tf.int32) + neuron * bins
-        value = _table_value(self.table, position, self.rows, width, a, inside,
+        position = _bin(inside, origin, scale, bins - 1.0) + neuron * bins
+        table = self.table
+        if self.fine:
+            # The coarse bin's fine grid, then the fine bin's row of the fine table.
+            index = tf.gather(self.table, position)
+            fine_origin, fine_scale, top = _planes(tf.bitcast(index[..., :3], tf.float32))
+            position = _bin(inside, fine_origin, fine_scale, top) + index[..., 3]
+            table = self.fine_table
+        value = _table_value(table, position, self.rows, width, a, inside,
                              self.extrapolation, low, high)
         return tf.cast(value, values.dtype)
 
@@ -502,12 +760,61 @@ class StudyLookupEdit(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(n_batches=self.n_batches, n_neurons=self.n_neurons, bins=self.bins,
-                      width=self.width, rows=self.rows, extrapolation=self.extrapolation)
+                      width=self.width, rows=self.rows, fine=self.fine,
+                      extrapolation=self.extrapolation)
         return config
 
 
+def _per_batch(tables):
+    """A ``StudyEdit``'s tables per batch as ``build_table`` takes them: ``(s, t_eff, slope)``
+    (each segment's slope; 0 for a tie)."""
+    largest = np.finfo(np.float32).max
+    per_batch = []
+    for b, s in enumerate(tables["source_q"]):
+        widths, rises = tables["widths"][b], tables["rises"][b]
+        positive = widths > 0
+        with np.errstate(over="ignore"):
+            slope = np.clip(np.where(positive, rises / np.where(positive, widths, 1.0), 0.0),
+                            -largest, largest).astype(np.float32)
+        per_batch.append((s, tables["values"][b], slope))
+    return per_batch
+
+
+def _planes(rows):
+    """``(rows, n, k)`` -> k planes ``(rows, n)`` (transposed first: every later op then runs
+    on whole planes, the layout XNNPACK runs fast)."""
+    return tf.unstack(tf.transpose(rows, [2, 0, 1]), axis=0)
+
+
+def _bin(inside, origin, scale, top):
+    """``floor(clip((inside - origin) * scale, 0, top))`` as int32, a NaN in bin 0 (casting
+    NaN to an integer is undefined and would index anywhere); the cast truncates, which is
+    floor here (the position is >= 0)."""
+    position = tf.clip_by_value((inside - origin) * scale, 0.0, top)
+    position = tf.where(tf.equal(position, position), position, 0.0)
+    return tf.cast(position, tf.int32)
+
+
 def study_lookup_edit(edit):
-    """``StudyLookupEdit.from_layer(edit)`` for a ``StudyEdit``, or ``edit`` itself when its
-    knots need more than ``STUDY_TABLE_BYTES`` or ``MAX_WIDTH`` (its binary search)."""
-    plan = study_plan(edit.tables()["source_q"])
+    """A ``StudyEdit`` frozen for serving: one-level tables with at most one knot per bin
+    when they fit in ``STUDY_TABLE_BYTES`` (one gather per activation); else nested tables
+    (:func:`nested_tables`, one more gather) when they fit with at most ``MAX_WIDTH`` segments
+    per fine bin; else one-level tables of wider rows when those fit; else ``edit`` itself
+    (its binary search).
+
+    Knots that cluster (a study's per-feature calibration, fitted on the residual edit of
+    each anchor, has near-tied knots where many cells sit at zero) need a grid far finer than
+    their span: with 100 batches no one-level table fits and nested tables, a few hundred KB,
+    do.
+    """
+    tables = edit.tables()
+    plan = study_plan(tables["source_q"], flat=[m[1:] for m in _per_batch(tables)])
+    if plan is not None and plan[2] <= TARGET_WIDTH:
+        return StudyLookupEdit.from_layer(edit, plan=plan)
+    try:
+        nested = StudyLookupEdit.from_layer(edit, nested=True)
+    except NeuronEditError:
+        nested = None
+    if nested is not None and nested.table_bytes <= STUDY_TABLE_BYTES:
+        return nested
     return edit if plan is None else StudyLookupEdit.from_layer(edit, plan=plan)
