@@ -143,6 +143,9 @@ def _parser():
                             "experiment: batch, drugs and study 0,1,2; images 0)")
     bench.add_argument("--quick", action="store_true",
                        help="a tiny configuration that proves the harness works (seconds)")
+    bench.add_argument("--sections", default=None,
+                       help="speed only: run these sections alone (comma-separated: study) and "
+                            "rewrite them in place in SPEED.md")
     zoo = command("zoo", "Presets: list, describe, download or retrain fitted editors.")
     actions = zoo.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="the registry's presets")
@@ -558,17 +561,34 @@ def _bench(args):
         print(f"bench {name}: {time.time() - started:.0f} s", file=sys.stderr, flush=True)
 
 
+#: ``neuronedit bench speed --quick``'s studies: a handful of batches, small anchors.
+QUICK_STUDIES = {"cells": (200, 400), "batches": 4, "serving_rows": 8192, "serving_epochs": 1,
+                 "anchor_cells": 500}
+
+
 def _bench_speed(args, command):
     from neuronedit_tf.bench import speed
+    from neuronedit_tf.errors import NeuronEditError
 
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if not args.quick:
-        speed.main(["--out", args.out], prog="neuronedit bench speed")
+        speed.main(["--out", args.out] + (["--sections", args.sections] if args.sections else []),
+                   prog="neuronedit bench speed")
+        return
+    if args.sections:
+        try:
+            sections = speed.parse_sections(args.sections)
+        except argparse.ArgumentTypeError as error:
+            raise NeuronEditError(f"--sections: {error}") from None
+        speed.run_sections(sections, args.out, command=command + " --quick", log=log,
+                           studies=QUICK_STUDIES)
+        with open(os.path.join(args.out, "SPEED.md")) as handle:
+            print(handle.read())
         return
     figures = speed.run_speed(
         args.out, sizes=(3000, 6000), training_rows=(2000, 4096), percentile_shape=(10**4, 10),
         command=command + " --quick", export_rows=8192, demo_epochs=2, whole_fit_rows=3000,
-        whole_fit_rounds=1,
-        log=lambda m: print(m, file=sys.stderr, flush=True))
+        whole_fit_rounds=1, log=log, studies=QUICK_STUDIES)
     print(speed.render(figures))
 
 

@@ -795,26 +795,39 @@ def _bin(inside, origin, scale, top):
     return tf.cast(position, tf.int32)
 
 
-def study_lookup_edit(edit):
-    """A ``StudyEdit`` frozen for serving: one-level tables with at most one knot per bin
-    when they fit in ``STUDY_TABLE_BYTES`` (one gather per activation); else nested tables
-    (:func:`nested_tables`, one more gather) when they fit with at most ``MAX_WIDTH`` segments
-    per fine bin; else one-level tables of wider rows when those fit; else ``edit`` itself
-    (its binary search).
+#: One-level tables up to this size (bytes) are kept even when nested ones would be smaller:
+#: they fit a core's cache, and they save the nested tables' second gather.
+CACHED_TABLE_BYTES = 2 * 2**20
 
-    Knots that cluster (a study's per-feature calibration, fitted on the residual edit of
-    each anchor, has near-tied knots where many cells sit at zero) need a grid far finer than
-    their span: with 100 batches no one-level table fits and nested tables, a few hundred KB,
-    do.
+
+def study_lookup_edit(edit):
+    """A ``StudyEdit`` frozen for serving, whichever is cheaper per row: one-level tables
+    (:func:`study_plan`, one gather per activation) when they fit in ``STUDY_TABLE_BYTES``
+    and are no larger than nested tables (:func:`nested_tables`, one more gather) or than
+    ``CACHED_TABLE_BYTES``; else the nested tables when they fit; else ``edit`` itself (its
+    binary search).
+
+    The size matters beyond the budget: every row gathers from its own batch's tables, so
+    with many batches large tables cost cache misses (100 batches' one-level tables of the
+    default method's calibration would need hundreds of MB; the nested ones take ~12 MB).
+    Knots that cluster (the calibration is fitted on the residual edit of each anchor,
+    whose many cells at zero give knots a few float32 ulps apart) need a grid far finer than
+    their span, which only the nested tables afford.
     """
     tables = edit.tables()
-    plan = study_plan(tables["source_q"], flat=[m[1:] for m in _per_batch(tables)])
-    if plan is not None and plan[2] <= TARGET_WIDTH:
+    source_q = tables["source_q"]
+    plan = study_plan(source_q, flat=[m[1:] for m in _per_batch(tables)])
+    one_level = None
+    if plan is not None:
+        _, bins, width = plan
+        one_level = source_q.shape[0] * source_q.shape[2] * bins * table_columns(width) * 4
+    if one_level is not None and one_level <= CACHED_TABLE_BYTES:
         return StudyLookupEdit.from_layer(edit, plan=plan)
     try:
         nested = StudyLookupEdit.from_layer(edit, nested=True)
     except NeuronEditError:
         nested = None
-    if nested is not None and nested.table_bytes <= STUDY_TABLE_BYTES:
+    if nested is not None and nested.table_bytes <= STUDY_TABLE_BYTES and (
+            one_level is None or nested.table_bytes < one_level):
         return nested
     return edit if plan is None else StudyLookupEdit.from_layer(edit, plan=plan)

@@ -46,7 +46,8 @@ def demo_editor(epochs=5, seed=0, verbose=0):
     return editor.fit(source, target, extra=sample, epochs=epochs, verbose=verbose), sample
 
 
-def _interpreter():
+def tflite_interpreter():
+    """The TFLite interpreter class (``ai_edge_litert``'s when installed) and its name."""
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -66,7 +67,7 @@ class _SavedModelRunner:
 
 class _TFLiteRunner:
     def __init__(self, file, batch_shape, threads):
-        interpreter_class, _ = _interpreter()
+        interpreter_class, _ = tflite_interpreter()
         self._interpreter = interpreter_class(model_path=os.fspath(file), num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
@@ -182,7 +183,7 @@ def export_speed(editor=None, rows=None, n_rows=1_000_000, batch_size=4096, repe
         "tflite_threads": threads,
         "tensorflow_threads": [tf.config.threading.get_intra_op_parallelism_threads(),
                                tf.config.threading.get_inter_op_parallelism_threads()],
-        "tflite_runtime": _interpreter()[1],
+        "tflite_runtime": tflite_interpreter()[1],
         "rows_per_second": best,
         "rows_per_cpu_second": best_cpu,
         "matmul_flops_per_row": flops,
@@ -206,7 +207,7 @@ def matmul_flops_per_row(tflite_file):
     """FLOPs per input row of a TFLite graph's matrix products: 2 x the weights of every
     ``FULLY_CONNECTED`` op (the autoencoder's layers, the gate's distances to its stored
     codes). The rest of a graph (activations, lookups, selections) is extra."""
-    interpreter_class, _ = _interpreter()
+    interpreter_class, _ = tflite_interpreter()
     interpreter = interpreter_class(model_path=os.fspath(tflite_file))
     shapes = {t["index"]: t["shape"] for t in interpreter.get_tensor_details()}
     return int(sum(2 * int(np.prod(shapes[op["inputs"][1]]))
@@ -313,7 +314,7 @@ def component_times(editor=None, rows=None, batch_size=4096, repeats=20, threads
             loaded = tf.saved_model.load(os.fspath(folder))
             serve = loaded.signatures["serving_default"]
             key = list(serve.structured_input_signature[1])[0]
-            interpreter_class, _ = _interpreter()
+            interpreter_class, _ = tflite_interpreter()
             interpreter = interpreter_class(model_path=os.fspath(folder / "model.tflite"),
                                             num_threads=threads)
             index = interpreter.get_input_details()[0]["index"]

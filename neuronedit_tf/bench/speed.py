@@ -21,7 +21,11 @@ Measures, on this machine:
   files with noise) at each size, read from memory-mapped NPY files and written to
   one: wall time and peak resident memory of a fresh process per size (read with
   ``os.wait4``, the per-child form of ``getrusage(RUSAGE_CHILDREN)``), and the
-  growth exponents. Synthetic sizes train one epoch at batch 1024.
+  growth exponents. Synthetic sizes train one epoch at batch 1024;
+- studies (:mod:`neuronedit_tf.bench.study_speed`): ``fit_study`` with 100 batches of
+  memory-mapped anchors (10^3, 10^4, 10^5 cells each; time, peak RSS, exponents) and the
+  served study graph with 100 batches against one (SavedModel and TFLite). ``--sections
+  study`` runs this section alone and rewrites it in place in SPEED.md.
 
 Run: ``python -m neuronedit_tf.bench.speed --out benchmarks`` (the CLI's
 ``neuronedit bench speed`` calls :func:`main`).
@@ -41,6 +45,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from neuronedit_tf.bench.child import exponent as _exponent
+from neuronedit_tf.bench.child import run_script as _run_script
 
 WIDTH = 37  # the CyTOF demo's marker channels
 HIDDEN = (500, 250, 50)
@@ -229,35 +236,9 @@ print(json.dumps({"fit": fitted - start, "transform": done - fitted,
 """
 
 
-# A child's ru_maxrss starts at the resident size of the process it was forked
-# from (Linux copies the parent's high-water mark at fork/exec), so each run is
-# started by this small launcher (no numpy, no TensorFlow): the launcher's only
-# child is the run, and getrusage(RUSAGE_CHILDREN) then reads that run's peak.
-_LAUNCHER = r"""
-import json, resource, subprocess, sys
-completed = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(json.dumps({"returncode": completed.returncode, "peak_rss": peak,
-                  "stdout": completed.stdout, "stderr": completed.stderr[-3000:]}))
-"""
-
-
 def _run_child(spec):
     """Run one fit + transform in a fresh process; its result, wall time and peak RSS (bytes)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    start = time.perf_counter()
-    launched = subprocess.run(
-        [sys.executable, "-c", _LAUNCHER, sys.executable, "-c", _CHILD, json.dumps(spec)],
-        capture_output=True, text=True, env=env, check=True)
-    wall = time.perf_counter() - start
-    report = json.loads(launched.stdout)
-    if report["returncode"] != 0:
-        raise RuntimeError(f"benchmark child failed:\n{report['stderr']}")
-    result = json.loads(report["stdout"].strip().splitlines()[-1])
-    result.update(wall=wall, peak_rss=report["peak_rss"])
-    return result
+    return _run_script(_CHILD, spec)
 
 
 def _torch_in_child(batch_size, rows, whole_epochs=None):
@@ -336,15 +317,13 @@ def _export_in_child(rows):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _exponent(sizes, values):
-    return float(np.polyfit(np.log(sizes), np.log(values), 1)[0])
 
 
 # ---------------------------------------------------------------------- report
 def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 200_000),
               percentile_shape=(10**6, 50), command=None, scratch=None, log=print,
               export_rows=10**6, demo_epochs=200, whole_fit_rows=200_000, whole_fit_epochs=2,
-              whole_fit_rounds=3):
+              whole_fit_rounds=3, studies=None):
     """Measure everything and write ``out_dir/SPEED.md``; returns the figures.
 
     Args:
@@ -361,6 +340,8 @@ def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 
         whole_fit_rows, whole_fit_epochs, whole_fit_rounds: the whole-fit comparison with
             PyTorch (S + T + X rows, in memory; epochs of each; interleaved rounds, the
             fastest of each side is reported).
+        studies: keyword arguments of :func:`neuronedit_tf.bench.study_speed.run_studies`
+            (the "Studies" section; None: its defaults).
     """
     from neuronedit_tf.data.atomic import atomic_path
 
@@ -427,6 +408,9 @@ def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 
     if export_rows:
         log(f"exported graphs: {export_rows} rows per pass ...")
         figures["export"] = _export_in_child(export_rows)
+    from neuronedit_tf.bench.study_speed import run_studies
+
+    figures["studies"] = run_studies(scratch=scratch, log=log, **(studies or {}))
     figures["load_end"] = os.getloadavg()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -549,7 +533,74 @@ def render(figures):
         ]
     if "export" in figures:
         lines += _render_export(figures["export"])
+    if "studies" in figures:
+        lines += _render_studies(figures["studies"], figures["command"])
     return "\n".join(lines) + "\n"
+
+
+#: The sections ``--sections`` can run alone, each rewritten in place in SPEED.md.
+SECTIONS = ("study",)
+#: Each such section's heading in SPEED.md (it runs to the next ``## `` heading).
+SECTION_HEADINGS = {"study": "## Studies"}
+
+
+def _section_command(command, section):
+    """The command that regenerates one section: the full run's with ``--sections``."""
+    return f"{command} --sections {section}"
+
+
+def _render_studies(figures, command):
+    from neuronedit_tf.bench.study_speed import render_studies
+
+    return render_studies(figures, command, _section_command(command, "study"))
+
+
+def replace_section(text, heading, lines):
+    r"""``text`` (SPEED.md) with the section starting at ``heading`` (up to the next ``## ``
+    heading) replaced by ``lines``, or ``lines`` appended when it has no such section.
+
+    Example:
+        >>> replace_section("# S\n\n## A\n\nold\n\n## B\n\nb\n", "## A", ["", "## A", "", "new"])
+        '# S\n\n## A\n\nnew\n\n## B\n\nb\n'
+    """
+    body = "\n".join(lines).strip("\n") + "\n"
+    start = text.find("\n" + heading)
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + body
+    end = text.find("\n## ", start + 1)
+    rest = "" if end < 0 else "\n" + text[end:].lstrip("\n")
+    return text[: start + 1] + body + rest
+
+
+def run_sections(sections, out_dir="benchmarks", command=None, scratch=None, log=print,
+                 studies=None):
+    """Run only ``sections`` (of :data:`SECTIONS`) and rewrite each in place in
+    ``out_dir/SPEED.md`` (the rest of the file, and of ``speed.json``, kept); a missing
+    SPEED.md is started with its title. Returns the figures of those sections."""
+    from neuronedit_tf.bench.study_speed import run_studies
+    from neuronedit_tf.data.atomic import atomic_path
+
+    command = command or "python -m neuronedit_tf.bench.speed"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    for section in sections:
+        if section == "study":
+            figures["studies"] = run_studies(scratch=scratch, log=log, **(studies or {}))
+    speed_md = out / "SPEED.md"
+    text = speed_md.read_text() if speed_md.exists() else "# Speed and memory\n"
+    for section in sections:
+        if section == "study":
+            text = replace_section(text, SECTION_HEADINGS[section],
+                                   _render_studies(figures["studies"], command))
+    stored = out / "speed.json"
+    saved = json.loads(stored.read_text()) if stored.exists() else {}
+    saved.update(figures)
+    with atomic_path(speed_md) as path:
+        Path(path).write_text(text)
+    with atomic_path(stored) as path:
+        Path(path).write_text(json.dumps(saved, indent=2))
+    return figures
 
 
 def _render_whole_fit(rows):
@@ -652,6 +703,14 @@ def _render_export(e):
     return lines
 
 
+def parse_sections(text):
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SECTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {unknown}; choose from {SECTIONS}")
+    return names
+
+
 def main(argv=None, prog="python -m neuronedit_tf.bench.speed"):
     """Parse arguments, run, write SPEED.md, print it. The CLI's ``neuronedit bench
     speed`` calls ``main(argv, prog="neuronedit bench speed")``; ``prog`` is the
@@ -663,8 +722,16 @@ def main(argv=None, prog="python -m neuronedit_tf.bench.speed"):
     parser.add_argument("--scratch", help="folder for temporary NPY files (default: system temp)")
     parser.add_argument("--export-rows", type=lambda s: int(float(s)), default=10**6,
                         help="rows per pass of the exported-graph timing (0 skips it)")
+    parser.add_argument("--sections", type=parse_sections, default=None,
+                        help=f"run only these sections (comma-separated, of {', '.join(SECTIONS)}) "
+                             "and rewrite them in place in SPEED.md; default: everything")
     args = parser.parse_args(argv)
     command = prog + (f" --out {args.out}" if args.out != "benchmarks" else "")
+    if args.sections:
+        log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+        run_sections(args.sections, args.out, command=command, scratch=args.scratch, log=log)
+        print((Path(args.out) / "SPEED.md").read_text())
+        return 0
     if args.sizes != DEFAULT_SIZES:
         command += " --sizes " + ",".join(f"{s:.0e}".replace("+0", "") for s in args.sizes)
     if args.export_rows != 10**6:
