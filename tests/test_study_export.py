@@ -157,3 +157,21 @@ def test_a_failed_study_export_leaves_nothing(study, tmp_path):
     with pytest.raises(NeuronEditError, match="sample has 2 columns; the model expects 5"):
         study.export(tmp_path / "y", sample=np.zeros((3, 2), np.float32))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_study_whose_one_level_tables_do_not_fit_serves_nested_tables(study, tmp_path,
+                                                                       monkeypatch):
+    # With 100 batches the calibration's one-level tables exceed STUDY_TABLE_BYTES; here a
+    # budget that only the nested tables fit stands for it. The export then serves them (not
+    # the binary search), verified in a fresh process in both formats.
+    from neuronedit_tf import lookup
+
+    calibration = study.part("calibration")
+    budget = StudyLookupEdit.from_layer(calibration, nested=True).table_bytes
+    monkeypatch.setattr(lookup, "STUDY_TABLE_BYTES", budget)
+    frozen = study_lookup_edit(calibration)
+    assert isinstance(frozen, StudyLookupEdit) and frozen.fine > 0
+    report = study.export(tmp_path / "nested")
+    for key in ("saved_model", "saved_model_endpoints", TFLITE_FILE):
+        assert report["parity"][key]["max_error"] <= TOLERANCE, (key, report["parity"][key])
+    assert "gather index out of bounds" in report["parity"][TFLITE_FILE]["refused"]
