@@ -53,9 +53,6 @@ FORMAT = 1
 #: The latent edit's layer (as in a pair editor) and the reference batch's pass-through.
 EDIT = "neuron_edit"
 KEEP = "keep_reference"
-#: Standardised anchors kept in memory between the two passes of a fit, at most (bytes);
-#: beyond it they are standardised again.
-CACHE_BYTES = 1 << 28
 
 
 # ------------------------------------------------------------------ the inputs
@@ -227,17 +224,17 @@ class Study:
         maps = method.study_maps()
         quantiles = editor.quantiles_
         batches = [b for b, _ in anchors]
-        cache, cached = {}, 0
 
         def standardised(i):
-            return cache[i] if i in cache else anchors[i][1].standardised(pieces.pre)
+            # One anchor at a time in memory: it is read (a memory map chunk by chunk) and
+            # standardised again in the second pass, which costs far less than the encoder
+            # and decoder passes over it, and keeps memory flat in the number of batches.
+            return anchors[i][1].standardised(pieces.pre)
 
         # Pass 1: each anchor's own percentiles (codes and standardised features).
         own = []
-        for i, (batch, stream) in enumerate(anchors):
-            values = stream.standardised(pieces.pre)
-            if cached + values.nbytes <= CACHE_BYTES:
-                cache[i], cached = values, cached + values.nbytes
+        for i, (batch, _) in enumerate(anchors):
+            values = standardised(i)
             own.append(_own_knots(pieces, values, quantiles, maps, f"anchors[{batch!r}]"))
         if reference == MEAN:
             target = {part: clean_knots(np.mean(np.stack([o[part] for o in own]).astype(

@@ -375,3 +375,33 @@ def test_memory_mapped_anchors_an_ensemble_and_streamed_output(tmp_path, anchors
     np.testing.assert_array_equal(np.asarray(out), study.transform(x, batch="2"))
     with pytest.raises(NeuronEditError, match="Streamed data takes one batch name"):
         study.transform(np.load(tmp_path / "x.npy", mmap_mode="r"), batch=["2"] * len(x))
+
+
+def test_fitting_the_tables_holds_one_memory_mapped_anchor_at_a_time(tmp_path, monkeypatch):
+    # Memory flat in the number of batches: after training, the tables are fitted reading
+    # one anchor at a time (a memory map chunk by chunk), never all anchors' standardised
+    # rows together. tracemalloc sees numpy's allocations (TensorFlow's are not Python's).
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    maps = {}
+    for b in range(8):
+        np.save(tmp_path / f"{b}.npy", rng.normal(b * 0.1, 1.0, (20000, 6)).astype(np.float32))
+        maps[str(b)] = np.load(tmp_path / f"{b}.npy", mmap_mode="r")
+    peaks = []
+    fit = Study.fit.__func__
+
+    def measured(cls, *args, **kwargs):
+        tracemalloc.start()
+        try:
+            return fit(cls, *args, **kwargs)
+        finally:
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+
+    monkeypatch.setattr(Study, "fit", classmethod(measured))
+    study = NeuronEditor(method="paper", hidden=(16, 8, 4)).fit_study(
+        maps, reference="0", epochs=1, batch_size=1024, verbose=0)
+    assert study.batches == tuple(maps)
+    all_anchors = sum(a.nbytes for a in maps.values())  # 3.84 MB; one anchor 0.48 MB
+    assert peaks and peaks[0] < all_anchors / 2, (peaks, all_anchors)
