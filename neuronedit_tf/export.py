@@ -20,8 +20,10 @@ Formats (``export_editor(editor, path, format=...)``):
 
 A study (:class:`~neuronedit_tf.study.Study`, ``export_study``) exports the same way as one
 graph for every batch: ``serving_default`` takes ``features`` and ``batch`` (each row's batch
-name, a string tensor), its per-batch maps frozen into stacked lookup tables
-(``StudyLookupEdit``); a request naming an unknown batch fails.
+name, a string tensor, found by one hash-table lookup per row, ``batch_table``), its per-batch
+maps frozen into stacked lookup tables (``StudyLookupEdit``: one-level, or nested where the
+knots cluster, so that 100 batches still fit; see ``study_lookup_edit``); a request naming
+an unknown batch fails.
 
 In the exported graph the edit is ``LookupEdit`` (``neuronedit_tf.lookup``): the
 fitted ``NeuronEdit`` map frozen into a one-gather lookup table (the same

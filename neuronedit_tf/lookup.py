@@ -36,6 +36,14 @@ segments per bin; the 0th and 100th percentiles are a sample's extremes and
 can stretch a grid). A map whose knots are so clustered that a bin would still
 overlap more than ``MAX_WIDTH`` segments is left to ``NeuronEdit``'s binary
 search (see ``lookup_edit``).
+
+A study's maps (``StudyLookupEdit``) stack every batch's tables; each row gathers from its
+own batch's. Where one grid cannot serve every batch within ``STUDY_TABLE_BYTES`` (the
+default method's per-feature calibration, 101 knots per feature, with knots a few float32
+ulps apart where many anchor cells sit at zero), the tables are nested: equal coarse bins,
+each split into fine bins only where its knots need it (``nested_tables``), and a flat run of
+knots (one constant value) counts as one segment. 100 batches of the CyTOF demo's 37 markers
+then take ~12 MB instead of the hundreds of MB a one-level grid would need.
 """
 
 from __future__ import annotations

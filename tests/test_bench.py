@@ -1,5 +1,6 @@
 """The benchmark harness end to end, in its quick configuration (`neuronedit bench ... --quick`)."""
 
+import json
 import re
 
 import numpy as np
@@ -60,12 +61,32 @@ def test_speed_quick_writes_speed_md(tmp_path):
     assert cli.main(["bench", "speed", "--quick", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "SPEED.md").read_text()
     for heading in ("## Training throughput", "## The whole fit", "## Percentile fitting",
-                    "## End to end", "## Exported graph inference"):
+                    "## End to end", "## Exported graph inference", "## Studies"):
         assert heading in text
     assert "neuronedit bench speed --out" in text
     # Every rate in the tables is a positive number that was measured, not a placeholder.
     rates = re.findall(r"\| ([\d,]+) \|", text)
     assert rates and all(int(r.replace(",", "")) > 0 for r in rates)
+
+
+def test_speed_sections_rewrite_only_their_section_in_place(tmp_path, capsys):
+    (tmp_path / "SPEED.md").write_text("# Speed and memory\n\n## Training\n\nkept 1\n\n"
+                                       "## Studies: old\n\nstale\n\n## Later\n\nkept 2\n")
+    assert cli.main(["bench", "speed", "--quick", "--sections", "study",
+                     "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "SPEED.md").read_text()
+    assert "kept 1" in text and "kept 2" in text and "stale" not in text
+    assert text.index("## Training") < text.index("## Studies") < text.index("## Later")
+    assert f"neuronedit bench speed --out {tmp_path} --quick --sections study" in text
+    section = text[text.index("## Studies"):text.index("## Later")]
+    for figure in ("fit_study s", "peak RSS MiB", "SavedModel rows/s", "TFLite rows/s"):
+        assert figure in section
+    rates = re.findall(r"\| ([\d,]+) \| ([\d,]+) \| [\d.]+ / [\d.]+ \|", section)
+    assert len(rates) == 3 and all(int(r.replace(",", "")) > 0 for pair in rates for r in pair)
+    assert "studies" in json.loads((tmp_path / "speed.json").read_text())
+    assert cli.main(["bench", "speed", "--quick", "--sections", "nope", "--out",
+                     str(tmp_path)]) == 1
+    assert "unknown section(s) ['nope']" in capsys.readouterr().err
 
 
 def test_bench_rejects_bad_seeds(capsys):
