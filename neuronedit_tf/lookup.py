@@ -585,12 +585,16 @@ def nested_tables(source_q, tables, coarse):
         if int(cells[c][6][j] - cells[c][5][j]) + 1 <= width:
             continue
         count = needed(c, j, width)
-        while True:  # the estimate is a bound; check the rows the graph will use
+        while True:  # the estimate ignores the end bins' margins: check the actual rows
             start, scale, first, last = split(cells[c], j, count)
-            if int((last - first).max()) + 1 <= width:
+            actual = int((last - first).max()) + 1
+            if actual <= width:
                 break
-            if count >= MAX_FINE_BINS:
-                return None
+            if count >= MAX_FINE_BINS:  # as fine as allowed: wider rows for every bin
+                if actual > MAX_WIDTH:
+                    return None
+                width = actual
+                break
             count *= 2
         fine[c, j] = (start, scale, count, first, last)
     index, rows, total = [], [], 0
@@ -699,7 +703,7 @@ class StudyLookupEdit(keras.layers.Layer):
                 if tables_ is None:
                     continue
                 size = tables_[2].nbytes + tables_[3].nbytes
-                if best is None or (tables_[4], size) < (best[-1], best[0]):
+                if best is None or size < best[0]:  # the smallest: fewest cache misses
                     best = (size, bins) + tables_
             if best is None:
                 raise NeuronEditError(
