@@ -10,7 +10,9 @@ can transfer better. Which kind a dataset has can be measured on its spike-ins, 
    ``"random"`` (random halves of S and of T) and ``"population"`` (two cell populations,
    :func:`population_split`: a change learned on one population and applied to another, as
    a sample's cells may differ from the spike-ins). A split whose populations are too small
-   is skipped.
+   is skipped. An optional third split, ``"sample"`` (:func:`sample_split`, not used unless
+   asked for: ``select(..., split_names=ALL_SPLITS)``), holds out the S cells most like the
+   sample X; it is under study (``docs/decisions/0004-auto-rule.md``).
 2. For each split one autoencoder is trained on the fitting part of S and T and on X (as in
    use), and every candidate (:data:`CANDIDATES`: the neuron-editing methods and the
    data-space maps ``"quantile_map"`` and ``"mean_shift"``) is built from it, fitted on the
@@ -50,6 +52,15 @@ MIN_POPULATION = 150
 MIN_ROWS = 200
 #: The method ``"auto"`` takes when the spike-ins are too few to cross-validate.
 FALLBACK = "gated"
+#: The splits ``"auto"`` uses (the default). ``"sample"`` (:func:`sample_split`) is optional,
+#: asked for by ``select(..., split_names=...)``; it is under study, not a default.
+SPLITS = ("random", "population")
+#: Every split :func:`splits` knows.
+ALL_SPLITS = ("random", "population", "sample")
+#: :func:`sample_split`: the share of X among each S cell's this many nearest cells of S u X.
+SAMPLE_NEIGHBOURS = 30
+#: :func:`sample_split`: this fraction of S (the cells most like X) is held out.
+SAMPLE_HOLD = 1 / 3
 #: The cross-validation uses at most this many rows of S, of T and of each X (a seeded
 #: subsample), so its cost is bounded however large the data: the choice is made on a sample,
 #: the final fit uses every row.
@@ -96,13 +107,82 @@ def population_split(source, target, seed=0, min_cells=MIN_POPULATION):
     return ((s_label == fit, t_label == fit), (s_label != fit, t_label != fit))
 
 
-def splits(source, target, seed=0):
-    """``[(name, ((s_fit, t_fit), (s_held, t_held)))]``: the random and population splits
-    of S and T (comparison-scale arrays); the population split only when it exists."""
-    found = [("random", random_split(len(source), len(target), seed))]
-    population = population_split(source, target, seed)
-    if population is not None:
-        found.append(("population", population))
+def sample_split(source, target, sample, seed=0, min_cells=MIN_POPULATION,
+                 neighbours=SAMPLE_NEIGHBOURS, hold=SAMPLE_HOLD):
+    """Hold out the S cells most like the sample X: transfer toward the sample's own cells.
+
+    On the comparison scale (``(n, d)`` arrays; X is in S's batch, it is what gets edited):
+    each S cell's score is the share of X cells among its ``neighbours`` nearest cells of
+    S u X, itself excluded (a k-nearest-neighbour classifier S vs X, i.e. a density ratio).
+    The ``hold`` fraction of S with the highest score is held out (ties broken by a random
+    order seeded by ``seed``); the fit is on the rest. Each T cell, after the per-feature
+    percentile map T -> S (as in :func:`population_split`), joins the part of its nearest
+    S cell. Where X is like S the scores are noise and the split is close to a random one;
+    where X's cells lie in one corner of S, that corner is held out.
+
+    Returns:
+        ``((s_fit, t_fit), (s_held, t_held))`` boolean masks, or None when there is no X,
+        X has fewer than ``min_cells`` rows, or a part has fewer than ``min_cells`` cells of
+        S or of T.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> s, t = rng.normal(size=(600, 2)), rng.normal(size=(600, 2)) + 1
+        >>> x = rng.normal(size=(400, 2)) + [3, 0]   # the sample lies toward +x
+        >>> (s_fit, t_fit), (s_held, t_held) = sample_split(s, t, x)
+        >>> int(s_held.sum()), bool(s[s_held, 0].mean() > s[s_fit, 0].mean())
+        (200, True)
+        >>> sample_split(s, t, None) is None
+        True
+    """
+    if sample is None or len(sample) < min_cells:
+        return None
+    from sklearn.neighbors import NearestNeighbors
+
+    from neuronedit_tf.layers import NeuronEdit
+
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    sample = np.asarray(sample, np.float64)
+    n = len(source)
+    pool = NearestNeighbors().fit(np.concatenate([source, sample]))
+    _, index = pool.kneighbors(source, neighbours + 1)
+    own = index == np.arange(n)[:, None]
+    keep = ~own
+    keep[~own.any(axis=1), -1] = False  # itself not among them (duplicates): drop the last
+    score = ((index >= n) & keep).sum(axis=1)
+    tie = np.random.default_rng(seed).random(n)
+    order = np.lexsort((tie, -score))  # highest score first, ties in a seeded order
+    s_held = np.zeros(n, bool)
+    s_held[order[: int(round(hold * n))]] = True
+    back = NeuronEdit()
+    back.adapt(target, source)
+    mapped = np.asarray(back(target.astype(np.float32)), np.float64)
+    nearest = NearestNeighbors(n_neighbors=1).fit(source).kneighbors(mapped)[1][:, 0]
+    t_held = s_held[nearest]
+    if min(s_held.sum(), (~s_held).sum(), t_held.sum(), (~t_held).sum()) < min_cells:
+        return None
+    return ((~s_held, ~t_held), (s_held, t_held))
+
+
+def splits(source, target, seed=0, sample=None, names=SPLITS):
+    """``[(name, ((s_fit, t_fit), (s_held, t_held)))]``: the splits ``names`` of S and T
+    (comparison-scale arrays), each only when it exists: ``"random"``, ``"population"``
+    and, given the sample X (``sample``, on the same scale), ``"sample"``."""
+    unknown = [name for name in names if name not in ALL_SPLITS]
+    if unknown:
+        raise NeuronEditError(f"unknown cross-validation split(s) {unknown}; "
+                              f"choose among {list(ALL_SPLITS)}.")
+    found = []
+    for name in names:
+        if name == "random":
+            split = random_split(len(source), len(target), seed)
+        elif name == "population":
+            split = population_split(source, target, seed)
+        else:
+            split = sample_split(source, target, sample, seed)
+        if split is not None:
+            found.append((name, split))
     return found
 
 
@@ -129,7 +209,8 @@ def comparison_scale(transform, spread):
     return scale
 
 
-def cross_validate(fit_split, source, target, scale, candidates=CANDIDATES, seed=0, log=None):
+def cross_validate(fit_split, source, target, scale, candidates=CANDIDATES, seed=0, log=None,
+                   sample=None, split_names=SPLITS):
     """Score every candidate on the splits of the spike-in pair.
 
     Args:
@@ -140,6 +221,8 @@ def cross_validate(fit_split, source, target, scale, candidates=CANDIDATES, seed
         candidates: the candidate names, in order of preference on a tie.
         seed: seeds the splits.
         log: called with one line per split (optional).
+        sample: raw X, ``(n, d)`` (only the ``"sample"`` split reads it).
+        split_names: the splits to use (:data:`SPLITS` unless told).
 
     Returns:
         ``(choice, rows)``: the winner and one row per (split, candidate) with ``split``,
@@ -155,8 +238,12 @@ def cross_validate(fit_split, source, target, scale, candidates=CANDIDATES, seed
     from neuronedit_tf import metrics
 
     scaled_source, scaled_target = scale(source), scale(target)
+    scaled_sample = None
+    if "sample" in split_names and sample is not None and len(sample):
+        scaled_sample = scale(np.asarray(sample))
     rows = []
-    for name, ((s_fit, t_fit), (s_held, t_held)) in splits(scaled_source, scaled_target, seed):
+    for name, ((s_fit, t_fit), (s_held, t_held)) in splits(
+            scaled_source, scaled_target, seed, scaled_sample, split_names):
         built = fit_split(source[s_fit], target[t_fit])
         held_target = scaled_target[t_held]
         before = metrics.mean_emd(scaled_source[s_held], held_target)
@@ -170,7 +257,7 @@ def cross_validate(fit_split, source, target, scale, candidates=CANDIDATES, seed
     return choose(rows, candidates), rows
 
 
-def select(editor, source, target, extra=None, training=None, log=None):
+def select(editor, source, target, extra=None, training=None, log=None, split_names=SPLITS):
     """What ``editor.fit(source, target, extra=extra)`` chooses with ``method="auto"``.
 
     Args:
@@ -180,6 +267,8 @@ def select(editor, source, target, extra=None, training=None, log=None):
         extra: X, a list of data sets (arrays, memory maps or datasets) or None.
         training: ``fit``'s training arguments for every split (epochs, batch size, ...).
         log: called with one line per split (optional).
+        split_names: the splits to use (:data:`SPLITS` unless told; ``"sample"`` reads X,
+            all of ``extra``'s sampled rows together).
 
     Returns:
         ``{"choice", "rows", "candidates"}`` (see :func:`cross_validate`), or, when the
@@ -214,7 +303,11 @@ def select(editor, source, target, extra=None, training=None, log=None):
         split = type(editor)(**params).fit(s, t, extra=extra or None, **(training or {}))
         return split.candidates(s, t)
 
-    choice, rows = cross_validate(fit_split, source, target, scale, seed=settings.seed, log=log)
+    sample = None
+    if extra and "sample" in split_names:
+        sample = np.concatenate([np.asarray(values) for values in extra])
+    choice, rows = cross_validate(fit_split, source, target, scale, seed=settings.seed, log=log,
+                                  sample=sample, split_names=split_names)
     if log is not None:
         log(f"auto: chose {choice!r}")
     return {"choice": choice, "rows": rows, "candidates": list(CANDIDATES)}

@@ -143,3 +143,51 @@ def test_the_table_shows_each_splits_score_per_candidate():
         cells = [cell.strip("* ") for cell in line.split("|")[2:-1]]
         assert cells == [f"{ratios['random']:.3f}", f"{ratios['population']:.3f}",
                          f"{np.mean(list(ratios.values())):.3f}"]
+
+
+def test_the_optional_sample_split_holds_out_the_source_cells_most_like_the_sample():
+    source, target, _ = _pair()
+    # X holds only population a (feature 0 around +2): the S cells near it are held out.
+    rng = np.random.default_rng(1)
+    sample = (rng.normal(size=(400, 4)) + [2, 0, 0, 0]).astype(np.float32)
+    split = selection.sample_split(source, target, sample, seed=0)
+    assert split is not None
+    (s_fit, t_fit), (s_held, t_held) = split
+    assert not (s_fit & s_held).any() and (s_fit | s_held).all()  # disjoint, covering S
+    assert not (t_fit & t_held).any() and (t_fit | t_held).all()
+    assert s_held.sum() == round(selection.SAMPLE_HOLD * len(source))
+    in_a = source[:, 0] > 0  # _pair's population a
+    assert in_a[s_held].mean() > 0.95  # the held-out third is X's kind of cells
+    # T's cells follow their S cells after the percentile map (T's feature 0 is 1.5 x + 1).
+    assert (target[t_held, 0] > 1.0).mean() > 0.9
+    # Seeded: the same seed gives the same masks; the seed only orders tied scores.
+    again = selection.sample_split(source, target, sample, seed=0)
+    for a, b in zip(np.concatenate(split), np.concatenate(again)):
+        np.testing.assert_array_equal(a, b)
+    other = selection.sample_split(source, target, sample, seed=1)[1][0]
+    assert 0 < (other != s_held).sum() < 0.2 * len(source)
+    # Skipped without X or with too few X cells.
+    assert selection.sample_split(source, target, None) is None
+    assert selection.sample_split(source, target, sample[:100]) is None
+
+
+def test_the_sample_split_is_used_only_when_asked_for():
+    source, target, extra = _pair()
+
+    def fit_split(s, t):
+        shift = t.mean(0) - s.mean(0)
+        return {"no_op": lambda x: x, "mean": lambda x: x + shift}
+
+    def split_names(**kwargs):
+        _, rows = selection.cross_validate(fit_split, source, target, lambda v: v,
+                                           candidates=("no_op", "mean"), **kwargs)
+        return list(dict.fromkeys(r["split"] for r in rows))
+
+    assert selection.SPLITS == ("random", "population")
+    assert split_names(sample=extra) == ["random", "population"]  # the default ignores X
+    assert split_names(sample=extra, split_names=selection.ALL_SPLITS) == [
+        "random", "population", "sample"]
+    assert split_names(split_names=selection.ALL_SPLITS) == ["random", "population"]  # no X
+    assert split_names(sample=extra, split_names=("sample",)) == ["sample"]
+    with pytest.raises(NeuronEditError, match="unknown cross-validation split"):
+        split_names(split_names=("halves",))
