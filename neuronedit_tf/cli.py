@@ -144,7 +144,8 @@ def _parser():
     bench.add_argument("--quick", action="store_true",
                        help="a tiny configuration that proves the harness works (seconds)")
     bench.add_argument("--sections", default=None,
-                       help="speed only: run these sections alone (comma-separated: study) and "
+                       help="speed only: run these sections alone (comma-separated: study, "
+                            "whole_fit) and "
                             "rewrite them in place in SPEED.md")
     zoo = command("zoo", "Presets: list, describe, download or retrain fitted editors.")
     actions = zoo.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
@@ -581,7 +582,7 @@ def _bench_speed(args, command):
         except argparse.ArgumentTypeError as error:
             raise NeuronEditError(f"--sections: {error}") from None
         speed.run_sections(sections, args.out, command=command + " --quick", log=log,
-                           studies=QUICK_STUDIES)
+                           studies=QUICK_STUDIES, whole={"rows": 3000, "rounds": 1})
         with open(os.path.join(args.out, "SPEED.md")) as handle:
             print(handle.read())
         return

@@ -89,6 +89,28 @@ def test_speed_sections_rewrite_only_their_section_in_place(tmp_path, capsys):
     assert "unknown section(s) ['nope']" in capsys.readouterr().err
 
 
+def test_the_whole_fit_section_is_rewritten_alone(tmp_path, monkeypatch):
+    # The measurement itself runs in test_speed_quick_writes_speed_md (run_speed calls
+    # whole_fit); here only its section's rewrite, with the figures it returns.
+    from neuronedit_tf.bench import speed
+
+    measured = [{"batch": b, "rows": 3000, "epochs": 2, "fit": f, "torch": t,
+                 "torch_threads": 1, "rounds": 3, "load": 0.5}
+                for b, f, t in ((100, 15.8, 14.7), (1024, 9.7, 6.1))]
+    monkeypatch.setattr(speed, "whole_fit", lambda **kwargs: measured)
+    (tmp_path / "SPEED.md").write_text("# Speed and memory\n\n## Training\n\nkept 1\n\n"
+                                       "## The whole fit, against old\n\nstale\n\n"
+                                       "## Percentile fitting\n\nkept 2\n")
+    speed.run_sections(["whole_fit"], tmp_path, command="neuronedit bench speed")
+    text = (tmp_path / "SPEED.md").read_text()
+    assert "kept 1" in text and "kept 2" in text and "stale" not in text
+    section = text[text.index("## The whole fit"):text.index("## Percentile fitting")]
+    assert "`neuronedit bench speed --sections whole_fit`" in section
+    assert "fastest of 3 fresh processes" in section
+    assert "| 100 | 15.8 | 14.7 (1 thread) | 0.93× |" in section
+    assert "| 1024 | 9.7 | 6.1 (1 thread) | 0.63× |" in section
+
+
 def test_bench_rejects_bad_seeds(capsys):
     assert cli.main(["bench", "drugs", "--seeds", "a,b", "--out", "unused"]) == 1
     assert "--seeds takes comma-separated integers" in capsys.readouterr().err

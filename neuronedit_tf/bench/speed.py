@@ -319,6 +319,30 @@ def _export_in_child(rows):
 
 
 
+def whole_fit(rows=200_000, epochs=2, rounds=3, scratch=None, log=print):
+    """``NeuronEditor().fit`` on ``rows`` in-memory rows (S + T + X) for ``epochs`` against
+    PyTorch's whole loop on as many rows, at batch 100 and 1024: each side the fastest of
+    ``rounds`` fresh processes, run interleaved (on a shared machine one run can be slowed
+    by a neighbour, PyTorch's threads most of all, so single runs mislead either way)."""
+    results = []
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        paths = _synthetic(folder, rows)
+        for batch_size in (100, 1024):
+            log(f"whole fit, batch {batch_size} ...")
+            spec = dict(paths, out=str(Path(folder) / "edited.npy"), mmap=False,
+                        fit={"epochs": epochs, "batch_size": batch_size, "verbose": 0})
+            ours, torch_runs = [], []
+            for _ in range(rounds):
+                ours.append(_run_child(spec))
+                torch_runs.append(_torch_in_child(batch_size, rows, epochs))
+            best = min(ours, key=lambda run: run["fit"])
+            seconds, threads = (None, None) if torch_runs[0][0] is None else min(torch_runs)
+            results.append({"batch": batch_size, "rows": rows, "epochs": best["epochs"],
+                            "fit": best["fit"], "torch": seconds, "torch_threads": threads,
+                            "rounds": rounds, "load": _load()})
+    return results
+
+
 # ---------------------------------------------------------------------- report
 def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 200_000),
               percentile_shape=(10**6, 50), command=None, scratch=None, log=print,
@@ -364,26 +388,8 @@ def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 
                                        "best of 1 and all cores)",
                              "batch": batch_size, "load": _load(), "rate": rate})
     figures["training"] = training
-    figures["whole_fit"] = []
-    with tempfile.TemporaryDirectory(dir=scratch) as folder:
-        paths = _synthetic(folder, whole_fit_rows)
-        for batch_size in (100, 1024):
-            log(f"whole fit, batch {batch_size} ...")
-            spec = dict(paths, out=str(Path(folder) / "edited.npy"), mmap=False,
-                        fit={"epochs": whole_fit_epochs, "batch_size": batch_size, "verbose": 0})
-            # Interleaved rounds, the fastest of each: on a shared machine one run can be
-            # slowed by a neighbour (PyTorch's threads most of all), so single runs
-            # mislead in either direction.
-            ours, torch_runs = [], []
-            for _ in range(whole_fit_rounds):
-                ours.append(_run_child(spec))
-                torch_runs.append(_torch_in_child(batch_size, whole_fit_rows, whole_fit_epochs))
-            best = min(ours, key=lambda run: run["fit"])
-            seconds, threads = (None, None) if torch_runs[0][0] is None else min(torch_runs)
-            figures["whole_fit"].append({"batch": batch_size, "rows": whole_fit_rows,
-                                         "epochs": best["epochs"], "fit": best["fit"],
-                                         "torch": seconds, "torch_threads": threads,
-                                         "rounds": whole_fit_rounds, "load": _load()})
+    figures["whole_fit"] = whole_fit(whole_fit_rows, whole_fit_epochs, whole_fit_rounds,
+                                     scratch=scratch, log=log)
     log("percentiles ...")
     figures["percentiles"] = dict(percentile_timing(*percentile_shape), load=_load(),
                                   shape=list(percentile_shape))
@@ -539,9 +545,9 @@ def render(figures):
 
 
 #: The sections ``--sections`` can run alone, each rewritten in place in SPEED.md.
-SECTIONS = ("study",)
+SECTIONS = ("study", "whole_fit")
 #: Each such section's heading in SPEED.md (it runs to the next ``## `` heading).
-SECTION_HEADINGS = {"study": "## Studies"}
+SECTION_HEADINGS = {"study": "## Studies", "whole_fit": "## The whole fit"}
 
 
 def _section_command(command, section):
@@ -573,10 +579,12 @@ def replace_section(text, heading, lines):
 
 
 def run_sections(sections, out_dir="benchmarks", command=None, scratch=None, log=print,
-                 studies=None):
+                 studies=None, whole=None):
     """Run only ``sections`` (of :data:`SECTIONS`) and rewrite each in place in
     ``out_dir/SPEED.md`` (the rest of the file, and of ``speed.json``, kept); a missing
-    SPEED.md is started with its title. Returns the figures of those sections."""
+    SPEED.md is started with its title. ``studies``, ``whole``: keyword arguments of
+    :func:`~neuronedit_tf.bench.study_speed.run_studies` and :func:`whole_fit`. Returns the
+    figures of those sections."""
     from neuronedit_tf.bench.study_speed import run_studies
     from neuronedit_tf.data.atomic import atomic_path
 
@@ -587,12 +595,17 @@ def run_sections(sections, out_dir="benchmarks", command=None, scratch=None, log
     for section in sections:
         if section == "study":
             figures["studies"] = run_studies(scratch=scratch, log=log, **(studies or {}))
+        elif section == "whole_fit":
+            figures["whole_fit"] = whole_fit(scratch=scratch, log=log, **(whole or {}))
     speed_md = out / "SPEED.md"
     text = speed_md.read_text() if speed_md.exists() else "# Speed and memory\n"
     for section in sections:
         if section == "study":
             text = replace_section(text, SECTION_HEADINGS[section],
                                    _render_studies(figures["studies"], command))
+        elif section == "whole_fit":
+            text = replace_section(text, SECTION_HEADINGS[section], _render_whole_fit(
+                figures["whole_fit"], _section_command(command, section)))
     stored = out / "speed.json"
     saved = json.loads(stored.read_text()) if stored.exists() else {}
     saved.update(figures)
@@ -603,8 +616,9 @@ def run_sections(sections, out_dir="benchmarks", command=None, scratch=None, log
     return figures
 
 
-def _render_whole_fit(rows):
-    """The whole-fit section of SPEED.md: what a user waits for, against PyTorch."""
+def _render_whole_fit(rows, alone=None):
+    """The whole-fit section of SPEED.md: what a user waits for, against PyTorch (``alone``:
+    the command that regenerates this section by itself, when it was run so)."""
     if not rows:
         return []
     lines = [
@@ -620,6 +634,12 @@ def _render_whole_fit(rows):
         "epoch, no validation (best of all cores and one thread). Each side is the fastest of "
         f"{rows[0].get('rounds', 1)} fresh processes, run interleaved.",
         "",
+    ]
+    if alone:
+        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        lines += [f"Regenerated alone at {when} with `{alone}` (the rest of SPEED.md is "
+                  "another run's).", ""]
+    lines += [
         "| batch | NeuronEditor().fit s | PyTorch loop s | PyTorch ÷ fit (≥ 1: fit as fast) | load |",
         "|---|---|---|---|---|",
     ]
