@@ -527,7 +527,7 @@ class NeuronEditor(Estimator):
         # trained together: same batches, each member from its own loss (models.side_by_side).
         training, steps, validation = streaming.training_data(
             streams, pre, sum(counts), validation_split, int(batch_size), settings.seed,
-            options["shuffle_rows"], counts=counts)
+            options["shuffle_rows"])
         autoencoder, self.history_ = distribute.train(
             lambda: self._build_autoencoders(sample_shape, settings, fresh=not default),
             strategy, training, steps, validation, epochs=epochs, patience=patience,
