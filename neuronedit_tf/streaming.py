@@ -289,19 +289,16 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
         # validation rows are kept from the same single pass (the same values as reading
         # them again), so an epoch's validation does not standardise every row again.
         shape = streams[0].sample_shape
-        rows = np.empty((n_training,) + shape, np.float32)
-        held_rows = np.empty((n_validation,) + shape, np.float32)
-        start = held_start = 0
-        for chunk, held in standardised.as_numpy_iterator():
-            kept = chunk[~held]
-            if start + len(kept) > n_training or held_start + len(chunk) - len(kept) > n_validation:
-                raise NeuronEditError("The data yielded more rows than were counted.")
-            rows[start : start + len(kept)] = kept
-            held_rows[held_start : held_start + len(chunk) - len(kept)] = chunk[held]
-            start, held_start = start + len(kept), held_start + len(chunk) - len(kept)
-        if (start, held_start) != (n_training, n_validation):
-            raise NeuronEditError("The data yielded fewer rows than were counted.")
-        rows = tf.constant(rows)
+        held_chunks = []
+
+        def training_chunks():
+            for chunk, held in standardised.as_numpy_iterator():
+                held_chunks.append(chunk[held])
+                yield chunk[~held]
+
+        rows = tf.constant(write_chunks(training_chunks(),
+                                        np.empty((n_training,) + shape, np.float32)))
+        held_rows = write_chunks(held_chunks, np.empty((n_validation,) + shape, np.float32))
         order = tf.data.Dataset.range(n_training).shuffle(
             n_training, seed=seed, reshuffle_each_iteration=True)
         training = order.batch(batch_size).map(lambda index: tf.gather(rows, index))
