@@ -205,7 +205,15 @@ def conv_autoencoder(image_shape, filters=(64, 128, 256), leak=0.2, seed=None):
     return keras.Model(inputs, outputs, name="conv_autoencoder")
 
 
-def run(model, values, batch_size=65536):
+#: Rows per call of :func:`run`. For 65,536 rows a dense autoencoder's intermediates are
+#: ~130 MB each (500 wide): the first such call in a process took 0.8-1.4 s, against
+#: 0.15-0.2 s in 16,384-row chunks (later calls ~0.15 s either way, 66,667 x 37 rows, on the
+#: 2-core machine of benchmarks/SPEED.md). A fit makes several such passes (the edit's
+#: tables, the calibration, the gate). Each row's result does not depend on the chunking (bit for bit here).
+RUN_ROWS = 16384
+
+
+def run(model, values, batch_size=RUN_ROWS):
     """``model(values)`` in chunks, as float32 numpy (no per-call retracing as with predict).
 
     The output is allocated once and filled chunk by chunk (no list of chunks to
