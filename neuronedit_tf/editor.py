@@ -330,14 +330,15 @@ class NeuronEditor(Estimator):
         # calibrated method's per-feature maps are fitted on it.
         source_standardised = streams[0].standardised(pieces.pre)
         target_standardised = streams[1].standardised(pieces.pre)
-        edit = None
+        edit = codes = None
         if pieces.encoder is not None:  # None: a data-space method, no autoencoder
             edit = NeuronEdit(settings.quantiles, self.extrapolation, name="neuron_edit")
-            edit.adapt(models.run(pieces.encoder, source_standardised),
-                       models.run(pieces.encoder, target_standardised), seed=settings.seed)
+            codes = models.run(pieces.encoder, source_standardised)  # E(S), used once
+            edit.adapt(codes, models.run(pieces.encoder, target_standardised),
+                       seed=settings.seed)
         self.model_ = methods.get(settings.method).fit_graph(
             sample_shape, pieces, edit, source_standardised, target_standardised,
-            self.extrapolation, settings.seed,
+            self.extrapolation, settings.seed, codes,
         )
         return self
 
@@ -573,7 +574,7 @@ class NeuronEditor(Estimator):
                 edit = NeuronEdit(method.default_quantiles, self.extrapolation, name="neuron_edit")
                 edit.adapt(*codes, seed=self.seed)
             graph = method.fit_graph(shape, methods.Pieces(pre, encoder, decoder, post), edit,
-                                     s, t, self.extrapolation, self.seed)
+                                     s, t, self.extrapolation, self.seed, codes[0])
             built[name] = lambda values, graph=graph: models.run(graph, values)
         return built
 

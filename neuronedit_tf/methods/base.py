@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import keras
+import numpy as np
 
 from neuronedit_tf.errors import NeuronEditError
 from neuronedit_tf.layers import DEFAULT_QUANTILES
+from neuronedit_tf.models import run
 
 
 class Pieces(NamedTuple):
@@ -61,7 +63,7 @@ class EditMethod:
     serves_chain = False
     uses_autoencoder = True
 
-    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0):
+    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0, codes=None):
         """The method's own layers, adapted: ``{part name: layer}`` (default: none).
 
         Args:
@@ -70,6 +72,8 @@ class EditMethod:
             source, target: standardised S and T (``pre`` applied), float32 ``(n, d)``.
             extrapolation: the editor's extrapolation (see ``NeuronEdit``).
             seed: seeds any subsample the method draws.
+            codes: ``E(source)`` when the caller has it (the fit computed it for the edit's
+                tables), so the encoder does not run over S again; None: computed here.
         """
         return {}
 
@@ -130,16 +134,24 @@ class EditMethod:
         return self.graph(features, pieces, edit, parts)
 
     def fit_graph(self, sample_shape, pieces, edit, source, target, extrapolation="shift",
-                  seed=0):
+                  seed=0, codes=None):
         """Check the input kind, adapt the method's layers and assemble its graph
-        (``keras.Model`` named ``neuron_editor``)."""
+        (``keras.Model`` named ``neuron_editor``); ``codes``: as :meth:`adapt`."""
         if len(sample_shape) != 1 and not self.handles_images:
             raise NeuronEditError(
                 f"method={self.name!r} calibrates each feature of tabular data; for images use "
                 "method='paper'."
             )
-        parts = self.adapt(pieces, edit, source, target, extrapolation, seed)
+        parts = self.adapt(pieces, edit, source, target, extrapolation, seed, codes)
         return self.assemble(sample_shape, pieces, edit, parts)
+
+    @staticmethod
+    def codes(pieces, source, codes=None):
+        """``E(source)`` as float32 numpy: ``codes`` when given (see :meth:`adapt`), else the
+        encoder run over ``source``."""
+        if codes is not None:
+            return np.asarray(codes, np.float32)
+        return run(pieces.encoder, np.asarray(source, np.float32))
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"

@@ -36,9 +36,11 @@ RESIDUAL_QUANTILES = (25.0, 75.0)
 CALIBRATION_QUANTILES = DEFAULT_QUANTILES
 
 
-def residual_edit(standardised, encoder, edit, decoder):
-    """``R(X) = X + D(edit(E(X))) - D(E(X))`` on standardised ``(n, d)`` numpy rows."""
-    latent = run(encoder, standardised)
+def residual_edit(standardised, encoder, edit, decoder, latent=None):
+    """``R(X) = X + D(edit(E(X))) - D(E(X))`` on standardised ``(n, d)`` numpy rows
+    (``latent``: ``E(X)`` when already computed)."""
+    if latent is None:
+        latent = run(encoder, standardised)
     return standardised + run(decoder, run(edit, latent)) - run(decoder, latent)
 
 
@@ -66,11 +68,12 @@ class Calibrated(EditMethod):
     def __init__(self, calibration_quantiles=CALIBRATION_QUANTILES):
         self.calibration_quantiles = calibration_quantiles
 
-    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0):
+    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0, codes=None):
         """The calibration, adapted from ``R(source)`` to ``target``."""
         calibration = NeuronEdit(self.calibration_quantiles, extrapolation, name="calibration")
         source = np.asarray(source, np.float32)
-        calibration.adapt(residual_edit(source, pieces.encoder, edit, pieces.decoder), target)
+        calibration.adapt(residual_edit(source, pieces.encoder, edit, pieces.decoder,
+                                        self.codes(pieces, source, codes)), target)
         return {"calibration": calibration}
 
     def graph(self, features, pieces, edit, parts):

@@ -45,7 +45,7 @@ class QuantileMap(EditMethod):
     output_map = "feature_map"
     uses_autoencoder = False
 
-    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0):
+    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0, codes=None):
         feature_map = NeuronEdit(DEFAULT_QUANTILES, extrapolation, name="feature_map")
         feature_map.adapt(np.asarray(source, np.float32), np.asarray(target, np.float32),
                           seed=seed)
@@ -63,7 +63,7 @@ class MeanShift(EditMethod):
     parts = ("feature_shift",)
     uses_autoencoder = False
 
-    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0):
+    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0, codes=None):
         shift = (np.asarray(target, np.float64).mean(axis=0)
                  - np.asarray(source, np.float64).mean(axis=0))
         # Normalization computes (x - mean) / sqrt(variance): with mean = -shift and

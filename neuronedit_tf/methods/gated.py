@@ -13,7 +13,6 @@ import numpy as np
 
 from neuronedit_tf.layers import SupportGate
 from neuronedit_tf.methods.calibrated import CALIBRATION_QUANTILES, Calibrated, residual_graph
-from neuronedit_tf.models import run
 
 #: The support gate of ``"gated"``: neighbour k and the distance-ratio band where w falls 1 -> 0
 #: (the best of 3 bands in the same cross-validation, with either two-knot edit; 1.5-3.0 was
@@ -36,12 +35,13 @@ class Gated(Calibrated):
         super().__init__(calibration_quantiles)
         self.gate = dict(GATE if gate is None else gate)
 
-    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0):
+    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0, codes=None):
         """The calibration (see ``Calibrated``) and the gate, adapted on the codes ``E(source)``
         (a subsample seeded ``seed``)."""
-        parts = super().adapt(pieces, edit, source, target, extrapolation, seed)
+        codes = self.codes(pieces, source, codes)
+        parts = super().adapt(pieces, edit, source, target, extrapolation, seed, codes)
         gate = SupportGate(**self.gate, name="support_gate")
-        gate.adapt(run(pieces.encoder, np.asarray(source, np.float32)), seed=seed)
+        gate.adapt(codes, seed=seed)
         return {**parts, "support_gate": gate}
 
     def graph(self, features, pieces, edit, parts):

@@ -29,7 +29,6 @@ from neuronedit_tf.layers import DEFAULT_KNN_REFERENCE, NeuronEdit, SupportGate
 from neuronedit_tf.methods.calibrated import CALIBRATION_QUANTILES
 from neuronedit_tf.methods.gated import GATE
 from neuronedit_tf.methods.knn_shift import LatentShift
-from neuronedit_tf.models import run
 
 
 class GatedShift(LatentShift):
@@ -52,14 +51,15 @@ class GatedShift(LatentShift):
         self.calibration_quantiles = calibration_quantiles
         self.gate = dict(GATE if gate is None else gate)
 
-    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0):
+    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0, codes=None):
         """The latent shift's layers, the calibration adapted from ``R(source)`` to ``target``
         and the gate on the codes ``E(source)`` (a subsample seeded ``seed``)."""
-        parts = super().adapt(pieces, edit, source, target, extrapolation, seed)
+        codes = self.codes(pieces, source, codes)
+        parts = super().adapt(pieces, edit, source, target, extrapolation, seed, codes)
         calibration = NeuronEdit(self.calibration_quantiles, extrapolation, name="calibration")
-        calibration.adapt(self.apply(pieces, edit, parts, source), target)
+        calibration.adapt(self.apply(pieces, edit, parts, source, codes), target)
         gate = SupportGate(**self.gate, name="support_gate")
-        gate.adapt(run(pieces.encoder, source), seed=seed)
+        gate.adapt(codes, seed=seed)
         return {**parts, "calibration": calibration, "support_gate": gate}
 
     def assemble(self, sample_shape, pieces, edit, parts, name="neuron_editor"):

@@ -81,11 +81,11 @@ class KnnShift(EditMethod):
         self.max_reference = int(max_reference)
         self.residual = bool(residual)
 
-    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0):
+    def adapt(self, pieces, edit, source, target, extrapolation="shift", seed=0, codes=None):
         """The reference codes: ``E(source)``, a subsample seeded ``seed`` beyond
         ``max_reference``; the neighbour layer (no state)."""
         reference = ReferenceCodes(self.max_reference, name="reference_codes")
-        reference.adapt(run(pieces.encoder, np.asarray(source, np.float32)), seed=seed)
+        reference.adapt(self.codes(pieces, source, codes), seed=seed)
         return {"reference_codes": reference, "knn_shift": Shift(self.k, name="knn_shift")}
 
     def shifted(self, sample_shape, pieces, edit, parts):
@@ -103,11 +103,12 @@ class KnnShift(EditMethod):
             decoded = keras.layers.Add(name="residual_edit")([standardised, change])
         return features, latent, decoded
 
-    def apply(self, pieces, edit, parts, standardised):
+    def apply(self, pieces, edit, parts, standardised, codes=None):
         """The standardised output for standardised numpy rows (what the graph computes
-        before ``post``), e.g. to adapt a layer that follows it."""
+        before ``post``), e.g. to adapt a layer that follows it (``codes``: their
+        ``E``, when already computed)."""
         standardised = np.asarray(standardised, np.float32)
-        codes = run(pieces.encoder, standardised)
+        codes = self.codes(pieces, standardised, codes)
         reference = parts["reference_codes"].reference.numpy()
         edited = run(edit, reference)
         # In chunks: each holds a (rows, references) score matrix.
