@@ -69,6 +69,10 @@ import tensorflow as tf
 
 from neuronedit_tf.errors import NeuronEditError
 
+#: The pipeline's maps hold no Python control flow: no AutoGraph conversion (see
+#: :data:`neuronedit_tf.streaming.plain`).
+_plain = tf.autograph.experimental.do_not_convert
+
 
 def resolve(strategy):
     """``strategy``, or the current one (``tf.distribute.get_strategy()``) when None."""
@@ -426,8 +430,8 @@ def train(build, strategy, training, steps, validation, epochs, patience, learni
         if _one_bar(verbose):
             callbacks.append(EpochProgress(epochs))
             verbose = 0  # instead of Keras's bar per epoch
-        pairs = training.map(lambda x: (x, _repeat(x, copies)))
-        checks = validation.map(lambda x: (x, _repeat(x, copies)))
+        pairs = training.map(_plain(lambda x: (x, _repeat(x, copies))))
+        checks = validation.map(_plain(lambda x: (x, _repeat(x, copies))))
         result = model.fit(pairs, validation_data=checks,
                            epochs=int(epochs), steps_per_epoch=int(steps),
                            callbacks=callbacks, verbose=verbose,
