@@ -194,3 +194,27 @@ def test_gated_survives_save_and_load_and_exports(editors, spike_in_halves, tmp_
     # The exported graph (lookup-table edit and calibration, the same gate) matches the editor,
     # checked in a fresh process for the SavedModel and TFLite (export's own verification).
     editor.export(tmp_path / "served", format="both")
+
+
+@pytest.mark.parametrize("name", ["gated", "gated_shift"])
+def test_the_methods_use_the_codes_the_fit_already_computed(editors, spike_in_halves, name):
+    """fit runs the encoder over S once and hands ``E(S)`` to the method (``codes=``): the
+    layers adapted from given codes equal those the method computes itself (the same
+    computation, bit for bit), and other codes give another gate (so they are used)."""
+    from neuronedit_tf import methods
+
+    editor = editors["gated"]
+    pieces = methods.Pieces(*(editor.part(n) for n in ("preprocessing", "encoder", "decoder",
+                                                       "postprocessing")))
+    source = models.run(pieces.pre, spike_in_halves["source"])
+    target = models.run(pieces.pre, spike_in_halves["target"])
+    codes = models.run(pieces.encoder, source)
+    method, edit = methods.get(name), editor.part("neuron_edit")
+    own = method.adapt(pieces, edit, source, target, seed=0)
+    given = method.adapt(pieces, edit, source, target, seed=0, codes=codes)
+    for part in own:
+        for mine, theirs in zip(own[part].get_weights(), given[part].get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    moved = method.adapt(pieces, edit, source, target, seed=0, codes=codes + 1.0)
+    assert not np.array_equal(moved["support_gate"].get_weights()[0],
+                              own["support_gate"].get_weights()[0])
