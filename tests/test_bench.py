@@ -114,3 +114,16 @@ def test_the_whole_fit_section_is_rewritten_alone(tmp_path, monkeypatch):
 def test_bench_rejects_bad_seeds(capsys):
     assert cli.main(["bench", "drugs", "--seeds", "a,b", "--out", "unused"]) == 1
     assert "--seeds takes comma-separated integers" in capsys.readouterr().err
+
+
+def test_sections_run_the_whole_fit_before_the_studies(tmp_path, monkeypatch):
+    # The Studies section writes ~1.5 GB of memory-mapped files, which slowed a fit measured
+    # right after it: whatever order --sections gives, the whole fit is measured first.
+    from neuronedit_tf.bench import speed, study_speed
+
+    ran = []
+    monkeypatch.setattr(speed, "whole_fit", lambda **kwargs: ran.append("whole_fit") or [])
+    monkeypatch.setattr(study_speed, "run_studies", lambda **kwargs: ran.append("study") or {})
+    monkeypatch.setattr(speed, "_render_studies", lambda figures, command: ["studies"])
+    speed.run_sections(["study", "whole_fit"], tmp_path, command="neuronedit bench speed")
+    assert ran == ["whole_fit", "study"]
