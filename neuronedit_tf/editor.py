@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -51,7 +52,12 @@ class NeuronEditor(Estimator):
     As in scikit-learn, each argument is stored under its own name, untouched
     (``get_params``/``set_params``, so ``sklearn.base.clone`` works); defaults such as
     ``method=None`` are resolved in ``fit``. Fitted state ends in ``_``: ``model_``,
-    ``method_``, ``quantiles_``, ``columns_``, ``passthrough_``, ``history_``.
+    ``method_``, ``quantiles_``, ``columns_``, ``passthrough_``, ``history_``, and
+    ``timings_``: the seconds of each phase of the last fit (``inputs``: reading and checking;
+    ``statistics``: the standardisation's pass; ``pipeline``: the training rows, standardised;
+    ``training``: the autoencoder's, tracing and validation included; ``edit``: the edit's
+    tables and the method's own layers; with ``method="auto"``, ``selection``: its
+    cross-validation).
 
     Args:
         method: ``"paper"``, ``"calibrated"``, ``"gated"`` or another registered method's
@@ -322,9 +328,12 @@ class NeuronEditor(Estimator):
                        patience=patience, verbose=verbose, deterministic=deterministic,
                        checkpoint_dir=checkpoint_dir, shuffle_rows=shuffle_rows,
                        jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        started = time.perf_counter()
         inputs = named_inputs(source, target, extra)
         streams, pieces = self._train(inputs, settings, options, edited=2,
-                                      minimum=(len(settings.quantiles), None), choose=True)
+                                      minimum=(len(settings.quantiles), None), choose=True,
+                                      started=started)
+        edit_started = time.perf_counter()
         sample_shape = streams[0].sample_shape
         # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
         # calibrated method's per-feature maps are fitted on it.
@@ -340,6 +349,7 @@ class NeuronEditor(Estimator):
             sample_shape, pieces, edit, source_standardised, target_standardised,
             self.extrapolation, settings.seed, codes,
         )
+        self.timings_["edit"] = time.perf_counter() - edit_started
         return self
 
     def fit_study(
@@ -429,7 +439,7 @@ class NeuronEditor(Estimator):
         return studies.Study.fit(editor, pieces, list(zip(batches, streams[:len(batches)])),
                                  reference, settings.seed)
 
-    def _train(self, inputs, settings, options, edited, minimum, choose=False):
+    def _train(self, inputs, settings, options, edited, minimum, choose=False, started=None):
         """Train the autoencoder on every input (the training path ``fit`` and ``fit_study``
         share): validate the inputs, standardise, train (checkpoints, progress, seeds), split
         at ``layer``.
@@ -445,13 +455,16 @@ class NeuronEditor(Estimator):
                 cross-validation on S and T before training (sets ``selection_`` and
                 ``settings.method``); a method without an autoencoder trains none (the
                 returned pieces' ``encoder`` and ``decoder`` are None).
+            started: ``time.perf_counter()`` when the caller began (``timings_["inputs"]``
+                counts from there; None: from here).
 
         Returns:
             ``(streams, pieces)``: each input as :class:`~neuronedit_tf.streaming.Rows`, and
             the fitted :class:`~neuronedit_tf.methods.Pieces` (``pre``, ``encoder``,
             ``decoder``, ``post``). Sets ``columns_``, ``passthrough_``, ``method_``,
-            ``quantiles_`` and ``history_``.
+            ``quantiles_``, ``history_`` and ``timings_`` (its phases so far).
         """
+        started = time.perf_counter() if started is None else started
         options = dict(options)
         for name in ("epochs", "batch_size", "validation_split", "patience", "verbose",
                      "deterministic"):
@@ -487,7 +500,9 @@ class NeuronEditor(Estimator):
         batch_size = checks.positive_int(options["batch_size"], "batch_size")
         patience = checks.integer(options["patience"], "patience")
         self.selection_ = None
+        chosen_in = None
         if choose and settings.method == selection.AUTO:
+            clock = time.perf_counter()
             training = {name: options[name] for name in (
                 "epochs", "batch_size", "validation_split", "patience", "deterministic",
                 "shuffle_rows", "jit_compile", "steps_per_execution")}
@@ -496,6 +511,7 @@ class NeuronEditor(Estimator):
             settings.method = self.selection_["choice"]
             settings.quantiles = tuple(float(q) for q in
                                        methods.get(settings.method).default_quantiles)
+            chosen_in = time.perf_counter() - clock
 
         keras.utils.set_random_seed(settings.seed)
         if options["deterministic"]:
@@ -503,6 +519,10 @@ class NeuronEditor(Estimator):
         self.columns_ = columns
         self.passthrough_ = passthrough
         self.method_, self.quantiles_ = settings.method, settings.quantiles
+        clock = time.perf_counter()
+        self.timings_ = {"inputs": clock - started - (chosen_in or 0.0)}
+        if chosen_in is not None:
+            self.timings_["selection"] = chosen_in
         mean, variance, counts = streaming.moments(
             streams, lambda chunk: models.transform_values(chunk, self.transform_name,
                                                            settings.cofactor, settings.logicle)
@@ -514,6 +534,7 @@ class NeuronEditor(Estimator):
                 f"validation_split={validation_split} of {sum(counts)} rows holds out no row; "
                 "raise it or give more rows."
             )
+        self.timings_["statistics"] = time.perf_counter() - clock
         pre = models.preprocessing(sample_shape, mean, variance, self.transform_name,
                                    settings.cofactor, settings.logicle)
         post = models.postprocessing(sample_shape, mean, variance, self.transform_name,
@@ -526,9 +547,12 @@ class NeuronEditor(Estimator):
         default = strategy is tf.distribute.get_strategy()
         # members > 1: the autoencoders (seeds seed, seed + 1, ...) side by side in one model,
         # trained together: same batches, each member from its own loss (models.side_by_side).
+        clock = time.perf_counter()
         training, steps, validation = streaming.training_data(
             streams, pre, sum(counts), validation_split, int(batch_size), settings.seed,
             options["shuffle_rows"])
+        self.timings_["pipeline"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         autoencoder, self.history_ = distribute.train(
             lambda: self._build_autoencoders(sample_shape, settings, fresh=not default),
             strategy, training, steps, validation, epochs=epochs, patience=patience,
@@ -536,6 +560,7 @@ class NeuronEditor(Estimator):
             checkpoint_dir=options["checkpoint_dir"], jit_compile=options["jit_compile"],
             steps_per_execution=options["steps_per_execution"], copies=settings.members,
         )
+        self.timings_["training"] = time.perf_counter() - clock
         members = ([autoencoder] if settings.members == 1 else
                    [autoencoder.get_layer(f"autoencoder_{k}") for k in range(settings.members)])
         encoders, decoders = zip(*(models.split_at(member, self.layer) for member in members))

@@ -94,8 +94,9 @@ def test_the_whole_fit_section_is_rewritten_alone(tmp_path, monkeypatch):
     # whole_fit); here only its section's rewrite, with the figures it returns.
     from neuronedit_tf.bench import speed
 
+    phases = {"inputs": 0.1, "statistics": 0.4, "pipeline": 0.4, "training": 5.0, "edit": 1.0}
     measured = [{"batch": b, "rows": 3000, "epochs": 2, "fit": f, "torch": t,
-                 "torch_threads": 1, "rounds": 3, "load": 0.5}
+                 "torch_threads": 1, "rounds": 3, "load": 0.5, "phases": phases}
                 for b, f, t in ((100, 15.8, 14.7), (1024, 9.7, 6.1))]
     monkeypatch.setattr(speed, "whole_fit", lambda **kwargs: measured)
     (tmp_path / "SPEED.md").write_text("# Speed and memory\n\n## Training\n\nkept 1\n\n"
@@ -109,6 +110,8 @@ def test_the_whole_fit_section_is_rewritten_alone(tmp_path, monkeypatch):
     assert "fastest of 3 fresh processes" in section
     assert "| 100 | 15.8 | 14.7 (1 thread) | 0.93× |" in section
     assert "| 1024 | 9.7 | 6.1 (1 thread) | 0.63× |" in section
+    assert "| batch | inputs | statistics | pipeline | training | edit | all but training |" in section
+    assert "| 1024 | 0.10 | 0.40 | 0.40 | 5.00 | 1.00 | 1.90 | 6.1 |" in section
 
 
 def test_bench_rejects_bad_seeds(capsys):

@@ -227,3 +227,20 @@ def test_training_settings_in_the_constructor_train_as_the_same_fit_arguments(cy
                                                                verbose=0)
     assert configured.get_params()["epochs"] == 2 and len(configured.history_["loss"]) == 2
     np.testing.assert_array_equal(configured.transform(pair[0]), overridden.transform(pair[0]))
+
+
+def test_a_fit_says_where_its_time_went(cytof):
+    import time
+
+    editor = NeuronEditor(transform="arcsinh", cofactor=5.0, hidden=(16, 8), seed=0)
+    start = time.perf_counter()
+    editor.fit(cytof["source"], cytof["target"], epochs=2, verbose=0)
+    wall = time.perf_counter() - start
+    phases = editor.timings_
+    assert list(phases) == ["inputs", "statistics", "pipeline", "training", "edit"]
+    assert all(seconds > 0 for seconds in phases.values())
+    # The phases do not overlap: together they are at most the fit's wall time, and they
+    # account for most of it (what is left is only the few steps between them).
+    assert 0.8 * wall < sum(phases.values()) <= wall
+    data_space = NeuronEditor(method="quantile_map").fit(cytof["source"], cytof["target"])
+    assert list(data_space.timings_) == ["inputs", "statistics", "edit"]

@@ -231,7 +231,7 @@ out = np.lib.format.open_memmap(spec["out"], "w+", np.float32, extra.shape)
 editor.transform(extra, out=out)
 done = time.perf_counter()
 print(json.dumps({"fit": fitted - start, "transform": done - fitted,
-                  "epochs": len(editor.history_["loss"]),
+                  "epochs": len(editor.history_["loss"]), "phases": editor.timings_,
                   "finite": bool(np.isfinite(np.load(spec["out"], mmap_mode="r")[:100000]).all())}))
 """
 
@@ -338,7 +338,8 @@ def whole_fit(rows=200_000, epochs=2, rounds=3, scratch=None, log=print):
             best = min(ours, key=lambda run: run["fit"])
             seconds, threads = (None, None) if torch_runs[0][0] is None else min(torch_runs)
             results.append({"batch": batch_size, "rows": rows, "epochs": best["epochs"],
-                            "fit": best["fit"], "torch": seconds, "torch_threads": threads,
+                            "fit": best["fit"], "phases": best.get("phases"),
+                            "torch": seconds, "torch_threads": threads,
                             "rounds": rounds, "load": _load()})
     return results
 
@@ -653,6 +654,21 @@ def _render_whole_fit(rows, alone=None):
         lines.append(f"| {r['batch']} | {r['fit']:.1f} | {torch_text} | {ratio} | "
                      f"{r['load']:.1f} |")
     lines += ["", "Goal: the whole fit at least as fast as PyTorch's loop (ratio ≥ 1)."]
+    phased = [r for r in rows if r.get("phases")]
+    if phased:
+        names = list(phased[0]["phases"])
+        lines += ["", "Where the fit's seconds go (its fastest run; `NeuronEditor.timings_`: "
+                  "`training` includes Keras's first-call tracing and each epoch's validation, "
+                  "`edit` the encoder and decoder passes over S and T for the edit's tables, the "
+                  "calibration and the gate):", "",
+                  "| batch | " + " | ".join(names) + " | all but training | PyTorch loop |",
+                  "|---" * (len(names) + 3) + "|"]
+        for r in phased:
+            phases = r["phases"]
+            fixed = sum(v for k, v in phases.items() if k != "training")
+            torch_text = "–" if r["torch"] is None else f"{r['torch']:.1f}"
+            lines.append(f"| {r['batch']} | " + " | ".join(f"{phases[n]:.2f}" for n in names)
+                         + f" | {fixed:.2f} | {torch_text} |")
     return lines
 
 
