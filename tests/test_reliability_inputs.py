@@ -544,8 +544,8 @@ def _flipped(content, seed):
 #: Seeds whose damage to ``good_files["h5ad"]`` killed anndata/h5py with SIGSEGV in a probe
 #: of 2,000 seeds (before read() checked HDF5 files in a child process): 1 crash, 1 hang.
 H5AD_CRASH_SEEDS = [1704]
-#: A seed whose damage makes HDF5 loop forever on the file.
-H5AD_HANG_SEED = 1816
+#: Seeds whose damage makes HDF5 loop forever on the file (1 in 2,000 h5ad, 1 in 1,000 h5).
+HANG_SEEDS = {"h5ad": 1816, "h5": 922}
 
 _READ_IN_A_CHILD = """
 import sys
@@ -585,15 +585,16 @@ def test_an_h5ad_that_crashes_hdf5_is_one_clear_error(good_files, tmp_path, seed
     record("bad files: truncated/flipped h5ad", "typed error", 2)
 
 
-def test_an_h5ad_that_hangs_hdf5_is_one_clear_error(good_files, tmp_path):
+@pytest.mark.parametrize("suffix", sorted(HANG_SEEDS))
+def test_a_file_that_hangs_hdf5_is_one_clear_error(good_files, tmp_path, suffix):
     from neuronedit_tf.data.hdf5check import check_hdf5
 
-    path = tmp_path / "hang.h5ad"
-    path.write_bytes(_flipped(good_files["h5ad"], H5AD_HANG_SEED))
+    path = tmp_path / f"hang.{suffix}"
+    path.write_bytes(_flipped(good_files[suffix], HANG_SEEDS[suffix]))
     with alarm(60):
         with pytest.raises(NeuronEditError, match="is damaged: .* stop making progress"):
             check_hdf5(path, stall_seconds=2)
-    record("bad files: truncated/flipped h5ad", "typed error")
+    record(f"bad files: truncated/flipped {suffix}", "typed error")
 
 
 @pytest.mark.parametrize("suffix", ["h5ad", "h5"])
