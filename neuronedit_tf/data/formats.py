@@ -18,7 +18,8 @@ atomic (a temporary file renamed into place), so an error or Ctrl-C never
 leaves a partial file. A file whose content is another format than its
 extension says is refused with a message naming the format it looks like. An
 HDF5/h5ad file is first opened in a child process (:mod:`~neuronedit_tf.data.hdf5check`),
-so a damaged one that crashes the HDF5 library is refused instead of killing this one.
+so a damaged one that crashes or hangs the HDF5 library is refused instead of
+killing or hanging this one.
 
 Parquet needs ``pyarrow`` and h5ad needs ``anndata`` (optional extras).
 """
@@ -94,7 +95,7 @@ def sniff(path):
 
 
 def _check_content(path, format, dataset=None):
-    """Refuse a missing, empty or mislabelled file, and an HDF5 file that crashes HDF5."""
+    """Refuse a missing, empty or mislabelled file, and an HDF5 file that crashes or hangs HDF5."""
     if not path.exists():
         raise NeuronEditError(f"No such file: {path}.")
     if path.is_dir():

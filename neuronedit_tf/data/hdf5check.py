@@ -137,6 +137,8 @@ def check_hdf5(path, dataset=None, *, stall_seconds=STALL_SECONDS):
             like) or made no progress: the file is damaged. Clean HDF5 errors are left to
             the caller's reader (it raises its own NeuronEditError).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        return  # an open file object (anndata reads those too): nothing to hand a child
     path = Path(path)
     try:
         status = path.stat()
