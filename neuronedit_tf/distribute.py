@@ -328,8 +328,17 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
             metadata = json.load(handle)
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
+        _load_weights(self.model, os.path.join(self.backup_dir, metadata["weights"]))
         self.model._initial_epoch = int(metadata["epoch"])
+
+
+def _load_weights(model, path):
+    """``model.load_weights(path)`` after the file is read in a child process first: a
+    checkpoint damaged on disk is a NeuronEditError, not a crash of the resumed run."""
+    from neuronedit_tf.data.hdf5check import check_hdf5
+
+    check_hdf5(path)
+    model.load_weights(path)
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -531,9 +540,9 @@ def custom_loop(model, optimizer, strategy, training, steps, validation, epochs,
             with open(state_file) as handle:
                 state = json.load(handle)
             best_name = state["best_weights"]
-            model.load_weights(os.path.join(folder, best_name))
+            _load_weights(model, os.path.join(folder, best_name))
             best_weights = model.get_weights()
-            model.load_weights(os.path.join(folder, state["weights"]))
+            _load_weights(model, os.path.join(folder, state["weights"]))
             history, best, waited, start = (state["history"], state["best"], state["waited"],
                                             state["epoch"])
     progress = EpochProgress(epochs) if chief and _one_bar(verbose) else None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import numbers
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -214,7 +215,8 @@ def _code_in_config(node, trail="config"):
 
 
 def check_keras_archive(path):
-    """Refuse a ``.keras`` file that holds code (a Lambda layer, a function) or a pickle.
+    """Refuse a ``.keras`` file that holds code (a Lambda layer, a function) or a pickle,
+    or is damaged (a member fails its CRC-32).
 
     Run before ``keras.saving.load_model(..., safe_mode=True)``, which refuses
     the same things with a Keras ``ValueError``; this names the file and the
@@ -234,8 +236,17 @@ def check_keras_archive(path):
                 )
             if "config.json" not in members:
                 raise NeuronEditError(f"{path} has no config.json; it is not a Keras model file.")
+            # Each member's CRC-32: a flipped byte in model.weights.h5 is refused here. Keras
+            # hands the member to HDF5 as it is read, and zipfile checks the CRC only at its
+            # end: HDF5 would parse the damaged bytes first, and those can crash the process.
+            damaged = archive.testzip()
+            if damaged is not None:
+                raise NeuronEditError(
+                    f"{path} is damaged: its member {damaged} fails its checksum (CRC-32). "
+                    "Copy or download the model again, or re-save it."
+                )
             config = json.loads(archive.read("config.json"))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zlib.error, EOFError):
         raise NeuronEditError(
             f"{path} is not a Keras model file (not a zip archive); it may be truncated."
         ) from None

@@ -368,6 +368,22 @@ def test_damaged_saved_editors_are_one_clear_error(small_editor, tmp_path):
         record("trust: crafted saved files refused", "typed error")
 
 
+def test_a_flipped_byte_in_a_saved_models_weights_is_refused_by_its_checksum(small_editor,
+                                                                             tmp_path):
+    # Keras would hand the damaged model.weights.h5 to HDF5, which can crash the process.
+    folder = _saved_copy(small_editor, tmp_path, "flipped")
+    archive = folder / "model.keras"
+    content = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as handle:
+        member = handle.getinfo("model.weights.h5")
+    start = member.header_offset + 30 + len(member.filename) + len(member.extra)
+    content[start + member.compress_size // 2] ^= 0x40
+    archive.write_bytes(bytes(content))
+    with pytest.raises(NeuronEditError, match="model.weights.h5 fails its checksum"):
+        NeuronEditor.load(folder)
+    record("trust: crafted saved files refused", "typed error")
+
+
 UNSAFE = re.compile(r"pickle\.loads?\(|(?<![\w.])eval\(|(?<![\w.])exec\(|allow_pickle\s*=\s*True|"
                     r"safe_mode\s*=\s*False|marshal\.loads?\(|yaml\.load\(|torch\.load\(")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from neuronedit_tf.data.atomic import atomic_path
+from neuronedit_tf.data.hdf5check import check_hdf5
 from neuronedit_tf.errors import NeuronEditError
 
 
@@ -123,9 +124,12 @@ def read_h5ad(path):
     """Read an ``.h5ad`` file (whole, into memory).
 
     Raises:
-        NeuronEditError: anndata is missing, or the file is not a readable h5ad.
+        NeuronEditError: anndata is missing, or the file is not a readable h5ad (a
+            damaged file that would crash HDF5 is refused first, see
+            :func:`~neuronedit_tf.data.hdf5check.check_hdf5`).
     """
     anndata = require_anndata()
+    check_hdf5(path)
     try:
         adata = anndata.read_h5ad(path)
     except FileNotFoundError:

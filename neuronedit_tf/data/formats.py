@@ -16,7 +16,10 @@ HDF5 and NPZ hold several arrays: name one as ``"cells.h5:/group/events"`` or
 ``dataset="/group/events"`` (a file with one array needs neither). Writes are
 atomic (a temporary file renamed into place), so an error or Ctrl-C never
 leaves a partial file. A file whose content is another format than its
-extension says is refused with a message naming the format it looks like.
+extension says is refused with a message naming the format it looks like. An
+HDF5/h5ad file is first opened in a child process (:mod:`~neuronedit_tf.data.hdf5check`),
+so a damaged one that crashes or hangs the HDF5 library is refused instead of
+killing or hanging this one.
 
 Parquet needs ``pyarrow`` and h5ad needs ``anndata`` (optional extras).
 """
@@ -33,6 +36,7 @@ from neuronedit_tf.data.annotated import (dense_matrix, from_table, read_h5ad, r
                                            write_h5ad)
 from neuronedit_tf.data.atomic import atomic_path
 from neuronedit_tf.data.fcs import FCSData, read_fcs, write_fcs
+from neuronedit_tf.data.hdf5check import check_hdf5
 from neuronedit_tf.data.tables import Table, as_table, is_anndata, names_of
 from neuronedit_tf.errors import NeuronEditError, foreign_errors
 from neuronedit_tf.validation import check_unique
@@ -90,7 +94,8 @@ def sniff(path):
     return None
 
 
-def _check_content(path, format):
+def _check_content(path, format, dataset=None):
+    """Refuse a missing, empty or mislabelled file, and an HDF5 file that crashes or hangs HDF5."""
     if not path.exists():
         raise NeuronEditError(f"No such file: {path}.")
     if path.is_dir():
@@ -109,6 +114,8 @@ def _check_content(path, format):
             f"{path} is not a {format.upper()} file (its first bytes are not a {format.upper()} "
             "signature); check that the file is complete and of the right kind."
         )
+    if found == "hdf5":
+        check_hdf5(path, dataset if format == "hdf5" else None)
 
 
 def read(path, format=None, *, dataset=None, mmap=True):
@@ -138,7 +145,7 @@ def read(path, format=None, *, dataset=None, mmap=True):
     """
     path, dataset = split_dataset(path, dataset)
     format = infer_format(path, format)
-    _check_content(path, format)
+    _check_content(path, format, dataset)
     reader = _READERS[format]
     with foreign_errors(f"{path} is not a readable {format.upper()} file ({{kind}}: {{error}}). "
                         "Check that it is complete and of the right kind."):
@@ -172,7 +179,7 @@ def channel_names(path, format=None, *, dataset=None):
     """
     path, dataset = split_dataset(path, dataset)
     format = infer_format(path, format)
-    _check_content(path, format)
+    _check_content(path, format, dataset)
     with foreign_errors(f"{path} is not a readable {format.upper()} file ({{kind}}: {{error}}). "
                         "Check that it is complete and of the right kind."):
         if format == "fcs" and dataset is None:
@@ -303,11 +310,12 @@ def resolve_dataset(path, dataset=None):
 
     Raises:
         NeuronEditError: the dataset does not exist (the message lists those
-            that do), or there are several and none was named.
+            that do), there are several and none was named, or the file is damaged.
     """
     import h5py
 
     path, dataset = split_dataset(path, dataset)
+    check_hdf5(path, dataset)
     with h5py.File(path, "r") as handle:
         available = _hdf5_datasets(handle)
         if dataset is None:
@@ -580,7 +588,7 @@ def _iter_chunks(path, chunk_size, format, dataset):
     chunk_size = int(chunk_size)
     path, dataset = split_dataset(path, dataset)
     format = infer_format(path, format)
-    _check_content(path, format)
+    _check_content(path, format, dataset)
     label = str(path)
     if format in ("csv", "tsv"):
         import pandas as pd
