@@ -573,15 +573,18 @@ def test_an_h5ad_that_crashes_hdf5_is_one_clear_error(good_files, tmp_path, seed
     path.write_bytes(_flipped(good_files["h5ad"], seed))
     child = subprocess.run([sys.executable, "-c", _READ_IN_A_CHILD, str(path)],
                            capture_output=True, text=True, timeout=120)
-    if "unguarded read survived" in child.stdout:
-        pytest.skip(f"this HDF5 no longer crashes on seed {seed}: pick crashing seeds again "
-                    "(/work/research/h5/probe.py)")
     lines = child.stdout.splitlines()
-    assert len(lines) == 2, f"the guarded reads crashed the process: {child.stdout!r}"
-    for line in lines:
+    # Both guarded reads return (data or an error), whatever HDF5 does with the file.
+    assert len(lines) >= 2, f"the guarded reads crashed the process: {child.stdout!r}"
+    if "unguarded read survived" in child.stdout:
+        # Memory errors are undefined behaviour: another build or CPU may survive this
+        # file. The guard must then not have called it a crash either.
+        assert not any("crashes the HDF5 library" in line for line in lines[:2]), lines
+        return
+    assert child.returncode < 0  # the unguarded read crashed: the file is a real crasher
+    for line in lines[:2]:
         assert line.startswith("NeuronEditError:") and "is damaged" in line, line
         assert str(path) in line and "h5ls" in line
-    assert child.returncode < 0  # the unguarded read did crash: the file is a real crasher
     record("bad files: truncated/flipped h5ad", "typed error", 2)
 
 
