@@ -19,8 +19,12 @@ from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.estimator import TRAINING, Estimator, Renamed, load, named_inputs
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit, custom_objects
+from neuronedit_tf.layers import DEFAULT_MAX_SAMPLES, DEFAULT_QUANTILES, NeuronEdit, custom_objects
 from neuronedit_tf.study import CONFIG_FILE, MODEL_FILE
+
+#: The most rows of S and of T that ``fit`` holds for the edit's tables, its calibration and
+#: its gate (NeuronEdit's own reservoir size): larger sets are sampled to it, seeded.
+EDIT_ROWS = DEFAULT_MAX_SAMPLES
 
 
 def _check_rows(name, rows, quantiles, minimum=None, why=None):
@@ -299,7 +303,9 @@ class NeuronEditor(Estimator):
                 or, read in chunks, a memory-mapped array or a ``tf.data.Dataset``
                 of batches ``(rows, d)`` or rows ``(d,)``.
             target: T, the same cells/kind of samples after it (same columns;
-                reordered named columns are matched by name).
+                reordered named columns are matched by name). S and T train the autoencoder
+                whole; the edit's tables are fitted on at most :data:`EDIT_ROWS` rows of
+                each (a seeded uniform sample beyond it), so memory stays flat.
             extra: X, data to be edited later; seen in training (the paper).
                 A list of data sets (e.g. several files) is used together.
             epochs, batch_size, validation_split, patience, verbose, deterministic:
@@ -336,9 +342,11 @@ class NeuronEditor(Estimator):
         edit_started = time.perf_counter()
         sample_shape = streams[0].sample_shape
         # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
-        # calibrated method's per-feature maps are fitted on it.
-        source_standardised = streams[0].standardised(pieces.pre)
-        target_standardised = streams[1].standardised(pieces.pre)
+        # calibrated method's per-feature maps are fitted on it; beyond EDIT_ROWS rows, on a
+        # seeded uniform sample of that many (memory flat in the rows; every percentile
+        # within 0.0014 of its rank with 95% probability, the DKW bound).
+        source_standardised = streams[0].standardised(pieces.pre, EDIT_ROWS, settings.seed)
+        target_standardised = streams[1].standardised(pieces.pre, EDIT_ROWS, settings.seed + 1)
         edit = codes = None
         if pieces.encoder is not None:  # None: a data-space method, no autoencoder
             edit = NeuronEdit(settings.quantiles, self.extrapolation, name="neuron_edit")

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuronedit_tf.errors import NeuronEditError
+from neuronedit_tf.layers.neuron_edit import reservoir
 from neuronedit_tf.validation import check_variance
 
 #: Rows per chunk read, standardised, encoded or edited at a time (~10 MB at 37 features).
@@ -172,11 +173,21 @@ class Rows:
         spec = tf.TensorSpec((None,) + self.sample_shape, tf.float32)
         return tf.data.Dataset.from_generator(self.chunks, output_signature=spec)
 
-    def standardised(self, preprocess):
+    def standardised(self, preprocess, max_rows=None, seed=0):
         """Every row through ``preprocess`` (e.g. the fitted standardisation), as one float32
-        array held in memory (``preprocess`` is called once per chunk)."""
-        return np.concatenate([np.asarray(preprocess(chunk, training=False), np.float32)
-                               for chunk in self.chunks()])
+        array held in memory (``preprocess`` is called once per chunk).
+
+        Args:
+            max_rows: keep at most this many rows: beyond it, a uniform random sample of
+                that size, seeded ``seed`` (:func:`~neuronedit_tf.layers.neuron_edit.reservoir`),
+                so memory stays flat however long the stream; up to it, every row in order.
+        """
+        chunks = (np.asarray(preprocess(chunk, training=False), np.float32)
+                  for chunk in self.chunks())
+        if max_rows is None or (self.n_rows is not None and self.n_rows <= max_rows):
+            return np.concatenate(list(chunks))
+        rows = reservoir(chunks, int(max_rows), seed)
+        return rows if len(rows) == max_rows else rows.copy()  # not a view of the full buffer
 
     def checked_chunks(self):
         """Like :meth:`chunks`, refusing NaN/inf with the row where it occurs."""

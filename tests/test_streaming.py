@@ -167,3 +167,33 @@ def test_adapt_takes_a_generator_of_batches():
     streamed.adapt((values[i : i + 512] for i in range(0, 3000, 512)),
                    (values[i : i + 512] * 2 for i in range(0, 3000, 512)))
     np.testing.assert_array_equal(whole.target_q.numpy(), streamed.target_q.numpy())
+
+
+def test_the_edit_is_fitted_on_a_bounded_seeded_sample_of_long_streams(arrays, monkeypatch):
+    """Beyond EDIT_ROWS rows of S or T, fit holds a seeded uniform sample of that many for the
+    edit's tables (memory flat in the rows); up to it every row, so results are unchanged."""
+    from neuronedit_tf import editor as editor_module
+    from neuronedit_tf.layers.neuron_edit import reservoir
+
+    values = arrays["source"]
+    rows = streaming.Rows(values, "source")
+    scale = lambda chunk, training=False: chunk * 2.0  # noqa: E731
+    np.testing.assert_array_equal(rows.standardised(scale, len(values), 0), values * 2.0)
+    sampled = rows.standardised(scale, 300, 7)
+    assert sampled.shape == (300, values.shape[1])
+    np.testing.assert_array_equal(sampled, reservoir([values * 2.0], 300, 7))
+    np.testing.assert_array_equal(sampled, rows.standardised(scale, 300, 7))  # seeded
+    assert not np.array_equal(sampled, rows.standardised(scale, 300, 8))
+
+    seen = []
+    adapt = NeuronEdit.adapt
+
+    def recording(self, source, target, *args, **kwargs):
+        seen.append((self.name, len(source), len(target)))
+        return adapt(self, source, target, *args, **kwargs)
+
+    monkeypatch.setattr(NeuronEdit, "adapt", recording)
+    monkeypatch.setattr(editor_module, "EDIT_ROWS", 300)
+    NeuronEditor(**SETTINGS).fit(arrays["source"], arrays["target"], **FIT)
+    assert len(arrays["source"]) > 300 and len(arrays["target"]) > 300
+    assert seen and all(n_source == 300 and n_target == 300 for _, n_source, n_target in seen)

@@ -138,7 +138,7 @@ def _checked_rows(rows, name, quantiles):
     return rows
 
 
-def _reservoir(batches, max_samples, seed):
+def reservoir(batches, max_samples, seed):
     """Concatenate ``batches`` (2-D arrays); past ``max_samples`` rows, keep a
     uniform random sample of that size (vectorised reservoir sampling, Algorithm R).
 
@@ -179,9 +179,9 @@ def _reservoir(batches, max_samples, seed):
 def _as_rows(data, max_samples, seed):
     """Numpy array, tensor, ``tf.data.Dataset`` or iterator of batches -> 2-D float32 array."""
     if isinstance(data, tf.data.Dataset):
-        return _reservoir(data.as_numpy_iterator(), max_samples, seed)
+        return reservoir(data.as_numpy_iterator(), max_samples, seed)
     if isinstance(data, collections.abc.Iterator):
-        return _reservoir(data, max_samples, seed)
+        return reservoir(data, max_samples, seed)
     array = np.asarray(data, dtype=np.float32)
     if array.ndim < 2:
         raise NeuronEditError(
