@@ -589,7 +589,7 @@ class NeuronEditor(Estimator):
 
         return selection.select(self, source, target, extra, training, log=log)
 
-    def candidates(self, source, target, names=selection.CANDIDATES):
+    def candidates(self, source, target, names=selection.METHODS):
         """``{name: raw -> raw function}``: each method in ``names`` built on this editor's
         trained autoencoder and adapted on raw ``source`` -> ``target`` (as it would be
         fitted), for comparing methods without training again."""

@@ -6,21 +6,23 @@ the change mixes channels and the sample's cells differ from the spike-ins, a la
 can transfer better. Which kind a dataset has can be measured on its spike-ins, so
 ``NeuronEditor(method="auto")`` measures it, per dataset, at fit time:
 
-1. The spike-in cells are split into a fitting part and a held-out part, twice:
-   ``"random"`` (random halves of S and of T) and ``"population"`` (two cell populations,
+1. The spike-in cells are split into a fitting part and a held-out part, three times:
+   ``"random"`` (random halves of S and of T), ``"population"`` (two cell populations,
    :func:`population_split`: a change learned on one population and applied to another, as
-   a sample's cells may differ from the spike-ins). A split whose populations are too small
-   is skipped. An optional third split, ``"sample"`` (:func:`sample_split`, not used unless
-   asked for: ``select(..., split_names=ALL_SPLITS)``), holds out the S cells most like the
-   sample X; it is under study (``docs/decisions/0004-auto-rule.md``).
+   a sample's cells may differ from the spike-ins) and ``"sample"`` (:func:`sample_split`:
+   the S cells most like the sample X held out, transfer toward the sample's own cells). A
+   split that cannot be made (populations too small, no X) is skipped.
 2. For each split one autoencoder is trained on the fitting part of S and T and on X (as in
    use), and every candidate (:data:`CANDIDATES`: the neuron-editing methods and the
-   data-space maps ``"quantile_map"`` and ``"mean_shift"``) is built from it, fitted on the
-   fitting part and applied to the held-out S.
+   data-space maps ``"quantile_map"`` and ``"mean_shift"``; not ``"gated_shift"``, which the
+   cross-validation misjudges) is built from it, fitted on the fitting part and applied to
+   the held-out S.
 3. Each candidate is scored per split by the mean per-feature EMD of the edited held-out S
    to the held-out T, divided by the held-out S's own EMD to it (no correction = 1), on the
    editor's scale (its transform, each feature divided by its spread in S and T). The lowest
-   mean over splits wins; the sample's truth is never read.
+   geometric mean over the splits wins (:data:`RULE`: each split counts by relative
+   differences, whatever its level); the sample's truth is never read. How this rule was
+   fixed on development cases and confirmed on new ones: ``docs/decisions/0004-auto-rule.md``.
 
 The choice and its table are kept on the fitted editor (``selection_``), printed by the
 command line, saved with the editor and shown in its model card.
@@ -42,9 +44,21 @@ from neuronedit_tf.errors import NeuronEditError
 #: The name that asks for the choice.
 AUTO = "auto"
 #: What ``"auto"`` chooses among, in order of preference on a tie: the neuron-editing
-#: methods, then the data-space per-feature maps.
-CANDIDATES = ("gated", "gated_shift", "latent_shift", "calibrated", "paper", "quantile_map",
-              "mean_shift")
+#: methods, then the data-space per-feature maps. ``"gated_shift"`` is not among them (it stays
+#: available by name): the population split cannot tell it from ``"latent_shift"`` and the
+#: random halves reward its per-feature calibration, so the cross-validation prefers it where
+#: it transfers worse (``docs/decisions/0004-auto-rule.md``).
+CANDIDATES = ("gated", "latent_shift", "calibrated", "paper", "quantile_map", "mean_shift")
+#: What :meth:`~neuronedit_tf.editor.NeuronEditor.candidates` builds unless told: the
+#: candidates and ``"gated_shift"``, for comparing every method on one autoencoder.
+METHODS = ("gated", "gated_shift", "latent_shift", "calibrated", "paper", "quantile_map",
+           "mean_shift")
+#: How a candidate's ratios over the splits are combined (lowest wins): ``"geometric_mean"``
+#: (0004, confirmed); ``"mean"`` is 0003's arithmetic mean, by which a selection saved without
+#: a ``"rule"`` was chosen.
+RULE = "geometric_mean"
+#: The rules :func:`scores` knows.
+RULES = ("geometric_mean", "mean")
 #: Each population of a population split needs this many cells of S and of T.
 MIN_POPULATION = 150
 #: Fewer spike-in cells than this (in S or in T) cannot be halved into parts that hold the
@@ -52,9 +66,8 @@ MIN_POPULATION = 150
 MIN_ROWS = 200
 #: The method ``"auto"`` takes when the spike-ins are too few to cross-validate.
 FALLBACK = "gated"
-#: The splits ``"auto"`` uses (the default). ``"sample"`` (:func:`sample_split`) is optional,
-#: asked for by ``select(..., split_names=...)``; it is under study, not a default.
-SPLITS = ("random", "population")
+#: The splits ``"auto"`` uses (the default), each when it can be made.
+SPLITS = ("random", "population", "sample")
 #: Every split :func:`splits` knows.
 ALL_SPLITS = ("random", "population", "sample")
 #: :func:`sample_split`: the share of X among each S cell's this many nearest cells of S u X.
@@ -186,18 +199,34 @@ def splits(source, target, seed=0, sample=None, names=SPLITS):
     return found
 
 
-def scores(rows):
-    """``{candidate: mean ratio over splits}`` from :func:`cross_validate`'s rows, in the
-    candidates' order."""
+def scores(rows, rule=RULE):
+    """``{candidate: score}`` from :func:`cross_validate`'s rows, in the candidates' order:
+    the geometric mean of its ratios over the splits (``rule="geometric_mean"``, the
+    default) or their arithmetic mean (``rule="mean"``, 0003's rule).
+
+    Example:
+        >>> rows = [{"split": "random", "candidate": "a", "ratio": 0.25},
+        ...         {"split": "population", "candidate": "a", "ratio": 1.0}]
+        >>> scores(rows), scores(rows, rule="mean")
+        ({'a': 0.5}, {'a': 0.625})
+    """
+    if rule not in RULES:
+        raise NeuronEditError(f"Unknown selection rule {rule!r}; use one of {list(RULES)}.")
     result = {}
     for name in dict.fromkeys(r["candidate"] for r in rows):
-        result[name] = float(np.mean([r["ratio"] for r in rows if r["candidate"] == name]))
+        ratios = np.array([r["ratio"] for r in rows if r["candidate"] == name], np.float64)
+        if rule == "mean":
+            result[name] = float(np.mean(ratios))
+        else:
+            with np.errstate(divide="ignore"):  # a ratio of 0 scores 0, inf scores inf
+                result[name] = float(np.exp(np.mean(np.log(ratios))))
     return result
 
 
-def choose(rows, candidates=CANDIDATES):
-    """The candidate with the lowest mean ratio (the first listed on a tie)."""
-    found = scores(rows)
+def choose(rows, candidates=CANDIDATES, rule=RULE):
+    """The candidate with the lowest score (:func:`scores` by ``rule``; the first listed on a
+    tie)."""
+    found = scores(rows, rule)
     order = [c for c in candidates if c in found] + [c for c in found if c not in candidates]
     return min(order, key=lambda c: (found[c], order.index(c)))
 
@@ -225,7 +254,8 @@ def cross_validate(fit_split, source, target, scale, candidates=CANDIDATES, seed
         split_names: the splits to use (:data:`SPLITS` unless told).
 
     Returns:
-        ``(choice, rows)``: the winner and one row per (split, candidate) with ``split``,
+        ``(choice, rows)``: the winner (by :data:`RULE`) and one row per (split, candidate)
+        with ``split``,
         ``candidate``, ``emd`` (edited held-out S to held-out T), ``before`` (the held-out S
         unedited) and ``ratio`` (their ratio).
     """
@@ -271,7 +301,8 @@ def select(editor, source, target, extra=None, training=None, log=None, split_na
             all of ``extra``'s sampled rows together).
 
     Returns:
-        ``{"choice", "rows", "candidates"}`` (see :func:`cross_validate`), or, when the
+        ``{"choice", "rows", "candidates", "rule"}`` (see :func:`cross_validate`; ``rule``
+        is :data:`RULE`), or, when the
         spike-ins are too few (:data:`MIN_ROWS`), ``{"choice": FALLBACK, "rows": [],
         "reason"}``.
     """
@@ -301,7 +332,7 @@ def select(editor, source, target, extra=None, training=None, log=None, split_na
         if isinstance(editor.model, keras.Model):  # each split trains its own copy
             params["model"] = keras.models.clone_model(editor.model)
         split = type(editor)(**params).fit(s, t, extra=extra or None, **(training or {}))
-        return split.candidates(s, t)
+        return split.candidates(s, t, CANDIDATES)
 
     sample = None
     if extra and "sample" in split_names:
@@ -310,7 +341,7 @@ def select(editor, source, target, extra=None, training=None, log=None, split_na
                                   sample=sample, split_names=split_names)
     if log is not None:
         log(f"auto: chose {choice!r}")
-    return {"choice": choice, "rows": rows, "candidates": list(CANDIDATES)}
+    return {"choice": choice, "rows": rows, "candidates": list(CANDIDATES), "rule": RULE}
 
 
 def _subsample(data, rng, rows=None):
@@ -328,13 +359,14 @@ def _subsample(data, rng, rows=None):
 
 def table(selection):
     """The saved selection as a Markdown table: one row per candidate, its ratio per split
-    and the mean; the choice in bold.
+    and its score by the selection's rule (``"rule"``; a selection saved without one was
+    chosen by the arithmetic mean, 0003); the choice in bold.
 
     Example:
         >>> rows = [{"split": "random", "candidate": "paper", "ratio": 0.5},
         ...         {"split": "random", "candidate": "quantile_map", "ratio": 0.4}]
-        >>> print(table({"choice": "quantile_map", "rows": rows}))
-        | candidate | random | mean |
+        >>> print(table({"choice": "quantile_map", "rows": rows, "rule": "geometric_mean"}))
+        | candidate | random | geometric mean |
         |---|---|---|
         | paper | 0.500 | 0.500 |
         | **quantile_map** | 0.400 | **0.400** |
@@ -342,10 +374,11 @@ def table(selection):
     rows = selection.get("rows") or []
     if not rows:
         return f"{selection.get('choice')!r}: {selection.get('reason', 'no cross-validation')}"
+    rule = selection.get("rule", "mean")
     split_names = list(dict.fromkeys(r["split"] for r in rows))
-    lines = ["| candidate | " + " | ".join(split_names) + " | mean |",
+    lines = ["| candidate | " + " | ".join(split_names) + f" | {rule.replace('_', ' ')} |",
              "|---" * (len(split_names) + 2) + "|"]
-    for name, mean in scores(rows).items():
+    for name, mean in scores(rows, rule).items():
         cells = [f"{r['ratio']:.3f}" for s in split_names for r in rows
                  if r["split"] == s and r["candidate"] == name]
         chosen = name == selection.get("choice")

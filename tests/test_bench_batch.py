@@ -162,6 +162,57 @@ def test_processing_cases_refuse_bad_requests():
         next(processing_cases(n_cells=20000))
 
 
+# ------------------------------------------------------------------ the spillover family
+def test_spillover_factor_default_is_the_benchmarked_change():
+    default, explicit = (list(spillover_cases(n_cells=300, **kw))
+                         for kw in ({}, {"factor": cases.SPILL_FACTOR}))
+    assert [c.name for c in default] == ["spillover_Bcells_to_other", "spillover_other_to_Bcells"]
+    data = cases.read_fcs(cases.facs_diva_bytes())
+    _, spill = cases.spillover_matrix(data)
+    for a, b in zip(default, explicit):
+        assert a.name == b.name and a.description == b.description
+        assert f"x{cases.SPILL_FACTOR}," in a.description
+        for part in ("source", "target", "sample", "truth"):
+            np.testing.assert_array_equal(getattr(a, part).values, getattr(b, part).values)
+        # The same computation on the same rows (S and X are the raw events): bit for bit.
+        np.testing.assert_array_equal(
+            a.truth.values,
+            cases.instrument_change(a.sample.values.astype(np.float64), spill).astype(np.float32))
+
+
+def test_spillover_factor_scales_the_off_diagonals_only():
+    default = list(spillover_cases(n_cells=300))
+    strong = list(spillover_cases(n_cells=300, factor=2.0))
+    assert [c.name for c in strong] == ["spillover_x2_Bcells_to_other",
+                                        "spillover_x2_other_to_Bcells"]
+    data = cases.read_fcs(cases.facs_diva_bytes())
+    _, spill = cases.spillover_matrix(data)
+    for a, b in zip(default, strong):
+        assert "x2.0," in b.description
+        # The same events are drawn; only instrument B's side changes.
+        np.testing.assert_array_equal(a.source.values, b.source.values)
+        np.testing.assert_array_equal(a.sample.values, b.sample.values)
+        assert not np.allclose(a.truth.values, b.truth.values)
+        assert not np.allclose(a.target.values, b.target.values)
+        raw = b.sample.values.astype(np.float64)
+        np.testing.assert_array_equal(
+            b.truth.values,
+            cases.instrument_change(raw, spill, factor=2.0).astype(np.float32))
+        # Linear in the factor: with unit gains the change of raw values at factor 2.0 is
+        # twice that at 1.5 (B - I = factor (A - I)); factor 1 with unit gains is no change.
+        # Tolerance: float64 solves of a different right-hand side (not the same computation).
+        ones = np.ones(raw.shape[1])
+        one = cases.instrument_change(raw, spill, factor=1.0, gains=ones)
+        np.testing.assert_allclose(one, raw, rtol=1e-9, atol=1e-6)
+        change = {f: cases.instrument_change(raw, spill, factor=f, gains=ones) - raw
+                  for f in (1.5, 2.0)}
+        assert np.abs(change[1.5]).max() > 1.0
+        np.testing.assert_allclose(change[2.0], 2 * change[1.5], rtol=1e-9, atol=1e-6)
+    for bad in (0, -1.5, float("nan"), "strong"):
+        with pytest.raises(NeuronEditError, match="positive number"):
+            next(spillover_cases(n_cells=300, factor=bad))
+
+
 def test_case_scale_and_settings_follow_its_transform():
     case = next(processing_cases(n_cells=200))
     np.testing.assert_array_equal(case.scale(case.truth), case.truth.values.astype(np.float64))

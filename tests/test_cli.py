@@ -408,7 +408,9 @@ def test_fit_auto_prints_its_choice_and_table_and_saves_them(cytof, tmp_path, ca
     out = capsys.readouterr().out
     editor = NeuronEditor.load(tmp_path / "auto")
     assert f"method='auto' chose {editor.method_!r}" in out
-    assert "| candidate | random | population | mean |" in out
+    splits = list(dict.fromkeys(r["split"] for r in editor.selection_["rows"]))
+    assert "sample" in splits  # given a sample (--extra), auto holds out the cells like it
+    assert "| candidate | " + " | ".join(splits) + " | geometric mean |" in out
     assert editor.selection_["choice"] == editor.method_
 
 

@@ -84,6 +84,11 @@ def test_auto_keeps_its_choice_and_builds_exactly_the_chosen_method(tmp_path):
     assert auto.method_ == table["choice"] == min(selection.scores(table["rows"]).items(),
                                                   key=lambda kv: kv[1])[0]
     assert {r["candidate"] for r in table["rows"]} == set(selection.CANDIDATES)
+    assert "gated_shift" not in {r["candidate"] for r in table["rows"]}
+    # Given X, the sample split is one of auto's splits; the choice is by the geometric mean.
+    assert [s for s in dict.fromkeys(r["split"] for r in table["rows"])] == [
+        "random", "population", "sample"]
+    assert table["rule"] == selection.RULE == "geometric_mean"
     named = NeuronEditor(method=auto.method_, **SMALL).fit(source, target, extra=extra)
     # The same seeded computation after the cross-validation's own fits: bit for bit.
     np.testing.assert_array_equal(auto.transform(extra), named.transform(extra))
@@ -91,6 +96,8 @@ def test_auto_keeps_its_choice_and_builds_exactly_the_chosen_method(tmp_path):
     loaded = NeuronEditor.load(tmp_path / "auto")
     assert loaded.selection_ == json.loads(json.dumps(table))
     assert auto.method_ in selection.table(loaded.selection_)
+    assert selection.table(loaded.selection_).splitlines()[0] == (
+        "| candidate | random | population | sample | geometric mean |")
 
 
 def test_auto_on_too_few_spike_ins_takes_the_fallback_and_says_why():
@@ -134,6 +141,7 @@ def test_the_table_shows_each_splits_score_per_candidate():
 
     choice, rows = selection.cross_validate(fit_split, source, target, lambda v: v,
                                             candidates=("no_op", "mean"))
+    # A selection without a "rule" (as 0003's auto saved it) shows the arithmetic mean.
     lines = selection.table({"choice": choice, "rows": rows}).splitlines()
     assert lines[0] == "| candidate | random | population | mean |"
     for name in ("no_op", "mean"):
@@ -171,7 +179,7 @@ def test_the_optional_sample_split_holds_out_the_source_cells_most_like_the_samp
     assert selection.sample_split(source, target, sample[:100]) is None
 
 
-def test_the_sample_split_is_used_only_when_asked_for():
+def test_the_sample_split_is_a_default_split_used_when_there_is_a_sample():
     source, target, extra = _pair()
 
     def fit_split(s, t):
@@ -183,11 +191,73 @@ def test_the_sample_split_is_used_only_when_asked_for():
                                            candidates=("no_op", "mean"), **kwargs)
         return list(dict.fromkeys(r["split"] for r in rows))
 
-    assert selection.SPLITS == ("random", "population")
-    assert split_names(sample=extra) == ["random", "population"]  # the default ignores X
-    assert split_names(sample=extra, split_names=selection.ALL_SPLITS) == [
-        "random", "population", "sample"]
-    assert split_names(split_names=selection.ALL_SPLITS) == ["random", "population"]  # no X
+    assert selection.SPLITS == selection.ALL_SPLITS == ("random", "population", "sample")
+    assert split_names(sample=extra) == ["random", "population", "sample"]
+    assert split_names() == ["random", "population"]  # no X: no sample split
+    assert split_names(sample=extra, split_names=("random", "population")) == [
+        "random", "population"]
     assert split_names(sample=extra, split_names=("sample",)) == ["sample"]
     with pytest.raises(NeuronEditError, match="unknown cross-validation split"):
         split_names(split_names=("halves",))
+
+
+def test_the_rule_is_the_geometric_mean_over_splits():
+    # "a" is far better on the random halves, a little worse on the held-out population: the
+    # arithmetic mean (0003) is led by the population split's larger ratios and picks "b"; the
+    # geometric mean weighs every split by relative differences and picks "a".
+    rows = [{"split": "random", "candidate": "a", "ratio": 0.2},
+            {"split": "population", "candidate": "a", "ratio": 1.0},
+            {"split": "sample", "candidate": "a", "ratio": 0.5},
+            {"split": "random", "candidate": "b", "ratio": 0.5},
+            {"split": "population", "candidate": "b", "ratio": 0.6},
+            {"split": "sample", "candidate": "b", "ratio": 0.5}]
+    assert selection.RULE == "geometric_mean"
+    found = selection.scores(rows)
+    assert found["a"] == pytest.approx((0.2 * 1.0 * 0.5) ** (1 / 3))  # the cube root, 0.464
+    assert found["b"] == pytest.approx((0.5 * 0.6 * 0.5) ** (1 / 3))  # 0.531
+    assert selection.choose(rows, ("a", "b")) == "a"
+    assert selection.scores(rows, rule="mean")["b"] < selection.scores(rows, rule="mean")["a"]
+    assert selection.choose(rows, ("a", "b"), rule="mean") == "b"
+    # Over the splits that exist: a candidate scored on fewer splits is scored on those.
+    assert selection.scores(rows[:2])["a"] == pytest.approx(np.sqrt(0.2))
+    # A tie goes to the first listed.
+    tied = rows[:3] + [dict(r, candidate="c") for r in rows[:3]]
+    assert selection.choose(tied, ("c", "a")) == "c" and selection.choose(tied, ("a", "c")) == "a"
+    with pytest.raises(NeuronEditError, match="Unknown selection rule 'median'"):
+        selection.scores(rows, rule="median")
+
+
+def test_gated_shift_is_named_not_chosen():
+    assert "gated_shift" not in selection.CANDIDATES
+    assert selection.CANDIDATES == ("gated", "latent_shift", "calibrated", "paper",
+                                    "quantile_map", "mean_shift")
+    assert selection.FALLBACK in selection.CANDIDATES
+    # Still a method by name, and built for comparisons unless told otherwise.
+    assert selection.METHODS == selection.CANDIDATES[:1] + ("gated_shift",) + \
+        selection.CANDIDATES[1:]
+    source, target, extra = _pair()
+    editor = NeuronEditor(method="gated_shift", **SMALL).fit(source, target, extra=extra)
+    assert editor.method_ == "gated_shift"
+    assert list(editor.candidates(source, target)) == list(selection.METHODS)
+
+
+def test_an_editor_saved_before_the_rule_loads_and_shows_its_own_rule(tmp_path):
+    # A folder saved by 0003's auto: its selection has no "rule" and was chosen by the
+    # arithmetic mean, with gated_shift a candidate. It loads, and its table shows that mean
+    # and its own choice (gated), not a re-scoring by today's rule.
+    source, target, extra = _pair()
+    editor = NeuronEditor(method="gated", **SMALL).fit(source, target, extra=extra)
+    rows = [{"split": "random", "candidate": "gated_shift", "ratio": 0.2},
+            {"split": "population", "candidate": "gated_shift", "ratio": 1.0},
+            {"split": "random", "candidate": "gated", "ratio": 0.5},
+            {"split": "population", "candidate": "gated", "ratio": 0.6}]
+    for row in rows:
+        row.update(emd=row["ratio"], before=1.0)
+    editor.selection_ = {"choice": "gated", "rows": rows, "candidates": ["gated", "gated_shift"]}
+    editor.save(tmp_path / "old")
+    loaded = NeuronEditor.load(tmp_path / "old")
+    assert loaded.method_ == "gated" and "rule" not in loaded.selection_
+    lines = selection.table(loaded.selection_).splitlines()
+    assert lines[0] == "| candidate | random | population | mean |"
+    assert "| **gated** | 0.500 | 0.600 | **0.550** |" in lines
+    assert "| gated_shift | 0.200 | 1.000 | 0.600 |" in lines

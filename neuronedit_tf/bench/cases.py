@@ -201,7 +201,7 @@ def instrument_change(raw, spill_a, factor=SPILL_FACTOR, gains=SPILL_GAINS):
     return np.asarray(raw, np.float64) @ np.linalg.solve(spill_a, spill_b) * np.asarray(gains)
 
 
-def spillover_cases(n_cells=1000, seed=0):
+def spillover_cases(n_cells=1000, seed=0, factor=SPILL_FACTOR):
     """Two cross-channel cases on the real FACSDiva file: an instrument change.
 
     Data: the 83,411 x 12 BD FACSDiva file shipped in fcsparser 0.2.8
@@ -212,7 +212,10 @@ def spillover_cases(n_cells=1000, seed=0):
     These are instrument A's events.
 
     Instrument B: the same cells through :func:`instrument_change` (spillover
-    off-diagonals x ``SPILL_FACTOR`` = 1.5, then detector gains ``SPILL_GAINS``).
+    off-diagonals x ``factor``, by default ``SPILL_FACTOR`` = 1.5, then detector gains
+    ``SPILL_GAINS``). Another ``factor`` is another strength of the same change: the same
+    events are drawn (S and X do not depend on it), T and truth change, and the cases are
+    named ``spillover_x{factor}_...`` (e.g. ``spillover_x2_Bcells_to_other``).
 
     Populations by CD19 on arcsinh(compensated / 150) (compensated = raw @ inv(A)):
     B cells (CD19 > ``CD19_GATE`` = 1.75) and the other cells (below). Case
@@ -226,10 +229,25 @@ def spillover_cases(n_cells=1000, seed=0):
     Args:
         n_cells: events per set.
         seed: seeds the draw of events.
+        factor: off-diagonal scale of instrument B's spillover (default :data:`SPILL_FACTOR`:
+            the cases as benchmarked; other values make a variant, e.g. a confirmation case).
 
     Yields:
         two :class:`Case`\\ s (cofactor 150).
+
+    Example:
+        >>> [case.name for case in spillover_cases(n_cells=200, factor=2.0)]
+        ['spillover_x2_Bcells_to_other', 'spillover_x2_other_to_Bcells']
     """
+    try:
+        valid = bool(np.isfinite(float(factor)) and float(factor) > 0)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise NeuronEditError(
+            f"spillover_cases factor scales the spillover off-diagonals and must be a positive "
+            f"number; got {factor!r} (the benchmarked cases use {SPILL_FACTOR}).")
+    prefix = "spillover_" if factor == SPILL_FACTOR else f"spillover_x{factor:g}_"
     data = read_fcs(facs_diva_bytes())
     channels, spill_a = spillover_matrix(data)
     picked = data.select(channels)
@@ -252,14 +270,14 @@ def spillover_cases(n_cells=1000, seed=0):
         source_rows, target_rows = pool[:n_cells], pool[n_cells : 2 * n_cells]
         sample_rows = rng.choice(populations[apply], n_cells, replace=False)
         yield Case(
-            name=f"spillover_{learn}_to_{apply}",
+            name=f"{prefix}{learn}_to_{apply}",
             source=frame(raw[source_rows]),
-            target=frame(instrument_change(raw[target_rows], spill_a)),
+            target=frame(instrument_change(raw[target_rows], spill_a, factor)),
             sample=frame(raw[sample_rows]),
-            truth=frame(instrument_change(raw[sample_rows], spill_a)),
+            truth=frame(instrument_change(raw[sample_rows], spill_a, factor)),
             cofactor=FLOW_COFACTOR, paired=True,
             description=(
-                f"Instrument change (spillover off-diagonals x{SPILL_FACTOR}, gains "
+                f"Instrument change (spillover off-diagonals x{factor}, gains "
                 f"{SPILL_GAINS}) on the real FACSDiva events; learned on {learn} "
                 f"(CD19 gate {CD19_GATE}), applied to {apply}; per-cell truth."
             ),
