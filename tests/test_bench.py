@@ -130,3 +130,25 @@ def test_sections_run_the_whole_fit_before_the_studies(tmp_path, monkeypatch):
     monkeypatch.setattr(speed, "_render_studies", lambda figures, command: ["studies"])
     speed.run_sections(["study", "whole_fit"], tmp_path, command="neuronedit bench speed")
     assert ran == ["whole_fit", "study"]
+
+
+def test_the_end_to_end_section_is_rewritten_alone(tmp_path, monkeypatch):
+    # As the whole fit's: the measurement runs in test_speed_quick_writes_speed_md; here the
+    # section's own rewrite, with its growth exponents, from the figures end_to_end returns.
+    from neuronedit_tf.bench import speed
+
+    measured = [{"label": f"synthetic {n:.0e} rows (1 epoch, batch 1024)", "rows": n,
+                 "epochs": 1, "fit": 6e-5 * n, "transform": 1e-5 * n, "wall": 8e-5 * n + 5,
+                 "peak_rss": rss * 2**20, "load": 1.0}
+                for n, rss in ((10**5, 1000), (10**6, 1500), (10**7, 1650))]
+    monkeypatch.setattr(speed, "end_to_end", lambda **kwargs: measured)
+    monkeypatch.setattr(speed, "matmul_flops", lambda: 150e9)
+    (tmp_path / "SPEED.md").write_text("# Speed and memory\n\n## End to end: old\n\nstale\n\n"
+                                       "## Exported graph inference\n\nkept\n")
+    speed.run_sections(["end_to_end"], tmp_path, command="neuronedit bench speed")
+    text = (tmp_path / "SPEED.md").read_text()
+    assert "kept" in text and "stale" not in text
+    section = text[text.index("## End to end"):text.index("## Exported graph")]
+    assert "`neuronedit bench speed --sections end_to_end`" in section
+    assert "| synthetic 1e+07 rows (1 epoch, batch 1024) | 10,000,000 | 600.0 | 100.0 |" in section
+    assert "last two sizes **0.04** (1.10× for 10× the rows; goal: flat)" in section

@@ -344,6 +344,30 @@ def whole_fit(rows=200_000, epochs=2, rounds=3, scratch=None, log=print):
     return results
 
 
+def end_to_end(sizes=DEFAULT_SIZES, demo_epochs=200, scratch=None, log=print):
+    """Fit + transform in a fresh process per row: the CyTOF demo's files, then synthetic
+    memory-mapped rows of each of ``sizes`` (1 epoch, batch 1024); each row's seconds, wall
+    time and peak RSS (the growth of time and memory with the rows)."""
+    rows_measured = []
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        log("end to end: CyTOF demo ...")
+        spec = dict(_cytof_files(folder), out=str(Path(folder) / "edited.npy"),
+                    fit={"verbose": 0, "epochs": demo_epochs})
+        rows_measured.append(dict(_run_child(spec), rows=3000, label="CyTOF demo (3 x 1000 "
+                                  f"cells, up to {demo_epochs} epochs, early stopping, batch 100)",
+                                  load=_load()))
+        for rows in sizes:
+            log(f"end to end: {rows} synthetic rows ...")
+            paths = _synthetic(folder, rows)
+            spec = dict(paths, out=str(Path(folder) / "edited.npy"),
+                        fit={"epochs": 1, "batch_size": 1024, "verbose": 0})
+            rows_measured.append(dict(_run_child(spec), rows=rows, load=_load(),
+                                      label=f"synthetic {rows:.0e} rows (1 epoch, batch 1024)"))
+            for path in paths.values():
+                os.remove(path)
+    return rows_measured
+
+
 # ---------------------------------------------------------------------- report
 def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 200_000),
               percentile_shape=(10**6, 50), command=None, scratch=None, log=print,
@@ -394,24 +418,7 @@ def run_speed(out_dir="benchmarks", sizes=DEFAULT_SIZES, training_rows=(30_000, 
     log("percentiles ...")
     figures["percentiles"] = dict(percentile_timing(*percentile_shape), load=_load(),
                                   shape=list(percentile_shape))
-    end_to_end = []
-    with tempfile.TemporaryDirectory(dir=scratch) as folder:
-        log("end to end: CyTOF demo ...")
-        spec = dict(_cytof_files(folder), out=str(Path(folder) / "edited.npy"),
-                    fit={"verbose": 0, "epochs": demo_epochs})
-        end_to_end.append(dict(_run_child(spec), rows=3000, label="CyTOF demo (3 x 1000 cells, "
-                               f"up to {demo_epochs} epochs, early stopping, batch 100)",
-                               load=_load()))
-        for rows in sizes:
-            log(f"end to end: {rows} synthetic rows ...")
-            paths = _synthetic(folder, rows)
-            spec = dict(paths, out=str(Path(folder) / "edited.npy"),
-                        fit={"epochs": 1, "batch_size": 1024, "verbose": 0})
-            end_to_end.append(dict(_run_child(spec), rows=rows, load=_load(),
-                                   label=f"synthetic {rows:.0e} rows (1 epoch, batch 1024)"))
-            for path in paths.values():
-                os.remove(path)
-    figures["end_to_end"] = end_to_end
+    figures["end_to_end"] = end_to_end(sizes, demo_epochs, scratch=scratch, log=log)
     if export_rows:
         log(f"exported graphs: {export_rows} rows per pass ...")
         figures["export"] = _export_in_child(export_rows)
@@ -499,6 +506,21 @@ def render(figures):
         f"Ours equals numpy.percentile bit for bit: {p['equal_to_numpy']}; tfp differs by at most "
         f"{p['tfp_max_abs_difference']:.1e}. Goal: ≤ 1.00× numpy (load {p['load']:.1f}). "
         "Sorting is not matmul work, so no matmul share is given.",
+    ]
+    lines += _render_end_to_end(figures["end_to_end"], matmul)
+    if "export" in figures:
+        lines += _render_export(figures["export"])
+    if "studies" in figures:
+        lines += _render_studies(figures["studies"], figures["command"])
+    return "\n".join(lines) + "\n"
+
+
+def _render_end_to_end(rows, matmul, alone=None):
+    """The end-to-end section of SPEED.md (``matmul``: the machine's float32 matmul rate,
+    FLOP/s; ``alone``: the command that regenerates this section by itself, when it was run
+    so)."""
+    train_flops = 3 * dense_flops()  # forward + backward (2x forward)
+    lines = [
         "",
         "## End to end: fit + transform, fresh process per row",
         "",
@@ -508,11 +530,17 @@ def render(figures):
         "linearly); the demo trains as `neuronedit demo` does. Peak RSS is the child process's "
         "maximum resident set (`os.wait4`).",
         "",
+    ]
+    if alone:
+        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        lines += [f"Regenerated alone at {when} with `{alone}` (float32 matmul rate then "
+                  f"{matmul / 1e9:.1f} GFLOP/s; the rest of SPEED.md is another run's).", ""]
+    lines += [
         "| data | rows | fit s | transform s | wall s | rows/s | share of matmul rate | "
         "peak RSS MiB | load |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for e in figures["end_to_end"]:
+    for e in rows:
         third = e["rows"] / 3
         work = (e["rows"] * e["epochs"] * train_flops + 2 * third * encoder_flops()
                 + third * dense_flops())
@@ -520,7 +548,7 @@ def render(figures):
             f"| {e['label']} | {e['rows']:,} | {e['fit']:.1f} | {e['transform']:.1f} | "
             f"{e['wall']:.1f} | {e['rows'] / e['wall']:,.0f} | {work / e['wall'] / matmul:.1%} | "
             f"{e['peak_rss'] / 2**20:,.0f} | {e['load']:.1f} |")
-    synthetic = [e for e in figures["end_to_end"] if e["label"].startswith("synthetic")]
+    synthetic = [e for e in rows if e["label"].startswith("synthetic")]
     if len(synthetic) >= 2:
         sizes = [e["rows"] for e in synthetic]
         work = [e["fit"] + e["transform"] for e in synthetic]
@@ -538,19 +566,16 @@ def render(figures):
             f"Largest run's peak RSS: {memory[-1] / 2**30:.2f} GiB = "
             f"{memory[-1] / GOAL_MEMORY_BYTES:.1%} of the 24 GiB goal.",
         ]
-    if "export" in figures:
-        lines += _render_export(figures["export"])
-    if "studies" in figures:
-        lines += _render_studies(figures["studies"], figures["command"])
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 #: The sections ``--sections`` can run alone, each rewritten in place in SPEED.md; they run in
-#: this order whatever order they are given in: the Studies section writes ~1.5 GB of
-#: memory-mapped files, and a fit measured in the minutes after that ran ~40% slower.
-SECTIONS = ("whole_fit", "study")
+#: this order whatever order they are given in: the later ones write ~1.5 GB of memory-mapped
+#: files each, and a fit measured in the minutes after that ran ~40% slower.
+SECTIONS = ("whole_fit", "end_to_end", "study")
 #: Each such section's heading in SPEED.md (it runs to the next ``## `` heading).
-SECTION_HEADINGS = {"study": "## Studies", "whole_fit": "## The whole fit"}
+SECTION_HEADINGS = {"study": "## Studies", "whole_fit": "## The whole fit",
+                    "end_to_end": "## End to end"}
 
 
 def _section_command(command, section):
@@ -582,12 +607,12 @@ def replace_section(text, heading, lines):
 
 
 def run_sections(sections, out_dir="benchmarks", command=None, scratch=None, log=print,
-                 studies=None, whole=None):
+                 studies=None, whole=None, ends=None):
     """Run only ``sections`` (of :data:`SECTIONS`) and rewrite each in place in
     ``out_dir/SPEED.md`` (the rest of the file, and of ``speed.json``, kept); a missing
-    SPEED.md is started with its title. ``studies``, ``whole``: keyword arguments of
-    :func:`~neuronedit_tf.bench.study_speed.run_studies` and :func:`whole_fit`. Returns the
-    figures of those sections."""
+    SPEED.md is started with its title. ``studies``, ``whole``, ``ends``: keyword arguments of
+    :func:`~neuronedit_tf.bench.study_speed.run_studies`, :func:`whole_fit` and
+    :func:`end_to_end`. Returns the figures of those sections."""
     from neuronedit_tf.bench.study_speed import run_studies
     from neuronedit_tf.data.atomic import atomic_path
 
@@ -601,6 +626,9 @@ def run_sections(sections, out_dir="benchmarks", command=None, scratch=None, log
             figures["studies"] = run_studies(scratch=scratch, log=log, **(studies or {}))
         elif section == "whole_fit":
             figures["whole_fit"] = whole_fit(scratch=scratch, log=log, **(whole or {}))
+        elif section == "end_to_end":
+            figures["end_to_end_matmul"] = matmul_flops()
+            figures["end_to_end"] = end_to_end(scratch=scratch, log=log, **(ends or {}))
     speed_md = out / "SPEED.md"
     text = speed_md.read_text() if speed_md.exists() else "# Speed and memory\n"
     for section in sections:
@@ -610,6 +638,10 @@ def run_sections(sections, out_dir="benchmarks", command=None, scratch=None, log
         elif section == "whole_fit":
             text = replace_section(text, SECTION_HEADINGS[section], _render_whole_fit(
                 figures["whole_fit"], _section_command(command, section)))
+        elif section == "end_to_end":
+            text = replace_section(text, SECTION_HEADINGS[section], _render_end_to_end(
+                figures["end_to_end"], figures["end_to_end_matmul"],
+                _section_command(command, section)))
     stored = out / "speed.json"
     saved = json.loads(stored.read_text()) if stored.exists() else {}
     saved.update(figures)
