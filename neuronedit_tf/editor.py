@@ -19,12 +19,16 @@ from neuronedit_tf import validation as checks
 from neuronedit_tf.data.atomic import atomic_folder
 from neuronedit_tf.estimator import TRAINING, Estimator, Renamed, load, named_inputs
 from neuronedit_tf.errors import NeuronEditError
-from neuronedit_tf.layers import DEFAULT_MAX_SAMPLES, DEFAULT_QUANTILES, NeuronEdit, custom_objects
+from neuronedit_tf.layers import DEFAULT_QUANTILES, NeuronEdit, custom_objects
 from neuronedit_tf.study import CONFIG_FILE, MODEL_FILE
 
 #: The most rows of S and of T that ``fit`` holds for the edit's tables, its calibration and
-#: its gate (NeuronEdit's own reservoir size): larger sets are sampled to it, seeded.
-EDIT_ROWS = DEFAULT_MAX_SAMPLES
+#: its gate: larger sets are sampled to it (seeded, uniform). Each percentile is then within
+#: a rank of sqrt(ln(2/0.05) / (2 * 2^18)) = 0.0027 of the full set's with 95% probability
+#: (the DKW inequality), and memory stops growing with S and T (held whole, with their codes
+#: and decoded edits, they took a fit on 10^7 memory-mapped rows of S + T + X to a peak of
+#: 4.2 GiB, against 1.8 GiB at 10^6 rows: benchmarks/SPEED.md, End to end).
+EDIT_ROWS = 2**18
 
 
 def _check_rows(name, rows, quantiles, minimum=None, why=None):
@@ -343,8 +347,7 @@ class NeuronEditor(Estimator):
         sample_shape = streams[0].sample_shape
         # The spike-in pair (S, T) is held standardised in memory: the edit's tables and the
         # calibrated method's per-feature maps are fitted on it; beyond EDIT_ROWS rows, on a
-        # seeded uniform sample of that many (memory flat in the rows; every percentile
-        # within 0.0014 of its rank with 95% probability, the DKW bound).
+        # seeded uniform sample of that many (memory flat in the rows; see EDIT_ROWS).
         source_standardised = streams[0].standardised(pieces.pre, EDIT_ROWS, settings.seed)
         target_standardised = streams[1].standardised(pieces.pre, EDIT_ROWS, settings.seed + 1)
         edit = codes = None
