@@ -528,7 +528,7 @@ class NeuronEditor(Estimator):
         # trained together: same batches, each member from its own loss (models.side_by_side).
         training, steps, validation = streaming.training_data(
             streams, pre, sum(counts), validation_split, int(batch_size), settings.seed,
-            options["shuffle_rows"])
+            options["shuffle_rows"], counts=counts)
         autoencoder, self.history_ = distribute.train(
             lambda: self._build_autoencoders(sample_shape, settings, fresh=not default),
             strategy, training, steps, validation, epochs=epochs, patience=patience,

@@ -256,7 +256,7 @@ def _validation_mask(first_row, n_rows, validation_split):
 
 
 def training_data(streams, preprocess, n_rows, validation_split, batch_size, seed,
-                  shuffle_rows=SHUFFLE_ROWS, validation_batch=8192):
+                  shuffle_rows=SHUFFLE_ROWS, validation_batch=8192, counts=None):
     """``tf.data`` pipelines of standardised training and validation batches.
 
     All ``streams`` (``n_rows`` rows together) are concatenated, standardised
@@ -265,7 +265,12 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
     and training rows, and the training rows are shuffled through a buffer of
     ``shuffle_rows`` (exact shuffling up to that size: then the rows are held once
     and their indices shuffled, and the validation rows are held from the same
-    pass), batched and prefetched.
+    pass), batched and prefetched. Beyond ``shuffle_rows``, with ``counts`` (each
+    stream's rows) the training rows are read from the streams side by side, each
+    stream's chunks drawn in proportion to its rows (seeded), so the buffer mixes
+    them from the first batch (read one after the other, S's rows would train alone
+    for the first part of every epoch, then T's, then X's; a study's batches one
+    after the other). The validation rows are the same either way.
 
     Returns:
         ``(training, steps, validation)``: ``training`` repeats epoch after epoch
@@ -310,7 +315,19 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
         training = order.batch(batch_size).map(plain(lambda index: tf.gather(rows, index)))
         validation = tf.data.Dataset.from_tensor_slices(held_rows).batch(validation_batch)
     else:
-        kept = standardised.map(plain(lambda chunk, held: tf.boolean_mask(chunk, ~held)))
+        source = standardised
+        if counts is not None and len(streams) > 1:
+            # Each stream labelled at its own offset in the concatenation (so the same rows
+            # are held out as above), its chunks drawn in proportion to its rows.
+            offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+            parts = [stream.dataset().scan(tf.constant(offset, tf.int64), plain(locate))
+                     for stream, offset in zip(streams, offsets)]
+            weights = (np.asarray(counts, np.float64) / float(np.sum(counts))).tolist()
+            mixed = tf.data.Dataset.sample_from_datasets(parts, weights=weights, seed=seed,
+                                                         stop_on_empty_dataset=False)
+            source = mixed.map(plain(lambda chunk, held: (preprocess(chunk), held)),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        kept = source.map(plain(lambda chunk, held: tf.boolean_mask(chunk, ~held)))
         training = kept.unbatch().shuffle(shuffle_rows, seed=seed,
                                           reshuffle_each_iteration=True).batch(batch_size)
         validation = (
