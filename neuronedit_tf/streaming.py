@@ -151,15 +151,25 @@ class Rows:
 
     def chunks(self):
         """Yield float32 numpy chunks ``(rows, *sample_shape)``; a memory map's pages
-        are released after each chunk is copied out."""
+        are released after each chunk is copied out.
+
+        A suspended generator holds no chunk (each is yielded straight from
+        :meth:`_chunk`, never kept in a local), so streams read side by side (a study's
+        100 anchors, :func:`training_data`) hold nothing but their position while
+        another stream is read."""
         if self._array is None:
             yield from self._dataset.as_numpy_iterator()
             return
         for start in range(0, len(self._array), self.chunk_rows):
-            stop = min(start + self.chunk_rows, len(self._array))
-            chunk = np.array(self._array[start:stop], dtype=np.float32, copy=True)
-            _release(self._array, start, stop)
-            yield chunk
+            yield self._chunk(start)
+
+    def _chunk(self, start):
+        """Rows ``[start, start + chunk_rows)`` of the array as a float32 copy; a memory
+        map's pages of those rows are released."""
+        stop = min(start + self.chunk_rows, len(self._array))
+        chunk = np.array(self._array[start:stop], dtype=np.float32, copy=True)
+        _release(self._array, start, stop)
+        return chunk
 
     def dataset(self):
         """The stream as a ``tf.data.Dataset`` of float32 chunks."""
