@@ -141,16 +141,19 @@ def test_in_memory_and_buffered_pipelines_hold_out_the_same_rows():
         np.testing.assert_array_equal(np.sort(epoch, axis=0), np.sort(expected, axis=0))
 
 
-def test_beyond_the_buffer_the_streams_are_read_side_by_side():
+@pytest.mark.parametrize("kind", ["arrays", "datasets"])
+def test_beyond_the_buffer_the_streams_are_read_side_by_side(kind):
     # Read one after the other, a buffer smaller than S would give batches of S alone for
-    # the first part of every epoch (then T's, then X's): each stream's chunks are drawn in
-    # proportion to its rows, so the first batches hold every stream in its share.
+    # the first part of every epoch (then T's, then X's): arrays' chunks are read in a
+    # seeded random order, datasets' drawn in proportion to their rows, so the first
+    # batches hold every stream in its share.
     from neuronedit_tf import models
 
     sizes = [4000, 2000, 1000, 1000]
     pre = models.preprocessing(2, np.zeros(2, np.float32), np.ones(2, np.float32))
-    rows = [streaming.Rows(np.full((n, 2), float(k), np.float32), str(k), chunk_rows=25)
-            for k, n in enumerate(sizes)]
+    values = [np.full((n, 2), float(k), np.float32) for k, n in enumerate(sizes)]
+    rows = [streaming.Rows(v if kind == "arrays" else tf.data.Dataset.from_tensor_slices(v)
+                           .batch(25), str(k), chunk_rows=25) for k, v in enumerate(values)]
     training, steps, _ = streaming.training_data(rows, pre, sum(sizes), 0.1, 50, seed=0,
                                                  shuffle_rows=200, counts=sizes)
     batches = training.as_numpy_iterator()
