@@ -561,7 +561,7 @@ class NeuronEditor(Estimator):
         clock = time.perf_counter()
         training, steps, validation = streaming.training_data(
             streams, pre, sum(counts), validation_split, int(batch_size), settings.seed,
-            options["shuffle_rows"])
+            options["shuffle_rows"], counts=counts)
         self.timings_["pipeline"] = time.perf_counter() - clock
         clock = time.perf_counter()
         autoencoder, self.history_ = distribute.train(

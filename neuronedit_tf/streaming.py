@@ -152,15 +152,25 @@ class Rows:
 
     def chunks(self):
         """Yield float32 numpy chunks ``(rows, *sample_shape)``; a memory map's pages
-        are released after each chunk is copied out."""
+        are released after each chunk is copied out.
+
+        A suspended generator holds no chunk (each is yielded straight from
+        :meth:`_chunk`, never kept in a local), so streams read side by side (a study's
+        100 anchors, :func:`training_data`) hold nothing but their position while
+        another stream is read."""
         if self._array is None:
             yield from self._dataset.as_numpy_iterator()
             return
         for start in range(0, len(self._array), self.chunk_rows):
-            stop = min(start + self.chunk_rows, len(self._array))
-            chunk = np.array(self._array[start:stop], dtype=np.float32, copy=True)
-            _release(self._array, start, stop)
-            yield chunk
+            yield self._chunk(start)
+
+    def _chunk(self, start):
+        """Rows ``[start, start + chunk_rows)`` of the array as a float32 copy; a memory
+        map's pages of those rows are released."""
+        stop = min(start + self.chunk_rows, len(self._array))
+        chunk = np.array(self._array[start:stop], dtype=np.float32, copy=True)
+        _release(self._array, start, stop)
+        return chunk
 
     def dataset(self):
         """The stream as a ``tf.data.Dataset`` of float32 chunks."""
@@ -267,7 +277,7 @@ def _validation_mask(first_row, n_rows, validation_split):
 
 
 def training_data(streams, preprocess, n_rows, validation_split, batch_size, seed,
-                  shuffle_rows=SHUFFLE_ROWS, validation_batch=8192):
+                  shuffle_rows=SHUFFLE_ROWS, validation_batch=8192, counts=None):
     """``tf.data`` pipelines of standardised training and validation batches.
 
     All ``streams`` (``n_rows`` rows together) are concatenated, standardised
@@ -276,7 +286,16 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
     and training rows, and the training rows are shuffled through a buffer of
     ``shuffle_rows`` (exact shuffling up to that size: then the rows are held once
     and their indices shuffled, and the validation rows are held from the same
-    pass), batched and prefetched.
+    pass), batched and prefetched. Beyond ``shuffle_rows``, with ``counts`` (each
+    stream's rows) the training rows are read from the streams side by side, so the
+    buffer mixes them from the first batch (read one after the other, S's rows would
+    train alone for the first part of every epoch, then T's, then X's; a study's
+    batches one after the other): arrays and memory maps as every stream's chunks in
+    a seeded random order, drawn afresh each epoch, each chunk read only when drawn
+    (:func:`_shuffled_chunks`: one reader, nothing held per stream, so 100 open
+    anchors cost what one does); with a ``tf.data`` stream among them, each stream's
+    next chunk drawn in proportion to its rows (seeded). The validation rows are the
+    same either way.
 
     Returns:
         ``(training, steps, validation)``: ``training`` repeats epoch after epoch
@@ -321,7 +340,22 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
         training = order.batch(batch_size).map(plain(lambda index: tf.gather(rows, index)))
         validation = tf.data.Dataset.from_tensor_slices(held_rows).batch(validation_batch)
     else:
-        kept = standardised.map(plain(lambda chunk, held: tf.boolean_mask(chunk, ~held)))
+        source = standardised
+        if counts is not None and len(streams) > 1:
+            # Each stream's chunks labelled at its own offset in the concatenation (so the
+            # same rows are held out as above), drawn side by side.
+            offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+            if all(stream._array is not None for stream in streams):
+                mixed = _shuffled_chunks(streams, offsets, validation_split, seed)
+            else:  # a tf.data stream can only be read in order: draw among the streams
+                parts = [stream.dataset().scan(tf.constant(offset, tf.int64), plain(locate))
+                         for stream, offset in zip(streams, offsets)]
+                weights = (np.asarray(counts, np.float64) / float(np.sum(counts))).tolist()
+                mixed = tf.data.Dataset.sample_from_datasets(parts, weights=weights, seed=seed,
+                                                             stop_on_empty_dataset=False)
+            source = mixed.map(plain(lambda chunk, held: (preprocess(chunk), held)),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        kept = source.map(plain(lambda chunk, held: tf.boolean_mask(chunk, ~held)))
         training = kept.unbatch().shuffle(shuffle_rows, seed=seed,
                                           reshuffle_each_iteration=True).batch(batch_size)
         validation = (
@@ -333,6 +367,31 @@ def training_data(streams, preprocess, n_rows, validation_split, batch_size, see
     training = training.repeat().prefetch(tf.data.AUTOTUNE)
     validation = validation.prefetch(tf.data.AUTOTUNE)
     return training, -(-n_training // batch_size), validation
+
+
+def _shuffled_chunks(streams, offsets, validation_split, seed):
+    """Every chunk of the array (or memory-map) ``streams`` as ``(chunk, held)``, in a
+    seeded random order drawn afresh each epoch; ``offsets``: each stream's first row in
+    the concatenation (``held`` marks the validation rows as :func:`_validation_mask` does
+    there). A chunk is read (and a memory map's pages released) only when it is drawn, by
+    one reader for all streams: an open stream holds no chunk and no iterator of its own
+    (100 suspended per-stream pipelines held ~0.7 MB each, their last chunks ~10 MB)."""
+    table = np.array([(k, start, offset + start)
+                      for k, (stream, offset) in enumerate(zip(streams, offsets))
+                      for start in range(0, stream.n_rows, stream.chunk_rows)], np.int64)
+    shape = (None,) + streams[0].sample_shape
+
+    def read(k, start):
+        return streams[int(k)]._chunk(int(start))
+
+    def load(entry):
+        chunk = tf.ensure_shape(tf.numpy_function(read, [entry[0], entry[1]], tf.float32), shape)
+        n = tf.cast(tf.shape(chunk)[0], tf.int64)
+        return chunk, _validation_mask(entry[2], n, validation_split)
+
+    order = tf.data.Dataset.from_tensor_slices(table).shuffle(
+        len(table), seed=seed, reshuffle_each_iteration=True)
+    return order.map(plain(load))
 
 
 def write_chunks(chunks, out):

@@ -126,7 +126,8 @@ def test_in_memory_and_buffered_pipelines_hold_out_the_same_rows():
     pre = models.preprocessing(3, values.mean(0), values.var(0))
     rows = [streaming.Rows(values[:600], "s", chunk_rows=128), streaming.Rows(values[600:], "t")]
     held, streamed = (streaming.training_data(rows, pre, len(values), 0.1, 64, seed=0,
-                                              shuffle_rows=buffer, validation_batch=40)
+                                              shuffle_rows=buffer, validation_batch=40,
+                                              counts=[600, 403])
                       for buffer in (10_000, 100))
     assert held[1] == streamed[1] == -(-903 // 64)
     for a, b in zip(held[2], streamed[2], strict=True):
@@ -138,6 +139,72 @@ def test_in_memory_and_buffered_pipelines_hold_out_the_same_rows():
     for epoch in first_epoch:
         assert epoch.shape == expected.shape
         np.testing.assert_array_equal(np.sort(epoch, axis=0), np.sort(expected, axis=0))
+
+
+@pytest.mark.parametrize("kind", ["arrays", "datasets"])
+def test_beyond_the_buffer_the_streams_are_read_side_by_side(kind):
+    # Read one after the other, a buffer smaller than S would give batches of S alone for
+    # the first part of every epoch (then T's, then X's): arrays' chunks are read in a
+    # seeded random order, datasets' drawn in proportion to their rows, so the first
+    # batches hold every stream in its share.
+    from neuronedit_tf import models
+
+    sizes = [4000, 2000, 1000, 1000]
+    pre = models.preprocessing(2, np.zeros(2, np.float32), np.ones(2, np.float32))
+    values = [np.full((n, 2), float(k), np.float32) for k, n in enumerate(sizes)]
+    rows = [streaming.Rows(v if kind == "arrays" else tf.data.Dataset.from_tensor_slices(v)
+                           .batch(25), str(k), chunk_rows=25) for k, v in enumerate(values)]
+    training, steps, _ = streaming.training_data(rows, pre, sum(sizes), 0.1, 50, seed=0,
+                                                 shuffle_rows=200, counts=sizes)
+    batches = training.as_numpy_iterator()
+    first_quarter = np.concatenate([next(batches) for _ in range(steps // 4)])[:, 0]
+    shares = [float(np.mean(first_quarter == k)) for k in range(len(sizes))]
+    # 0.5, 0.25, 0.125, 0.125 in the data (in turn: 1, 0, 0, 0); ~72 chunks drawn, so a
+    # seed's shares stray by ~0.05.
+    np.testing.assert_allclose(shares, np.divide(sizes, sum(sizes)), atol=0.1)
+    # Seeded: a resumed fit skips the epochs done on a fresh pipeline and reads the same rows.
+    again, _, _ = streaming.training_data(rows, pre, sum(sizes), 0.1, 50, seed=0,
+                                          shuffle_rows=200, counts=sizes)
+    for _ in range(steps - steps // 4):  # the rest of the first epoch
+        next(batches)
+    second_epoch = [next(batches) for _ in range(steps)]
+    resumed = [b for _, b in zip(range(steps), again.skip(steps).as_numpy_iterator())]
+    for a, b in zip(second_epoch, resumed, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_streams_read_side_by_side_hold_no_chunk_each(tmp_path):
+    # A study's 100 memory-mapped anchors are read side by side: a stream that kept its last
+    # chunk while the others are read would hold 100 chunks (~1 GB at 65,536 rows x 37
+    # features). Here 40 open streams of 5 chunks each, read for half an epoch: what is held
+    # must be a few chunks in flight, not one per stream. tracemalloc sees numpy's
+    # allocations (the chunks read from the maps), not TensorFlow's (the shuffle buffer).
+    import tracemalloc
+
+    from neuronedit_tf import models
+
+    n_streams, n_rows, chunk_rows, width = 40, 10_000, 2_000, 16
+    streams = []
+    for k in range(n_streams):
+        np.save(tmp_path / f"{k}.npy", np.full((n_rows, width), float(k), np.float32))
+        streams.append(streaming.Rows(np.load(tmp_path / f"{k}.npy", mmap_mode="r"), str(k),
+                                      chunk_rows=chunk_rows))
+    pre = models.preprocessing(width, np.zeros(width, np.float32), np.ones(width, np.float32))
+    training, steps, _ = streaming.training_data(
+        streams, pre, n_streams * n_rows, 0.1, 1000, seed=0, shuffle_rows=5000,
+        counts=[n_rows] * n_streams)
+    tracemalloc.start()
+    try:
+        batches = iter(training)
+        seen = set()
+        for _ in range(steps // 2):
+            seen.update(np.unique(next(batches).numpy()[:, 0]).tolist())
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(seen) > n_streams * 3 // 4  # most streams drawn (and few finished)
+    chunk_bytes = chunk_rows * width * 4
+    assert held < 4 * chunk_bytes, f"{held / chunk_bytes:.1f} chunks held by {n_streams} streams"
 
 
 @pytest.mark.parametrize("n_rows", [2, 101, 1000, 4097])
