@@ -144,9 +144,9 @@ def _parser():
     bench.add_argument("--quick", action="store_true",
                        help="a tiny configuration that proves the harness works (seconds)")
     bench.add_argument("--sections", default=None,
-                       help="speed only: run these sections alone (comma-separated: study, "
-                            "whole_fit) and "
-                            "rewrite them in place in SPEED.md")
+                       help="speed only: run these sections alone (comma-separated: "
+                            "whole_fit, end_to_end, study) and rewrite them in place in "
+                            "SPEED.md")
     zoo = command("zoo", "Presets: list, describe, download or retrain fitted editors.")
     actions = zoo.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="the registry's presets")

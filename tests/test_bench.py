@@ -152,3 +152,14 @@ def test_the_end_to_end_section_is_rewritten_alone(tmp_path, monkeypatch):
     assert "`neuronedit bench speed --sections end_to_end`" in section
     assert "| synthetic 1e+07 rows (1 epoch, batch 1024) | 10,000,000 | 600.0 | 100.0 |" in section
     assert "last two sizes **0.04** (1.10× for 10× the rows; goal: flat)" in section
+
+
+def test_the_sections_help_names_every_section():
+    # cli.py names the sections by hand (it must not import TensorFlow to print help); this
+    # keeps that list equal to speed.SECTIONS.
+    from neuronedit_tf import cli
+    from neuronedit_tf.bench import speed
+
+    bench = " ".join(cli._parser()._subparsers._group_actions[0].choices["bench"]
+                     .format_help().split())
+    assert f"comma-separated: {', '.join(speed.SECTIONS)})" in bench, bench
