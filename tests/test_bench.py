@@ -82,7 +82,8 @@ def test_speed_sections_rewrite_only_their_section_in_place(tmp_path, capsys):
     for figure in ("fit_study s", "peak RSS MiB", "SavedModel rows/s", "TFLite rows/s"):
         assert figure in section
     rates = re.findall(r"\| ([\d,]+) \| ([\d,]+) \| [\d.]+ / [\d.]+ \|", section)
-    assert len(rates) == 3 and all(int(r.replace(",", "")) > 0 for pair in rates for r in pair)
+    assert len(rates) == 4 and all(int(r.replace(",", "")) > 0 for pair in rates for r in pair)
+    assert "one batch per request" in section
     assert "studies" in json.loads((tmp_path / "speed.json").read_text())
     assert cli.main(["bench", "speed", "--quick", "--sections", "nope", "--out",
                      str(tmp_path)]) == 1
