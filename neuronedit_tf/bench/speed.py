@@ -532,9 +532,7 @@ def _render_end_to_end(rows, matmul, alone=None):
         "",
     ]
     if alone:
-        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        lines += [f"Regenerated alone at {when} with `{alone}` (float32 matmul rate then "
-                  f"{matmul / 1e9:.1f} GFLOP/s; the rest of SPEED.md is another run's).", ""]
+        lines += _regenerated_alone(alone, f"float32 matmul rate then {matmul / 1e9:.1f} GFLOP/s")
     lines += [
         "| data | rows | fit s | transform s | wall s | rows/s | share of matmul rate | "
         "peak RSS MiB | load |",
@@ -576,6 +574,15 @@ SECTIONS = ("whole_fit", "end_to_end", "study")
 #: Each such section's heading in SPEED.md (it runs to the next ``## `` heading).
 SECTION_HEADINGS = {"study": "## Studies", "whole_fit": "## The whole fit",
                     "end_to_end": "## End to end"}
+
+
+def _regenerated_alone(command, detail=None):
+    """The lines saying a section was rewritten alone, now, by ``command`` (``detail``: what
+    else of that run the reader needs, e.g. the machine's matmul rate then)."""
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    said = f"{detail}; " if detail else ""
+    return [f"Regenerated alone at {when} with `{command}` ({said}the rest of SPEED.md is "
+            "another run's).", ""]
 
 
 def _section_command(command, section):
@@ -672,9 +679,7 @@ def _render_whole_fit(rows, alone=None):
         "",
     ]
     if alone:
-        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        lines += [f"Regenerated alone at {when} with `{alone}` (the rest of SPEED.md is "
-                  "another run's).", ""]
+        lines += _regenerated_alone(alone)
     lines += [
         "| batch | NeuronEditor().fit s | PyTorch loop s | PyTorch ÷ fit (≥ 1: fit as fast) | load |",
         "|---|---|---|---|---|",
