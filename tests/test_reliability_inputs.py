@@ -533,7 +533,8 @@ def test_fuzz_harness_runs_and_finds_nothing_in_a_short_random_run(tmp_path):
 
 # --------------------------------------------------------------------------- HDF5 crashes
 def _flipped(content, seed):
-    """``content`` with 1 + seed % 3 bytes XOR-ed, as /work/research/h5/probe.py damages it."""
+    """``content`` with 1 + seed % 3 bytes XOR-ed at seeded positions (the damage of the
+    probe that measured HDF5's crashes and hangs on damaged files)."""
     rng = np.random.default_rng(seed)
     damaged = bytearray(content)
     for position in rng.integers(0, len(content), size=1 + seed % 3):
