@@ -396,6 +396,10 @@ class NeuronEditor(Estimator):
                 ``goal="batch_mean"``).
             samples: ``{batch: [data, ...]}``, unlabeled cells that join the training (the
                 paper's X); every sample's batch needs an anchor.
+
+        A study is fitted with the editor's ``method`` if it is ``"paper"``, ``"calibrated"``
+        or ``"gated"``; ``method="auto"`` does not cross-validate here and fits ``"gated"``
+        (the default; ``study.editor.selection_["reason"]`` says so).
             epochs, batch_size, validation_split, patience, verbose, deterministic,
                 checkpoint_dir, shuffle_rows, jit_compile, steps_per_execution: as ``fit``.
 
@@ -427,10 +431,14 @@ class NeuronEditor(Estimator):
         if self.images:
             raise NeuronEditError("fit_study works on tables (cells x features); for images "
                                   "fit one NeuronEditor per pair.")
+        chose = None
         if settings.method == selection.AUTO:  # a study does not cross-validate (yet)
             settings.method = selection.FALLBACK
             settings.quantiles = tuple(float(q) for q in
                                        methods.get(settings.method).default_quantiles)
+            chose = {"choice": selection.FALLBACK, "rows": [],
+                     "reason": "a study does not cross-validate its methods; method='auto' "
+                               f"fits the default, {selection.FALLBACK!r}"}
         maps = methods.get(settings.method).study_maps()
         if maps is None:
             raise NeuronEditError(
@@ -447,6 +455,7 @@ class NeuronEditor(Estimator):
         editor = type(self)(**self.get_params(deep=False))
         streams, pieces = editor._train(inputs, settings, options, edited=len(batches),
                                         minimum=studies.rows_needed(settings.quantiles, maps))
+        editor.selection_ = chose
         return studies.Study.fit(editor, pieces, list(zip(batches, streams[:len(batches)])),
                                  reference, settings.seed)
 

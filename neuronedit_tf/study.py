@@ -439,10 +439,13 @@ class Study:
         return {
             "format": FORMAT,
             "kind": KIND,
-            "config": self.editor.get_config(),
+            # The method and knots fitted (``method="auto"`` fits the default, see fit_study).
+            "config": {**self.editor.get_config(), "method": self.editor.method_,
+                       "quantiles": list(self.editor.quantiles_)},
             "columns": self.editor.columns_,
             "passthrough": list(self.editor.passthrough_ or []),
             "history": self.editor.history_,
+            "selection": getattr(self.editor, "selection_", None),
             "study": {"batches": list(self._batches), "reference": self.reference,
                       "shared": sorted(self._shared)},
             "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
@@ -474,6 +477,7 @@ class Study:
         editor.columns_ = state.get("columns")
         editor.passthrough_ = state.get("passthrough") or []
         editor.history_ = state.get("history")
+        editor.selection_ = state.get("selection")
         try:
             pieces = methods.Pieces(*(model.get_layer(n) for n in
                                       ("preprocessing", "encoder", "decoder", "postprocessing")))

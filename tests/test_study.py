@@ -333,6 +333,16 @@ def test_a_method_without_study_support_is_refused(anchors):
         methods.unregister("halfway_study_test")
 
 
+def test_auto_fits_the_default_and_says_why(anchors, tmp_path):
+    study = editor("auto").fit_study(anchors, reference="1", **FAST)
+    assert study.method_ == methods.DEFAULT_METHOD
+    assert study.editor.selection_["choice"] == methods.DEFAULT_METHOD
+    assert "does not cross-validate" in study.editor.selection_["reason"]
+    loaded = NeuronEditor.load(study.save(tmp_path / "auto"))
+    assert loaded.editor.selection_ == study.editor.selection_
+    assert editor("gated").fit_study(anchors, reference="1", **FAST).editor.selection_ is None
+
+
 def test_images_are_refused():
     with pytest.raises(NeuronEditError, match="fit_study works on tables"):
         NeuronEditor(model="conv").fit_study({"1": np.zeros((4, 8, 8))}, reference="1")
