@@ -333,6 +333,22 @@ def test_a_method_without_study_support_is_refused(anchors):
         methods.unregister("halfway_study_test")
 
 
+def test_the_gate_holds_every_anchors_edited_codes(study, anchors):
+    """One gate for every batch, on the reference frame: every anchor's codes with its batch's
+    edit applied (3 anchors of 300 cells: all 900 rows, in batch order), not the reference
+    batch's anchor alone (decision 0005)."""
+    pre, encoder = study.part("preprocessing"), study.part("encoder")
+    edit = study.part("neuron_edit")
+    edited = [edit([encoder(pre(anchors[b].to_numpy())), np.full(300, i, np.int32)]).numpy()
+              for i, b in enumerate(study.batches)]
+    reference = study.part("support_gate").reference.numpy()
+    assert reference.shape == (900, edited[0].shape[1])
+    np.testing.assert_allclose(reference, np.concatenate(edited), rtol=1e-6, atol=1e-6)
+    # The reference batch's edit is the identity on its own codes.
+    np.testing.assert_allclose(edited[0], encoder(pre(anchors["1"].to_numpy())).numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_auto_fits_the_default_and_says_why(anchors, tmp_path):
     study = editor("auto").fit_study(anchors, reference="1", **FAST)
     assert study.method_ == methods.DEFAULT_METHOD

@@ -124,8 +124,9 @@ class EditMethod:
 
     def study_shared(self, pieces, codes, seed=0):
         """``{part: layer}``: the method's layers shared by every batch of a study, adapted on
-        ``codes``, the anchors' codes in the reference frame (the reference batch's anchor's
-        codes, or every anchor's edited codes for the reference ``"mean"``)."""
+        ``codes``, the anchors' codes in the reference frame (a seeded share of every
+        anchor's codes, its batch's neuron edit applied; the reference batch's edit is the
+        identity)."""
         return {}
 
     def study_graph(self, features, pieces, edit, parts):

@@ -50,7 +50,8 @@ class Gated(Calibrated):
         return pieces.post(gate([latent, calibration(residual), residual]))
 
     def study_shared(self, pieces, codes, seed=0):
-        """One gate for every batch, on the anchors' codes in the reference frame."""
+        """One gate for every batch, on the anchors' codes in the reference frame (every
+        anchor's, each edited by its batch's edit: see ``Study.fit``)."""
         gate = SupportGate(**self.gate, name="support_gate")
         gate.adapt(np.asarray(codes, np.float32), seed=seed)
         return {"support_gate": gate}
