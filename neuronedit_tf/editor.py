@@ -387,6 +387,10 @@ class NeuronEditor(Estimator):
         (see :mod:`neuronedit_tf.study`). This editor is left as it was: the study holds a
         copy of its settings.
 
+        A study is fitted with the editor's ``method`` if it is ``"paper"``, ``"calibrated"``
+        or ``"gated"``; ``method="auto"`` does not cross-validate here and fits ``"gated"``
+        (the default; ``study.editor.selection_["reason"]`` says so).
+
         Args:
             anchors: ``{batch: anchor}``, one anchor sample (the same control aliquot) per
                 batch, each anything ``fit`` takes (array, DataFrame, FCSData, AnnData, path,
@@ -397,9 +401,6 @@ class NeuronEditor(Estimator):
             samples: ``{batch: [data, ...]}``, unlabeled cells that join the training (the
                 paper's X); every sample's batch needs an anchor.
 
-        A study is fitted with the editor's ``method`` if it is ``"paper"``, ``"calibrated"``
-        or ``"gated"``; ``method="auto"`` does not cross-validate here and fits ``"gated"``
-        (the default; ``study.editor.selection_["reason"]`` says so).
             epochs, batch_size, validation_split, patience, verbose, deterministic,
                 checkpoint_dir, shuffle_rows, jit_compile, steps_per_execution: as ``fit``.
 

@@ -6,10 +6,10 @@ anchor to the reference: at the edited layer, the percentile maps from the ancho
 to the reference's, plus whatever the method needs (``"calibrated"``/``"gated"``: a
 per-feature calibration per batch, from the batch's residual edit of its anchor to the
 reference's anchor; ``"gated"``: one support gate for all, on a share of every anchor's
-codes with its batch's edit applied, i.e. in the reference frame). The reference is a batch (its own rows then pass unchanged) or
-``"mean"``: every table's target is the mean over the batches of their anchors' percentiles
-(per neuron and per feature; CytoNorm's ``goal="batch_mean"``, the 1-D Wasserstein
-barycentre).
+codes with its batch's edit applied, i.e. in the reference frame). The reference is a
+batch (its own rows then pass unchanged) or ``"mean"``: every table's target is the mean
+over the batches of their anchors' percentiles (per neuron and per feature; CytoNorm's
+``goal="batch_mean"``, the 1-D Wasserstein barycentre).
 
 The result is a :class:`Study`: ``transform(x, batch=...)``, ``add_batch`` (the autoencoder
 frozen: the new batch's tables only; every other batch's output stays bit for bit the
