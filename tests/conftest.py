@@ -37,6 +37,19 @@ def arcsinh(values):
     return np.arcsinh(np.asarray(values, np.float64) / 5.0)
 
 
+def working_error(study, served, expected):
+    """The study export's parity figure, as ``export`` verifies it (float32 in another runtime:
+    a tolerance, not bits): the difference in standardised units, relative to max(|value|, 1)
+    and divided per feature by the steepest slope of the last percentile map
+    (``study_output_gain``: a steep map multiplies its input's rounding by its slope)."""
+    from neuronedit_tf.export import study_output_gain
+
+    pre = study.part("preprocessing")
+    a, b = pre(served).numpy(), pre(expected).numpy()
+    error = np.abs(a - b) / np.maximum(np.abs(b), 1.0) / study_output_gain(study)
+    return float(error.max())
+
+
 #: Keywords that describe an FCS file's own layout; a writer derives them from the data.
 LAYOUT = {"beginanalysis", "endanalysis", "begindata", "enddata", "beginstext", "endstext",
           "byteord", "nextdata", "tot", "par", "datatype", "mode"}

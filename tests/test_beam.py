@@ -13,7 +13,7 @@ from neuronedit_tf.cli import main
 from neuronedit_tf.data import read_fcs, write, write_cytof_study
 from neuronedit_tf.export import TOLERANCE
 
-from conftest import LAYOUT
+from conftest import LAYOUT, working_error
 
 needs_beam = pytest.mark.skipif(
     importlib.util.find_spec("apache_beam") is None,
@@ -41,14 +41,6 @@ def study(tmp_path_factory):
     assert main(["apply", "--model", str(model), "--metadata", str(table), "--out-dir",
                  str(applied)]) == 0
     return {"table": table, "model": model, "served": served, "applied": applied, "root": root}
-
-
-def working_error(study, served, expected):
-    """The export's parity figure (float32 in another runtime: a tolerance, not bits): the
-    difference in the graph's standardised units, relative to max(|value|, 1)."""
-    pre = study.part("preprocessing")
-    a, b = pre(served).numpy(), pre(expected).numpy()
-    return float((np.abs(a - b) / np.maximum(np.abs(b), 1.0)).max())
 
 
 @needs_beam

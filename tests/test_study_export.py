@@ -14,6 +14,7 @@ from neuronedit_tf import NeuronEditError, NeuronEditor
 from neuronedit_tf.export import BATCHES_FILE, QUANTIZED_FILE, TFLITE_FILE, TOLERANCE
 from neuronedit_tf.lookup import StudyLookupEdit, study_lookup_edit
 
+from conftest import working_error
 from test_study import cells, probe
 
 #: Served in a fresh process (no neuronedit_tf): SavedModel and TFLite, one request mixing
@@ -56,14 +57,6 @@ def serve(folder, features, batch, bad, tmp_path):
     status = json.loads(result.stdout.strip().splitlines()[-1])
     with np.load(out) as saved:
         return dict(saved), status
-
-
-def working_error(study, served, expected):
-    """The export's parity figure: the difference in standardised units, relative to
-    max(|value|, 1) (float32 in another runtime: a tolerance, not bits)."""
-    pre = study.part("preprocessing")
-    a, b = pre(served).numpy(), pre(expected).numpy()
-    return float((np.abs(a - b) / np.maximum(np.abs(b), 1.0)).max())
 
 
 @pytest.fixture(scope="module")
