@@ -38,16 +38,16 @@ def arcsinh(values):
 
 
 def working_error(study, served, expected):
-    """The study export's parity figure, as ``export`` verifies it (float32 in another runtime:
-    a tolerance, not bits): the difference in standardised units, relative to max(|value|, 1)
-    and divided per feature by the steepest slope of the last percentile map
-    (``study_output_gain``: a steep map multiplies its input's rounding by its slope)."""
-    from neuronedit_tf.export import study_output_gain
+    """The study export's parity figure, ``max_error`` exactly as ``export`` verifies it
+    (float32 in another runtime: a tolerance, not bits): the difference in standardised units,
+    relative to max(|value|, 1) and divided per feature by the steepest slope of the last
+    percentile map (``study_output_gain``: a steep map multiplies its input's rounding by its
+    slope)."""
+    from neuronedit_tf.export import _difference, study_output_gain
 
     pre = study.part("preprocessing")
-    a, b = pre(served).numpy(), pre(expected).numpy()
-    error = np.abs(a - b) / np.maximum(np.abs(b), 1.0) / study_output_gain(study)
-    return float(error.max())
+    return _difference(served, expected, expected, working=lambda values: pre(values).numpy(),
+                       gain=study_output_gain(study))["max_error"]
 
 
 #: Keywords that describe an FCS file's own layout; a writer derives them from the data.
